@@ -1,0 +1,39 @@
+# eiperf -- the two entry points are `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.eiperf-installed
+
+.PHONY: demo test setup system-deps lint bench down clean
+
+## demo: set everything up, start the testbed, verify it, and show where to look next
+demo: setup
+	$(BIN)/eiperf demo
+
+## test: set everything up and run the whole test suite
+test: setup
+	$(BIN)/python -m pytest
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+down:
+	$(BIN)/eiperf down
+
+clean:
+	-$(BIN)/eiperf down
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Results loading, summaries, comparison statistics, plots, capacity models and reports."""

@@ -1,0 +1,82 @@
+"""Exact latency percentiles: the one percentile definition every analysis module uses.
+
+Definition: **nearest rank**. For a sample of n values sorted ascending, x(1) <= ... <= x(n),
+the p-th percentile (0 < p <= 100) is x(k) with k = ceil(p/100 * n). Every reported percentile is
+therefore a latency that was actually observed: no interpolation between two requests.
+
+This is the definition of numpy's ``method="inverted_cdf"``, but numpy evaluates p/100 * n in
+binary floating point, and 99.9/100 * 1000 = 999.0000000000001 makes it pick x(1000) instead of
+x(999) (for every n a multiple of 1000). So the rank is computed here in exact rational
+arithmetic (p read as the decimal it is written as) and the value selected with ``np.partition``,
+the same selection ``np.percentile`` uses, in O(n).
+
+Percentiles are computed over all the values given (a full per-request record), not over Locust's
+~2-significant-digit buckets. An empty sample has no percentile: NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+
+#: The definition, named as numpy names it (numpy's float rounding aside; see above).
+PERCENTILE_METHOD = "nearest rank (numpy 'inverted_cdf', rank in exact arithmetic)"
+
+#: The percentiles a run summary reports.
+REPORTED_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+def nearest_rank_index(n: int, percentile: float) -> int:
+    """The 1-based rank k = ceil(percentile/100 * n), clamped to [1, n], computed exactly."""
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {percentile}")
+    k = math.ceil(Fraction(str(float(percentile))) * n / 100)
+    return min(max(k, 1), n)
+
+
+def nearest_rank(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
+    """Nearest-rank percentiles of ``values`` (float64 array, one entry per percentile).
+
+    NaN for every percentile when ``values`` is empty. ``values`` must not contain NaN.
+    """
+    values = np.asarray(values)
+    n = values.size
+    if n == 0:
+        return np.full(len(percentiles), np.nan)
+    idx = [nearest_rank_index(n, p) - 1 for p in percentiles]
+    selected = np.partition(values, sorted(set(idx)))
+    return selected[idx].astype(np.float64)
+
+
+def grouped_nearest_rank(
+    codes: np.ndarray, n_groups: int, values: np.ndarray, percentiles: Sequence[float]
+) -> np.ndarray:
+    """Nearest-rank percentiles of ``values`` per group, shape (n_groups, len(percentiles)).
+
+    ``codes`` holds each value's group number in [0, n_groups); a negative code drops the value
+    (pandas' factorize marks missing keys with -1). One stable sort of the codes puts each group
+    in one contiguous slice, so the cost is one sort of small integers plus one selection per
+    group.
+    """
+    qs = list(percentiles)
+    out = np.full((n_groups, len(qs)), np.nan)
+    values = np.asarray(values)
+    if n_groups == 0 or values.size == 0:
+        return out
+    codes = np.asarray(codes)
+    keep = codes >= 0
+    if not keep.all():
+        codes, values = codes[keep], values[keep]
+    # Small integer codes sort with numpy's radix sort when the dtype is narrow.
+    narrow = codes.astype(np.int16 if n_groups < np.iinfo(np.int16).max else np.int64)
+    order = np.argsort(narrow, kind="stable")
+    ordered = values[order]
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(narrow, minlength=n_groups))))
+    for g in range(n_groups):
+        start, stop = bounds[g], bounds[g + 1]
+        if stop > start:
+            out[g] = nearest_rank(ordered[start:stop], qs)
+    return out

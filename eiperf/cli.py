@@ -1,0 +1,138 @@
+"""The `eiperf` command: every subcommand and option is declared here, in one place.
+
+Each subcommand's work lives in `eiperf.commands.*`; this module only parses, converts and
+dispatches, and turns an EiperfError into one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from eiperf import __version__
+from eiperf.errors import EiperfError
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
+def port(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1..65535)")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def _add_cluster(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster")
+    g.add_argument("--cluster", metavar="FILE", default=os.environ.get("EIPERF_CLUSTER"),
+                   help="cluster.toml of the cluster to use [env EIPERF_CLUSTER]; "
+                        "default: the testbed (started when needed)")
+    g.add_argument("--testbed-dir", metavar="DIR", default=None,
+                   help="folder of the testbed used when no --cluster is given "
+                        "[env EIPERF_TESTBED_DIR, default ~/.eiperf/testbed]")
+
+
+def _add_testbed_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", metavar="DIR", default=None,
+                   help="testbed folder [env EIPERF_TESTBED_DIR, default ~/.eiperf/testbed]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eiperf",
+        description="Load tests and tuning for WSO2 Enterprise Integrator clusters behind NGINX. "
+                    "Without --cluster every command uses the embedded testbed.",
+    )
+    parser.add_argument("--version", action="version", version=f"eiperf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # -- testbed
+    p = sub.add_parser("up", help="build and start the testbed cluster (nginx + N JVM nodes)",
+                       description="Build (first time) and start the testbed on loopback: nginx "
+                                   "with the guide's three vhosts and N miniature EI nodes. "
+                                   "Running it again is harmless.")
+    _add_testbed_dir(p)
+    p.add_argument("--nodes", type=positive_int, default=None, help="number of EI nodes (default 2)")
+    p.add_argument("--port-base", type=port, default=None,
+                   help="nginx ports: HTTP = P, HTTPS = P+1, status = P+2 (default 18280)")
+    p.add_argument("--offset-base", type=non_negative_int, default=None,
+                   help="port offset of the first node; node i gets base+i (default 10)")
+    p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_up"))
+
+    p = sub.add_parser("down", help="stop the testbed (nginx and every node)")
+    _add_testbed_dir(p)
+    p.add_argument("--purge", action="store_true", help="also delete the testbed's files")
+    p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_down"))
+
+    p = sub.add_parser("status", help="show whether nginx and each node run and serve")
+    _add_testbed_dir(p)
+    p.add_argument("--cluster", metavar="FILE", default=os.environ.get("EIPERF_CLUSTER"),
+                   help="cluster.toml to inspect instead of the testbed [env EIPERF_CLUSTER]")
+    p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_status"))
+
+    # -- verify
+    p = sub.add_parser(
+        "verify", help="the clustering guide's 'testing the cluster' checklist, automated",
+        description="Check every node is up, membership, the console vhost, requests through the "
+                    "HTTP and HTTPS vhosts, the per-node distribution (from nginx's upstream "
+                    "header and from the nodes' logs) and failover. Exits 1 if any item fails.")
+    _add_cluster(p)
+    p.add_argument("-n", "--requests", type=positive_int, default=200,
+                   help="requests per vhost (default 200)")
+    p.add_argument("--skip-failover", action="store_true",
+                   help="do not stop and restart a node (for clusters you must not disturb)")
+    p.set_defaults(func=_lazy("eiperf.commands.verify_cmd", "cmd_verify"))
+
+    # -- demo
+    p = sub.add_parser("demo", help="what `make demo` runs: up, verify, and where to look next")
+    _add_testbed_dir(p)
+    p.set_defaults(func=_lazy("eiperf.commands.demo_cmd", "cmd_demo"))
+    return parser
+
+
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """Import a command's module only when it runs (keeps `eiperf --help` fast)."""
+
+    def call(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return call
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EiperfError as e:
+        print(f"eiperf {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"eiperf {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

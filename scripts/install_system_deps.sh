@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what eiperf's testbed and tests need from Debian when it is missing:
+# nginx, a JDK (java + javac) and openssh-server. Idempotent and quick when all is there.
+set -euo pipefail
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+    echo "eiperf: missing system packages: ${missing[*]} -- run 'make' as root or install them with apt-get" >&2
+    exit 1
+fi
+echo "eiperf: installing ${missing[*]} with apt-get"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian nginx package starts a system nginx on port 80; eiperf runs its own private
+# instances, so stop the system one if the package just started it (it is not ours to keep).
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+    systemctl stop nginx || true
+fi

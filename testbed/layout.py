@@ -1,0 +1,172 @@
+"""Render the testbed's files: N miniature EI_HOMEs and a private nginx prefix.
+
+Pure planning (`plan_testbed`) is separate from writing (`render_testbed`) so a plan can be
+checked -- ports free, names unique -- before anything lands on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from eiperf.cluster import Cluster, LoadBalancer, Node, save_cluster
+from testbed.certs import generate_tls
+from testbed.node_build import MAIN_CLASS, install_classes
+from tuning.proxy_template import render_proxy
+
+TEMPLATES = Path(__file__).parent / "templates"
+DOMAIN = "wso2.ei.domain"
+HOST = "127.0.0.1"
+HOST_NAME = "ei.wso2.com"
+CONSOLE_HOST_NAME = "ui.ei.wso2.com"
+UPSTREAM_HEADER = "X-Upstream-Addr"
+DEFAULT_PORT_BASE = 18280
+DEFAULT_OFFSET_BASE = 10
+MEMBER_PORT_BASE = 4100
+
+
+@dataclass(frozen=True)
+class TestbedPlan:
+    """Where everything goes and which ports it takes."""
+
+    __test__ = False  # not a pytest class
+
+    dir: Path
+    nodes: int
+    port_base: int
+    offset_base: int
+    nginx_bin: str
+
+    @property
+    def http_port(self) -> int:
+        return self.port_base
+
+    @property
+    def https_port(self) -> int:
+        return self.port_base + 1
+
+    @property
+    def status_port(self) -> int:
+        return self.port_base + 2
+
+    @property
+    def nginx_prefix(self) -> Path:
+        return self.dir / "nginx"
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.dir / "cluster.toml"
+
+    def node_list(self) -> tuple[Node, ...]:
+        out = []
+        for i in range(self.nodes):
+            offset = self.offset_base + i
+            out.append(Node(
+                name=f"node{i + 1}", host=HOST, ei_home=str(self.dir / "nodes" / f"node{i + 1}"),
+                port_offset=offset, transport="local", member_port=MEMBER_PORT_BASE + offset,
+            ))
+        return tuple(out)
+
+    def ports(self) -> list[tuple[str, int]]:
+        """Every TCP port the testbed listens on, with what uses it."""
+        ports = [("nginx http", self.http_port), ("nginx https", self.https_port),
+                 ("nginx status", self.status_port)]
+        for n in self.node_list():
+            ports += [(f"{n.name} http", n.http_port), (f"{n.name} https", n.https_port),
+                      (f"{n.name} console", n.console_port),
+                      (f"{n.name} jmx registry", n.jmx_registry_port),
+                      (f"{n.name} jmx server", n.jmx_server_port),
+                      (f"{n.name} member", n.member_port or 0)]
+        return ports
+
+    def cluster(self) -> Cluster:
+        prefix = str(self.nginx_prefix)
+        lb = LoadBalancer(
+            http_url=f"http://{HOST}:{self.http_port}",
+            https_url=f"https://{HOST}:{self.https_port}",
+            console_url=f"https://{HOST}:{self.https_port}",
+            host_name=HOST_NAME,
+            console_host_name=CONSOLE_HOST_NAME,
+            ca_file=str(self.nginx_prefix / "ssl" / "ca.crt"),
+            nginx_bin=self.nginx_bin,
+            prefix=prefix,
+            conf="conf/nginx.conf",
+            vhost_files=("conf/ei.http.conf", "conf/ei.https.conf", "conf/ui.ei.https.conf"),
+            status_url=f"http://{HOST}:{self.status_port}/nginx_status",
+            upstream_header=UPSTREAM_HEADER,
+        )
+        return Cluster(name="testbed", load_balancer=lb, nodes=self.node_list(),
+                       testbed_dir=str(self.dir), source=str(self.cluster_file))
+
+
+def _env() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+                       keep_trailing_newline=True)
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, mode)
+
+
+def render_node(plan: TestbedPlan, node: Node, members: tuple[Node, ...], keystore: Path,
+                keystore_password: str) -> None:
+    """Write one miniature EI_HOME, shaped like EI 6.x's."""
+    env = _env()
+    home = Path(node.ei_home)
+    _write(home / "bin" / "integrator.sh",
+           env.get_template("integrator.sh.j2").render(main_class=MAIN_CLASS), 0o755)
+    _write(home / "bin" / "version.txt", "WSO2 Enterprise Integrator 6.6.0 (eiperf testbed node)\n")
+    _write(home / "conf" / "carbon.xml", env.get_template("carbon.xml.j2").render(
+        host=node.host, offset=node.port_offset, keystore_password=keystore_password), 0o600)
+    _write(home / "conf" / "axis2" / "axis2.xml", env.get_template("axis2.xml.j2").render(
+        clustering=True, domain=DOMAIN, host=node.host, member_port=node.member_port,
+        members=[{"host": m.host, "port": m.member_port} for m in members]))
+    _write(home / "conf" / "passthru-http.properties",
+           env.get_template("passthru-http.properties.j2").render())
+    _write(home / "conf" / "tomcat" / "catalina-server.xml",
+           env.get_template("catalina-server.xml.j2").render())
+    security = home / "repository" / "resources" / "security"
+    security.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(keystore, security / "wso2carbon.p12")
+    os.chmod(security / "wso2carbon.p12", 0o600)
+    (home / "repository" / "logs").mkdir(parents=True, exist_ok=True)
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    _write(Path(node.proxy_services_dir) / "SampleProxy.xml", render_proxy("SampleProxy"))
+    install_classes(home / "lib")
+
+
+def render_nginx(plan: TestbedPlan, nodes: tuple[Node, ...]) -> None:
+    """Write nginx.conf and the guide's three vhosts into the private prefix."""
+    env = _env()
+    prefix = plan.nginx_prefix
+    for sub in ("conf", "logs", "temp", "ssl"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    ctx = dict(
+        prefix=str(prefix), nodes=nodes, listen_host=HOST, http_port=plan.http_port,
+        https_port=plan.https_port, status_port=plan.status_port, host_name=HOST_NAME,
+        console_host_name=CONSOLE_HOST_NAME, console_node=nodes[0],
+        upstream_header=UPSTREAM_HEADER, worker_processes=1,
+    )
+    for name in ("nginx.conf", "ei.http.conf", "ei.https.conf", "ui.ei.https.conf"):
+        _write(prefix / "conf" / name, env.get_template(f"{name}.j2").render(**ctx))
+
+
+def render_testbed(plan: TestbedPlan) -> Cluster:
+    """Write every file of the testbed (TLS, nodes, nginx) and its cluster.toml."""
+    plan.dir.mkdir(parents=True, exist_ok=True)
+    nodes = plan.node_list()
+    tls = generate_tls(plan.nginx_prefix / "ssl", plan.dir / "wso2carbon.p12",
+                       [HOST_NAME, CONSOLE_HOST_NAME], [n.name for n in nodes])
+    for node in nodes:
+        render_node(plan, node, nodes, tls.node_keystore, tls.keystore_password)
+    os.unlink(tls.node_keystore)
+    render_nginx(plan, nodes)
+    cluster = plan.cluster()
+    save_cluster(cluster, plan.cluster_file)
+    return cluster

@@ -1,0 +1,183 @@
+"""Bring the testbed up, take it down, and say how it is.
+
+`up` is idempotent: a running testbed is left as it is, a stopped one is started from the
+files it already has (so tuning changes survive a restart), and a new one is planned, checked
+(ports free, java/javac/nginx present), rendered and started. Whatever fails, nothing started
+by this call is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from eiperf.cluster import Cluster, load_cluster
+from eiperf.errors import EiperfError
+from testbed.layout import DEFAULT_OFFSET_BASE, DEFAULT_PORT_BASE, TestbedPlan, render_testbed
+from testbed.node_build import compiled_classes, find_javac
+from tuning import lb_control, node_control
+from tuning.transport import LocalTransport
+
+Progress = Callable[[str], None]
+
+
+def default_dir() -> Path:
+    """$EIPERF_TESTBED_DIR, else ~/.eiperf/testbed."""
+    env = os.environ.get("EIPERF_TESTBED_DIR")
+    return Path(env) if env else Path.home() / ".eiperf" / "testbed"
+
+
+def find_nginx() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
+                                      else None)
+    if not found:
+        raise EiperfError("nginx not found: install it (apt-get install nginx-light) or add it to PATH")
+    return found
+
+
+def find_java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return os.path.join(home, "bin", "java")
+    found = shutil.which("java")
+    if not found:
+        raise EiperfError("java not found: install a JDK (apt-get install default-jdk-headless)")
+    return found
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(plan: TestbedPlan) -> None:
+    """One clear error for the first port that is taken or out of range."""
+    for what, port in plan.ports():
+        if not 0 < port < 65536:
+            raise EiperfError(f"port {port} for {what} is out of range; choose a smaller "
+                              "--port-base or --offset-base")
+        if not port_free(port):
+            raise EiperfError(
+                f"port {port} ({what}) is already in use; stop what uses it or choose another "
+                f"{'--port-base' if what.startswith('nginx') else '--offset-base'}"
+            )
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    up: bool
+    detail: str
+
+
+def status(cluster: Cluster) -> list[ComponentStatus]:
+    """nginx and every node: PID and whether it serves."""
+    t = LocalTransport()
+    out = []
+    pid = lb_control.master_pid(t, cluster.load_balancer)
+    out.append(ComponentStatus("nginx", pid, pid is not None, cluster.load_balancer.http_url))
+    for node in cluster.nodes:
+        st = node_control.node_state(t, node)
+        detail = f"http :{node.http_port}  https :{node.https_port}  console :{node.console_port}"
+        out.append(ComponentStatus(node.name, st.pid if st.alive else None, st.up, detail))
+    return out
+
+
+def _start_all(cluster: Cluster, progress: Progress) -> None:
+    t = LocalTransport()
+    started_nodes = []
+    try:
+        progress(f"starting {len(cluster.nodes)} node(s) through bin/integrator.sh ...")
+        with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
+            futures = {n.name: pool.submit(node_control.start_node, t, n) for n in cluster.nodes}
+            errors = []
+            for node in cluster.nodes:
+                try:
+                    pid = futures[node.name].result()
+                    started_nodes.append(node)
+                    progress(f"  {node.name} ready (pid {pid}, http :{node.http_port})")
+                except EiperfError as e:
+                    errors.append(str(e))
+            if errors:
+                raise EiperfError(errors[0])
+        progress("starting nginx ...")
+        lb_control.start(t, cluster.load_balancer)
+    except BaseException:
+        for node in started_nodes:
+            node_control.stop_node(t, node)
+        lb_control.stop(t, cluster.load_balancer)
+        raise
+
+
+def up(
+    dir: Path | None = None, nodes: int | None = None, port_base: int | None = None,
+    offset_base: int | None = None, progress: Progress = print,
+) -> Cluster:
+    """Make sure a testbed runs in `dir` and return its cluster."""
+    dir = Path(dir or default_dir()).absolute()
+    if nodes is not None and not 1 <= nodes <= 16:
+        raise EiperfError(f"--nodes {nodes}: the testbed takes 1 to 16 nodes")
+    find_java()
+    find_javac()
+    nginx = find_nginx()
+    plan_file = dir / "cluster.toml"
+    if plan_file.exists():
+        cluster = load_cluster(plan_file)
+        if nodes is not None and nodes != len(cluster.nodes):
+            raise EiperfError(
+                f"the testbed in {dir} has {len(cluster.nodes)} node(s); run 'eiperf down --purge' "
+                f"first to build one with {nodes}, or pass another --dir"
+            )
+        states = status(cluster)
+        if all(s.up for s in states):
+            progress(f"testbed in {dir} is already up")
+            return cluster
+        compiled_classes()  # fail early on a broken JDK
+        _start_all(cluster, progress)
+        return cluster
+    plan = TestbedPlan(dir=dir, nodes=nodes or 2, port_base=port_base or DEFAULT_PORT_BASE,
+                       offset_base=DEFAULT_OFFSET_BASE if offset_base is None else offset_base,
+                       nginx_bin=nginx)
+    check_ports(plan)
+    progress("compiling the node program (cached after the first time) ...")
+    compiled_classes()
+    progress(f"writing {plan.nodes} node(s) and nginx into {dir} ...")
+    try:
+        cluster = render_testbed(plan)
+        _start_all(cluster, progress)
+    except BaseException:
+        if plan_file.exists():
+            plan_file.unlink()  # a half-made testbed is not "existing" next time
+        raise
+    return cluster
+
+
+def down(dir: Path | None = None, purge: bool = False, progress: Progress = print) -> bool:
+    """Stop nginx and every node of the testbed in `dir`; with purge, delete its files."""
+    dir = Path(dir or default_dir()).absolute()
+    plan_file = dir / "cluster.toml"
+    if not plan_file.exists():
+        progress(f"no testbed in {dir}")
+        return False
+    cluster = load_cluster(plan_file)
+    t = LocalTransport()
+    if lb_control.stop(t, cluster.load_balancer):
+        progress("nginx stopped")
+    for node in cluster.nodes:
+        if node_control.stop_node(t, node):
+            progress(f"{node.name} stopped")
+    if purge:
+        shutil.rmtree(dir)
+        progress(f"removed {dir}")
+    return True

@@ -1,0 +1,55 @@
+"""Shared fixtures: a real testbed (nginx + JVM nodes) on free loopback ports.
+
+The session testbed is started once and shared; tests that stop a node start it again. At the
+end every process the suite started is stopped by PID, and the suite fails if one is left.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from eiperf.errors import EiperfError
+from testbed import manager
+from testbed.layout import TestbedPlan
+
+
+def free_testbed_ports(nodes: int, tries: int = 50) -> tuple[int, int]:
+    """(port_base, offset_base) whose every testbed port is free right now."""
+    rng = random.Random()
+    for _ in range(tries):
+        plan = TestbedPlan(dir=Path("/nonexistent"), nodes=nodes,
+                           port_base=rng.randrange(30000, 40000),
+                           offset_base=rng.randrange(1000, 19000), nginx_bin="nginx")
+        try:
+            manager.check_ports(plan)
+        except EiperfError:
+            continue
+        return plan.port_base, plan.offset_base
+    raise RuntimeError("no free port block found for a testbed")
+
+
+def start_testbed(dir: Path, nodes: int = 2):
+    port_base, offset_base = free_testbed_ports(nodes)
+    return manager.up(dir, nodes=nodes, port_base=port_base, offset_base=offset_base,
+                      progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory):
+    """A running two-node testbed shared by the session."""
+    d = tmp_path_factory.mktemp("testbed")
+    cluster = start_testbed(d)
+    yield cluster
+    manager.down(d, progress=lambda m: None)
+
+
+@pytest.fixture
+def fresh_testbed_dir(tmp_path):
+    """A folder for a testbed of a test's own; whatever the test started there is stopped."""
+    d = tmp_path / "tb"
+    yield d
+    if (d / "cluster.toml").exists():
+        manager.down(d, progress=lambda m: None)

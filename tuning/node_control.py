@@ -1,0 +1,174 @@
+"""Node control: start, stop and restart an EI node with its own bin/integrator.sh.
+
+Works through a `NodeTransport`, so the same code drives the testbed's local nodes and a real
+cluster's nodes over SSH. Readiness is polled (PID alive, pass-through port answers, the log
+says `WSO2 Carbon started` after our start), never slept for.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+from eiperf.cluster import Node
+from eiperf.errors import EiperfError
+from tuning.transport import NodeTransport
+
+STARTED_RE = re.compile(rb"WSO2 Carbon started in ([0-9.]+) sec")
+# What a JVM prints when it refuses its flags or cannot come up (JDK 8..21).
+JVM_FAILURE_MARKERS = (
+    b"Could not create the Java Virtual Machine",
+    b"Error occurred during initialization of VM",
+    b"Unrecognized VM option",
+    b"Invalid maximum heap size",
+    b"Invalid initial heap size",
+)
+POLL_S = 0.05
+
+
+class NodeStartError(EiperfError):
+    """A node did not come up; the message carries the last lines of its logs."""
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What can be seen of a node from outside: its PID and whether its ports answer."""
+
+    name: str
+    pid: int | None
+    alive: bool
+    http_open: bool
+    https_open: bool
+    console_open: bool
+
+    @property
+    def up(self) -> bool:
+        return self.alive and self.http_open
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when a TCP connection to host:port succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def read_pid(transport: NodeTransport, node: Node) -> int | None:
+    """The PID in wso2carbon.pid, or None when there is none."""
+    try:
+        text = transport.read_text(node.pid_file).strip()
+    except (FileNotFoundError, OSError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def node_state(transport: NodeTransport, node: Node) -> NodeState:
+    pid = read_pid(transport, node)
+    alive = bool(pid) and transport.pid_alive(pid)  # type: ignore[arg-type]
+    return NodeState(
+        name=node.name,
+        pid=pid,
+        alive=alive,
+        http_open=port_open(node.host, node.http_port),
+        https_open=port_open(node.host, node.https_port),
+        console_open=port_open(node.host, node.console_port),
+    )
+
+
+def tail(transport: NodeTransport, path: str, lines: int = 15) -> str:
+    """The last `lines` lines of a file on the node ('' when it is missing)."""
+    size = transport.size(path)
+    data = transport.read_from(path, max(0, size - 64 * 1024))
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def _stdout_log(node: Node) -> str:
+    return node.path("repository", "logs", "stdout.log")
+
+
+def _failure_reason(transport: NodeTransport, node: Node, log_offset: int) -> str | None:
+    out = transport.read_from(_stdout_log(node), 0)
+    if any(m in out for m in JVM_FAILURE_MARKERS):
+        return out.decode("utf-8", "replace").strip()
+    new_log = transport.read_from(node.log_file, log_offset)
+    if b"Halting JVM" in new_log and not STARTED_RE.search(new_log):
+        return "\n".join(new_log.decode("utf-8", "replace").splitlines()[-10:])
+    return None
+
+
+def start_node(
+    transport: NodeTransport, node: Node, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> int:
+    """Start a node with `integrator.sh start` and wait until it serves; returns its PID.
+
+    A node that already runs is left alone. A JVM that refuses its flags, or a node that
+    exits or does not become ready in `timeout`, raises NodeStartError with its last log lines.
+    """
+    state = node_state(transport, node)
+    if state.alive:
+        return state.pid  # type: ignore[return-value]
+    log_offset = transport.size(node.log_file)
+    transport.remove(_stdout_log(node))
+    r = transport.run(["sh", node.integrator_sh, "start"], env=env, timeout=30)
+    if not r.ok:
+        raise NodeStartError(
+            f"{node.name}: integrator.sh start failed (exit {r.returncode}): "
+            f"{(r.stderr or r.stdout).strip()[-500:]}"
+        )
+    return wait_ready(transport, node, log_offset, timeout)
+
+
+def wait_ready(transport: NodeTransport, node: Node, log_offset: int, timeout: float) -> int:
+    """Poll until the node logged `WSO2 Carbon started` after `log_offset` and its port answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        new_log = transport.read_from(node.log_file, log_offset)
+        if STARTED_RE.search(new_log):
+            pid = read_pid(transport, node)
+            if pid and transport.pid_alive(pid) and port_open(node.host, node.http_port):
+                return pid
+        reason = _failure_reason(transport, node, log_offset)
+        if reason:
+            raise NodeStartError(f"{node.name} failed to start:\n{_indent(reason)}")
+        if time.monotonic() > deadline:
+            last = tail(transport, node.log_file) or tail(transport, _stdout_log(node))
+            raise NodeStartError(
+                f"{node.name} was not ready after {timeout:.0f} s; last log lines:\n{_indent(last)}"
+            )
+        time.sleep(POLL_S)
+
+
+def stop_node(transport: NodeTransport, node: Node, timeout: float = 30.0) -> bool:
+    """Stop a node with `integrator.sh stop` and wait until its PID is gone.
+
+    Returns True when a running node was stopped. A node that ignores TERM for `timeout`
+    seconds is killed (SIGKILL) by its PID.
+    """
+    pid = read_pid(transport, node)
+    if not pid or not transport.pid_alive(pid):
+        return False
+    transport.run(["sh", node.integrator_sh, "stop"], timeout=30)
+    deadline = time.monotonic() + timeout
+    while transport.pid_alive(pid):
+        if time.monotonic() > deadline:
+            transport.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+        time.sleep(POLL_S)
+    return True
+
+
+def restart_node(
+    transport: NodeTransport, node: Node, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> int:
+    """Stop (waiting for the old PID to exit), then start and wait until ready."""
+    stop_node(transport, node)
+    return start_node(transport, node, timeout=timeout, env=env)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
