@@ -33,12 +33,17 @@ class Check:
     skipped: bool = False
 
 
+def format_check(i: int, c: Check) -> str:
+    """One checklist line: a mark, the item's number and name, its evidence."""
+    mark = "SKIP" if c.skipped else ("PASS" if c.ok else "FAIL")
+    return f"[{mark}] {i}. {c.name}: {c.evidence}"
+
+
 def format_checks(checks: list[Check]) -> list[str]:
-    """The checklist as lines: a mark, the item, its evidence."""
+    """The checklist as lines: a mark, the item, its evidence, its details."""
     lines = []
     for i, c in enumerate(checks, 1):
-        mark = "SKIP" if c.skipped else ("PASS" if c.ok else "FAIL")
-        lines.append(f"[{mark}] {i}. {c.name}: {c.evidence}")
+        lines.append(format_check(i, c))
         lines += [f"         {d}" for d in c.details]
     passed = sum(c.ok for c in checks)
     lines.append(f"{passed}/{len(checks)} checks passed" + ("" if passed == len(checks) else
@@ -247,7 +252,7 @@ def check_failover(cluster: Cluster, client: LbClient, n: int) -> Check:
     details.append(f"{victim.name} rejoined: 'Member joined' in every other node's log"
                    if not join_lag else f"no new 'Member joined' in {', '.join(join_lag)}")
     ok = good == n and served_by_victim == 0 and not left_lag and not join_lag
-    return Check(f"failover (one node stopped, the load balancer keeps serving)", ok,
+    return Check("failover (one node stopped, the load balancer keeps serving)", ok,
                  f"{failed} of {n} requests failed during failover", tuple(details))
 
 

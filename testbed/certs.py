@@ -43,7 +43,7 @@ def _issue(
     subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
     issuer_key: ec.EllipticCurvePrivateKey, ca: bool, sans: list[x509.GeneralName],
 ) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))

@@ -32,9 +32,12 @@ def default_dir() -> Path:
     return Path(env) if env else Path.home() / ".eiperf" / "testbed"
 
 
+NGINX_FALLBACKS = ("/usr/sbin/nginx",)  # Debian installs it outside a non-root PATH
+
+
 def find_nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
-                                      else None)
+    found = shutil.which("nginx") or next(
+        (p for p in NGINX_FALLBACKS if os.access(p, os.X_OK)), None)
     if not found:
         raise EiperfError("nginx not found: install it (apt-get install nginx-light) or add it to PATH")
     return found
@@ -101,16 +104,16 @@ def _start_all(cluster: Cluster, progress: Progress) -> None:
         progress(f"starting {len(cluster.nodes)} node(s) through bin/integrator.sh ...")
         with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
             futures = {n.name: pool.submit(node_control.start_node, t, n) for n in cluster.nodes}
-            errors = []
+            errors: list[EiperfError] = []
             for node in cluster.nodes:
                 try:
                     pid = futures[node.name].result()
                     started_nodes.append(node)
                     progress(f"  {node.name} ready (pid {pid}, http :{node.http_port})")
                 except EiperfError as e:
-                    errors.append(str(e))
+                    errors.append(e)
             if errors:
-                raise EiperfError(errors[0])
+                raise errors[0]
         progress("starting nginx ...")
         lb_control.start(t, cluster.load_balancer)
     except BaseException:

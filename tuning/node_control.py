@@ -91,10 +91,26 @@ def _stdout_log(node: Node) -> str:
     return node.path("repository", "logs", "stdout.log")
 
 
+def _settled(transport: NodeTransport, path: str, limit_s: float = 1.0) -> bytes:
+    """The file's content once it stopped growing (a dying JVM writes stdout and stderr)."""
+    data = transport.read_from(path, 0)
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(POLL_S * 2)
+        again = transport.read_from(path, 0)
+        if again == data:
+            break
+        data = again
+    return data
+
+
 def _failure_reason(transport: NodeTransport, node: Node, log_offset: int) -> str | None:
     out = transport.read_from(_stdout_log(node), 0)
     if any(m in out for m in JVM_FAILURE_MARKERS):
-        return out.decode("utf-8", "replace").strip()
+        out = _settled(transport, _stdout_log(node))
+        lines = [ln for ln in out.decode("utf-8", "replace").splitlines()
+                 if not ln.startswith(("JAVA_HOME", "CARBON_HOME", "Using Java memory"))]
+        return "\n".join(lines).strip()
     new_log = transport.read_from(node.log_file, log_offset)
     if b"Halting JVM" in new_log and not STARTED_RE.search(new_log):
         return "\n".join(new_log.decode("utf-8", "replace").splitlines()[-10:])

@@ -19,8 +19,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(line)
     ok = all(c.ok for c in checks)
     print("\nWhere to look next:")
-    print(f"  eiperf status                 nginx and node PIDs")
-    print(f"  eiperf verify                 run the checklist again")
+    print("  eiperf status                 nginx and node PIDs")
+    print("  eiperf verify                 run the checklist again")
     print(f"  node logs                     {cluster.nodes[0].log_file}")
-    print(f"  eiperf down                   stop the testbed (leaves no process behind)")
+    print("  eiperf down                   stop the testbed (leaves no process behind)")
     return 0 if ok else 1

@@ -2,7 +2,7 @@
  * eiperf testbed node: a miniature WSO2 Enterprise Integrator (integration profile) node.
  *
  * Started only through its EI_HOME's bin/integrator.sh, so the JVM flags written there take
- * effect (heap, GC, JMX agent). It reads the node's own files the way Carbon does:
+ * effect (heap, GC, JMX agent). It reads the node's files the way Carbon does:
  *   conf/carbon.xml                  port offset (-DportOffset wins), PKCS12 keystore
  *   conf/axis2/axis2.xml             clustering: wka members, domain, local member host/port
  *                                    (conf/axis2.xml is read when the former is absent)
@@ -11,66 +11,26 @@
  * and serves, on 127.0.0.1 (-Deiperf.listen.host to change):
  *   8280+o  pass-through HTTP, 8243+o pass-through HTTPS: /services/<Proxy> (log + respond)
  *   9443+o  management console (HTTPS): /carbon/
- *   localMemberPort (not offset): membership, a line protocol "HELLO <domain> <uuid> <host> <port>"
+ *   localMemberPort (not offset): membership, line protocol "HELLO <domain> <uuid> <host> <port>"
  * It writes Carbon-style lines to repository/logs/wso2carbon.log and its pid to wso2carbon.pid.
- * JDK 17 standard library only; one file, no package.
+ * JDK 17 standard library only; one file, no package. See README.md next to it.
  */
 
-import com.sun.net.httpserver.Headers;
-import com.sun.net.httpserver.HttpExchange;
-import com.sun.net.httpserver.HttpHandler;
-import com.sun.net.httpserver.HttpServer;
-import com.sun.net.httpserver.HttpsConfigurator;
-import com.sun.net.httpserver.HttpsParameters;
-import com.sun.net.httpserver.HttpsServer;
-
-import java.io.BufferedWriter;
-import java.io.ByteArrayInputStream;
-import java.io.FileOutputStream;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.io.OutputStreamWriter;
-import java.io.Writer;
+import com.sun.net.httpserver.*;
+import java.io.*;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.Paths;
-import java.nio.file.StandardCopyOption;
+import java.nio.file.*;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.security.KeyStore;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
-import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
-import java.util.List;
-import java.util.Locale;
-import java.util.Map;
-import java.util.Properties;
-import java.util.Set;
-import java.util.TreeMap;
-import java.util.UUID;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.SynchronousQueue;
-import java.util.concurrent.ThreadFactory;
-import java.util.concurrent.ThreadLocalRandom;
-import java.util.concurrent.ThreadPoolExecutor;
-import java.util.concurrent.TimeUnit;
+import java.util.*;
+import java.util.concurrent.*;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import javax.net.ssl.KeyManagerFactory;
@@ -79,8 +39,6 @@ import javax.net.ssl.SSLParameters;
 import javax.xml.XMLConstants;
 import javax.xml.parsers.DocumentBuilder;
 import javax.xml.parsers.DocumentBuilderFactory;
-import javax.xml.parsers.ParserConfigurationException;
-import org.w3c.dom.Document;
 import org.w3c.dom.Element;
 import org.w3c.dom.Node;
 import org.xml.sax.ErrorHandler;
@@ -99,17 +57,15 @@ public final class EiNode {
     static final String L_LOG_MEDIATOR = "org.apache.synapse.mediators.builtin.LogMediator";
     static final String L_CLUSTER = "org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent";
     static final String L_WKA = "org.wso2.carbon.core.clustering.hazelcast.wka.WKABasedMembershipScheme";
-    static final String L_CONSOLE = "org.wso2.carbon.ui.internal.CarbonUIServiceComponent";
 
-    static final String XML = "text/xml; charset=UTF-8";
-    static final String SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/";
-
+    static final String XML = "text/xml; charset=UTF-8", TEXT = "text/plain; charset=UTF-8";
+    static final String HTML = "text/html; charset=UTF-8";
     static Log log;
 
     final Path home;
     final String nodeName;
     final String listenHost = System.getProperty("eiperf.listen.host", "127.0.0.1");
-    /** Deployed proxies by name; an immutable map, replaced as a whole on every (re)deploy. */
+    /** Deployed proxies by name: an immutable map, replaced whole on every (re)deploy. */
     volatile Map<String, Proxy> proxies = Map.of();
     final List<HttpServer> servers = new ArrayList<>();
     final List<ExecutorService> pools = new ArrayList<>();
@@ -127,7 +83,7 @@ public final class EiNode {
         try {
             log = new Log(home.resolve("repository/logs/wso2carbon.log"));
         } catch (IOException e) {
-            System.err.println("Cannot open the log file under " + home + ": " + e);
+            System.err.println("ERROR: cannot open the log file under " + home + ": " + e);
             System.exit(1);
         }
         try {
@@ -139,15 +95,15 @@ public final class EiNode {
         }
     }
 
-    /** One ERROR line (log and stderr), then exit 1 without running the shutdown hook. */
+    /** One ERROR line (log and stderr), then exit 1 without the shutdown hook. */
     static void fail(String logger, String msg) {
         log.write("ERROR", logger, msg, true);
         System.err.println("ERROR: " + msg);
-        System.err.flush();
         log.close();
-        Runtime.getRuntime().halt(1); // not 121: integrator.sh would restart the JVM on 121
+        Runtime.getRuntime().halt(1); // never 121: integrator.sh restarts the JVM on 121
     }
 
+    @SuppressWarnings("serial")
     static final class StartupError extends Exception {
         final String logger;
 
@@ -161,20 +117,18 @@ public final class EiNode {
 
     void start() throws Exception {
         writePidFile();
-        Files.createDirectories(home.resolve("tmp")); // the script points java.io.tmpdir here
-        Runtime rt = Runtime.getRuntime();
+        Files.createDirectories(home.resolve("tmp")); // integrator.sh points java.io.tmpdir here
         log.info(L_CORE, "Starting WSO2 Carbon...");
         log.info(L_CORE, "Node name : " + nodeName);
         log.info(L_CORE, "Carbon Home : " + home);
-        log.info(L_CORE, "Java Version : " + System.getProperty("java.version") + ", Java VM : "
-                + System.getProperty("java.vm.name"));
-        log.info(L_CORE, "Max heap: " + rt.maxMemory() / (1024 * 1024) + " MB");
+        log.info(L_CORE, "Java Version : " + System.getProperty("java.version") + ", Java VM : " + System.getProperty("java.vm.name"));
+        log.info(L_CORE, "Max heap: " + Runtime.getRuntime().maxMemory() / (1024 * 1024) + " MB");
         List<String> gcs = new ArrayList<>();
         for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) gcs.add(gc.getName());
         log.info(L_CORE, "Garbage collectors : " + String.join(", ", gcs));
         log.info(L_CORE, "JVM arguments : " + String.join(" ", ManagementFactory.getRuntimeMXBean().getInputArguments()));
         if (!Boolean.getBoolean("sun.net.httpserver.nodelay")) {
-            log.warn(L_PT_CONFIG, "sun.net.httpserver.nodelay is not true: requests on keep-alive connections will stall ~40 ms (Nagle + delayed ACK)");
+            log.warn(L_PT_CONFIG, "sun.net.httpserver.nodelay is not true: requests on keep-alive connections will stall ~40 ms");
         }
 
         CarbonConf carbon = CarbonConf.read(home);
@@ -183,24 +137,21 @@ public final class EiNode {
         SSLContext ssl = carbon.sslContext();
 
         // Bind everything first: a taken port must stop the node before it claims to be up.
-        int o = carbon.offset;
-        HttpServer http = bind(HttpServer.create(), "Pass-through HTTP Listener", 8280 + o);
-        HttpsServer https = bind(HttpsServer.create(), "Pass-through HTTPS Listener", 8243 + o);
-        HttpsServer console = bind(HttpsServer.create(), "Management Console", 9443 + o);
+        int http = 8280 + carbon.offset, https = 8243 + carbon.offset, mgt = 9443 + carbon.offset;
+        HttpServer httpServer = bind(HttpServer.create(), "Pass-through HTTP Listener", http);
+        HttpsServer httpsServer = bind(HttpsServer.create(), "Pass-through HTTPS Listener", https);
+        HttpsServer console = bind(HttpsServer.create(), "Management Console", mgt);
         if (cluster.enabled) {
-            log.info(L_CLUSTER, "Using " + cluster.scheme + " based membership management scheme");
+            log.info(L_CLUSTER, "Using wka based membership management scheme");
             membership = new Membership(cluster);
         } else {
             log.info(L_CLUSTER, "Clustering has been disabled");
         }
-
-        Deployer deployer = new Deployer(home.resolve(
-                "repository/deployment/server/synapse-configs/default/proxy-services"));
+        Deployer deployer = new Deployer(home.resolve("repository/deployment/server/synapse-configs/default/proxy-services"));
         deployer.scan();
 
         Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "Shutdown Hook"));
         if (membership != null) membership.start();
-
         HttpsConfigurator tls = new HttpsConfigurator(ssl) {
             @Override
             public void configure(HttpsParameters p) {
@@ -209,28 +160,26 @@ public final class EiNode {
                 p.setSSLParameters(sp);
             }
         };
-        https.setHttpsConfigurator(tls);
+        httpsServer.setHttpsConfigurator(tls);
         console.setHttpsConfigurator(tls);
-        http.createContext("/", ex -> passThrough(ex, "http", 8280 + o));
-        https.createContext("/", ex -> passThrough(ex, "https", 8243 + o));
+        httpServer.createContext("/", ex -> passThrough(ex, "http", http));
+        httpsServer.createContext("/", ex -> passThrough(ex, "https", https));
         console.createContext("/", this::console);
-        http.setExecutor(workers);
-        https.setExecutor(workers);
-        ExecutorService consolePool = Executors.newFixedThreadPool(4, named("http-nio-" + (9443 + o) + "-exec-", true));
+        httpServer.setExecutor(workers); // one worker pool behind both listeners, as in Synapse
+        httpsServer.setExecutor(workers);
+        ExecutorService consolePool = Executors.newFixedThreadPool(4, named("http-nio-" + mgt + "-exec-"));
         console.setExecutor(consolePool);
-        pools.add(workers);
-        pools.add(consolePool);
-        http.start();
-        log.info(L_LISTENER, "Pass-through HTTP Listener started on " + listenHost + ":" + (8280 + o));
-        https.start();
-        log.info(L_LISTENER, "Pass-through HTTPS Listener started on " + listenHost + ":" + (8243 + o));
+        pools.addAll(List.of(workers, consolePool));
+        httpServer.start();
+        log.info(L_LISTENER, "Pass-through HTTP Listener started on " + listenHost + ":" + http);
+        httpsServer.start();
+        log.info(L_LISTENER, "Pass-through HTTPS Listener started on " + listenHost + ":" + https);
         console.start();
-        log.info(L_FINALIZER, "Mgt Console URL  : https://" + listenHost + ":" + (9443 + o) + "/carbon/");
+        log.info(L_FINALIZER, "Mgt Console URL  : https://" + listenHost + ":" + mgt + "/carbon/");
 
-        ScheduledExecutorService poller = Executors.newSingleThreadScheduledExecutor(named("CarbonDeploymentSchedulerThread-", true));
+        ScheduledExecutorService poller = Executors.newSingleThreadScheduledExecutor(named("CarbonDeploymentSchedulerThread-"));
         poller.scheduleWithFixedDelay(deployer::scanSafely, 500, 500, TimeUnit.MILLISECONDS);
         pools.add(poller);
-
         double secs = ManagementFactory.getRuntimeMXBean().getUptime() / 1000.0;
         log.info(L_FINALIZER, String.format(Locale.ROOT, "WSO2 Carbon started in %.1f sec", secs));
     }
@@ -251,7 +200,7 @@ public final class EiNode {
         stopping = true;
         log.info(L_SERVER_MGR, "Shutdown hook triggered....");
         log.info(L_SERVER_MGR, "Stopping WSO2 Carbon...");
-        if (membership != null) membership.close(); // first, so peers see us leave at once
+        if (membership != null) membership.close(); // first, so the peers see this node leave at once
         for (HttpServer s : servers) s.stop(0);     // frees the ports now
         log.info(L_LISTENER, "Pass-through HTTP and HTTPS Listeners stopped");
         for (ExecutorService p : pools) p.shutdownNow();
@@ -261,13 +210,12 @@ public final class EiNode {
 
     void writePidFile() throws IOException {
         String pid = String.valueOf(ProcessHandle.current().pid());
-        Path target = home.resolve("wso2carbon.pid");
         Path tmp = home.resolve(".wso2carbon.pid." + pid + ".tmp");
-        Files.writeString(tmp, pid); // Carbon writes the bare number
-        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        Files.writeString(tmp, pid); // the bare number, as Carbon writes it
+        Files.move(tmp, home.resolve("wso2carbon.pid"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** The pass-through worker pool, sized from passthru-http.properties as Synapse does. */
+    /** The pass-through worker pool, sized from passthru-http.properties as Synapse sizes it. */
     ThreadPoolExecutor workerPool(Path file) throws IOException {
         Properties p = new Properties();
         if (Files.exists(file)) {
@@ -277,31 +225,30 @@ public final class EiNode {
         } else {
             log.warn(L_PT_CONFIG, "Cannot find " + file + ": using the default pass-through settings");
         }
-        int core = intProp(p, "worker_pool_size_core", 400, 1);
-        int max = intProp(p, "worker_pool_size_max", 500, 1);
-        int keepAlive = intProp(p, "worker_thread_keepalive_sec", 60, 0);
-        int queue = intProp(p, "worker_pool_queue_length", -1, -1);
+        int core = intProp(p, "worker_pool_size_core", 400, 1), max = intProp(p, "worker_pool_size_max", 500, 1);
+        int keepAlive = intProp(p, "worker_thread_keepalive_sec", 60, 0), queue = intProp(p, "worker_pool_queue_length", -1, -1);
         int timeout = intProp(p, "http.socket.timeout", 180000, 1);
         if (max < core) {
-            log.warn(L_PT_CONFIG, "worker_pool_size_max (" + max + ") is below worker_pool_size_core (" + core + "): using " + core);
+            log.warn(L_PT_CONFIG, "worker_pool_size_max " + max + " is below worker_pool_size_core " + core + ": using " + core);
             max = core;
         }
-        // An idle keep-alive connection is closed after http.socket.timeout, as in the pass-through
-        // transport; the JDK server's default of 200 idle connections would close busy ones.
-        System.setProperty("sun.net.httpserver.idleInterval", System.getProperty(
-                "sun.net.httpserver.idleInterval", String.valueOf(Math.max(1, (timeout + 999) / 1000))));
+        // Idle keep-alive connections close after http.socket.timeout, as in the pass-through transport;
+        // the JDK server's default cap of 200 idle connections would close busy ones. -D flags win.
+        System.setProperty("sun.net.httpserver.idleInterval",
+                System.getProperty("sun.net.httpserver.idleInterval", String.valueOf(Math.max(1, (timeout + 999) / 1000))));
         System.setProperty("sun.net.httpserver.maxIdleConnections",
                 System.getProperty("sun.net.httpserver.maxIdleConnections", "10000"));
+        // As in Synapse: -1 is an unbounded queue (so the pool never grows past core), else bounded.
         BlockingQueue<Runnable> q = queue < 0 ? new LinkedBlockingQueue<>()
                 : queue == 0 ? new SynchronousQueue<>() : new ArrayBlockingQueue<>(queue);
         AtomicLong lastWarn = new AtomicLong();
         ThreadPoolExecutor pool = new ThreadPoolExecutor(core, max, keepAlive, TimeUnit.SECONDS, q,
-                named("PassThroughMessageProcessor-", true), (r, ex) -> {
+                named("PassThroughMessageProcessor-"), (r, ex) -> {
                     long now = System.currentTimeMillis(), last = lastWarn.get();
-                    if (now - last > 1000 && lastWarn.compareAndSet(last, now)) {
+                    if (now - last > 1000 && lastWarn.compareAndSet(last, now)) { // at most one line a second
                         log.warn(L_PT_CONFIG, "Worker pool exhausted (" + ex.getPoolSize() + " threads, queue full): closing connections");
                     }
-                    throw new RejectedExecutionException("worker pool exhausted"); // the server closes the connection
+                    throw new RejectedExecutionException("worker pool exhausted"); // the JDK server closes the connection
                 });
         log.info(L_PT_CONFIG, "Pass-through worker pool: core " + core + ", max " + max + ", keep-alive " + keepAlive
                 + " sec, queue " + (queue < 0 ? "unbounded" : String.valueOf(queue)) + ", socket timeout " + timeout + " ms");
@@ -309,23 +256,20 @@ public final class EiNode {
     }
 
     static int intProp(Properties p, String key, int dflt, int min) {
-        String v = p.getProperty(key);
-        if (v == null || v.isBlank()) return dflt;
+        String v = p.getProperty(key, "").trim();
+        if (v.isEmpty()) return dflt;
         try {
-            int n = Integer.parseInt(v.trim());
-            if (n >= min) return n;
-        } catch (NumberFormatException ignored) {
-            // fall through to the warning
-        }
-        log.warn(L_PT_CONFIG, "Invalid value '" + v.trim() + "' for " + key + " in passthru-http.properties: using " + dflt);
+            if (Integer.parseInt(v) >= min) return Integer.parseInt(v);
+        } catch (NumberFormatException ignored) { /* warned below */ }
+        log.warn(L_PT_CONFIG, "Invalid value '" + v + "' for " + key + " in passthru-http.properties: using " + dflt);
         return dflt;
     }
 
-    static ThreadFactory named(String prefix, boolean daemon) {
+    static ThreadFactory named(String prefix) {
         AtomicInteger n = new AtomicInteger();
         return r -> {
             Thread t = new Thread(r, prefix + n.incrementAndGet());
-            t.setDaemon(daemon);
+            t.setDaemon(true); // the HttpServer dispatchers keep the JVM alive, not the pools
             return t;
         };
     }
@@ -334,69 +278,57 @@ public final class EiNode {
 
     void passThrough(HttpExchange ex, String transport, int port) {
         try {
+            ex.getResponseHeaders().set("Server", "WSO2-PassThrough-HTTP");
             mediate(ex, transport, port);
         } catch (IOException e) {
             // the client went away; nothing to answer
         } catch (Throwable t) {
             log.error(L_RELAY, "Error while processing " + ex.getRequestURI() + ": " + t);
-            if (ex.getResponseCode() < 0) {
-                try {
-                    send(ex, 500, XML, fault("soapenv:Server", String.valueOf(t.getMessage())));
-                } catch (IOException ignored) {
-                    // the client went away
-                }
-            }
+            try {
+                if (ex.getResponseCode() < 0) send(ex, 500, XML, fault("soapenv:Server", String.valueOf(t.getMessage())));
+            } catch (IOException ignored) { /* the client went away */ }
         } finally {
             ex.close();
         }
     }
 
     void mediate(HttpExchange ex, String transport, int port) throws IOException {
-        String path = ex.getRequestURI().getPath();
-        byte[] body = ex.getRequestBody().readAllBytes(); // drain, so the connection can be reused
+        String path = ex.getRequestURI().getPath(), method = ex.getRequestMethod();
+        byte[] body = ex.getRequestBody().readAllBytes(); // drained, so the connection can be reused
         Proxy proxy = lookup(path);
         if (proxy == null || !proxy.transports.contains(transport)) {
             send(ex, 404, XML, fault("soapenv:Client", "The endpoint reference (EPR) for the Operation not found is " + path));
             return;
         }
-        String method = ex.getRequestMethod();
         if (method.equals("GET") || method.equals("HEAD")) {
             String query = ex.getRequestURI().getRawQuery();
             if (query != null && query.toLowerCase(Locale.ROOT).startsWith("wsdl")) {
                 String host = ex.getRequestHeaders().getFirst("Host");
                 send(ex, 200, XML, utf8(proxy.wsdl(transport + "://" + (host != null ? host : listenHost + ":" + port))));
             } else {
-                send(ex, 200, "text/plain; charset=UTF-8", utf8("Proxy service " + proxy.name + " is deployed on " + nodeName + "\n"));
+                send(ex, 200, TEXT, utf8("Proxy service " + proxy.name + " is deployed on " + nodeName + "\n"));
             }
             return;
         }
         if (!method.equals("POST") && !method.equals("PUT")) {
             ex.getResponseHeaders().set("Allow", "GET, HEAD, POST, PUT");
-            send(ex, 405, "text/plain; charset=UTF-8", utf8("Method " + method + " is not allowed\n"));
+            send(ex, 405, TEXT, utf8("Method " + method + " is not allowed\n"));
             return;
         }
         // Build the message for real: this allocation is what makes heap and GC settings matter.
         String type = ex.getRequestHeaders().getFirst("Content-Type");
         String lc = type == null ? "" : type.toLowerCase(Locale.ROOT);
-        if (lc.contains("json")) {
-            try {
-                Json.parse(new String(body, StandardCharsets.UTF_8));
-            } catch (Json.JsonError e) {
-                log.error(L_RELAY, "Error while building Passthrough stream: " + e.getMessage());
-                send(ex, 400, "application/json", utf8("{\"error\": \"" + Json.escape(e.getMessage()) + "\"}"));
-                return;
-            }
-        } else if (lc.isEmpty() || lc.contains("xml")) {
-            try {
-                DOM.get().parse(new ByteArrayInputStream(body));
-            } catch (SAXException e) {
-                log.error(L_RELAY, "Error while building Passthrough stream: " + e.getMessage());
-                send(ex, 500, XML, fault("soapenv:Client", e.getMessage()));
-                return;
-            }
-        } // any other type is relayed as it is, like Synapse's binary relay
-
-        String messageId = "urn:uuid:" + fastUuid();
+        try {
+            if (lc.contains("json")) Json.parse(new String(body, StandardCharsets.UTF_8));
+            else if (lc.isEmpty() || lc.contains("xml")) DOM.get().parse(new ByteArrayInputStream(body));
+            // any other type is relayed untouched, like Synapse's binary relay
+        } catch (Json.JsonError | SAXException e) {
+            log.error(L_RELAY, "Error while building Passthrough stream: " + e.getMessage());
+            if (e instanceof SAXException) send(ex, 500, XML, fault("soapenv:Client", e.getMessage()));
+            else send(ex, 400, "application/json", utf8("{\"error\": \"" + Json.escape(e.getMessage()) + "\"}"));
+            return;
+        }
+        String messageId = "urn:uuid:" + fastUuid(); // one id per message, shared by all its log lines
         for (LogSpec l : proxy.logs) {
             log.write(l.category, L_LOG_MEDIATOR, l.message(path, messageId, ex.getRequestHeaders(), body), false);
         }
@@ -408,15 +340,14 @@ public final class EiNode {
             }
         }
         if (proxy.respond) send(ex, 200, type != null ? type : XML, body);
-        else send(ex, 202, null, new byte[0]);
+        else send(ex, 202, null, new byte[0]); // no <respond/>: accepted, nothing to send back
     }
 
     /** /services/Name, /services/Name/anything or /services/Name.SomeEndpoint. */
     Proxy lookup(String path) {
         if (path == null || !path.startsWith("/services/")) return null;
         String seg = path.substring("/services/".length());
-        int slash = seg.indexOf('/');
-        if (slash >= 0) seg = seg.substring(0, slash);
+        if (seg.indexOf('/') >= 0) seg = seg.substring(0, seg.indexOf('/'));
         Map<String, Proxy> all = proxies;
         Proxy p = all.get(seg);
         for (int dot = seg.lastIndexOf('.'); p == null && dot > 0; dot = seg.lastIndexOf('.', dot - 1)) {
@@ -426,23 +357,21 @@ public final class EiNode {
     }
 
     static void send(HttpExchange ex, int code, String type, byte[] body) throws IOException {
-        Headers h = ex.getResponseHeaders();
-        if (type != null) h.set("Content-Type", type);
-        h.set("Server", "WSO2-PassThrough-HTTP");
+        if (type != null) ex.getResponseHeaders().set("Content-Type", type);
         if (body.length == 0 || ex.getRequestMethod().equals("HEAD")) {
             ex.sendResponseHeaders(code, -1);
             return;
         }
-        ex.sendResponseHeaders(code, body.length); // fixed length: the connection stays open
+        ex.sendResponseHeaders(code, body.length); // a fixed length keeps the connection alive
         try (OutputStream out = ex.getResponseBody()) {
             out.write(body);
         }
     }
 
     static byte[] fault(String code, String reason) {
-        return utf8("<?xml version='1.0' encoding='utf-8'?><soapenv:Envelope xmlns:soapenv=\"" + SOAP11_NS + "\">"
-                + "<soapenv:Body><soapenv:Fault><faultcode>" + code + "</faultcode><faultstring>"
-                + xmlEscape(reason) + "</faultstring><detail/></soapenv:Fault></soapenv:Body></soapenv:Envelope>");
+        return utf8("<?xml version='1.0' encoding='utf-8'?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\">"
+                + "<soapenv:Body><soapenv:Fault><faultcode>" + code + "</faultcode><faultstring>" + xmlEscape(reason)
+                + "</faultstring><detail/></soapenv:Fault></soapenv:Body></soapenv:Envelope>");
     }
 
     static byte[] utf8(String s) {
@@ -451,26 +380,13 @@ public final class EiNode {
 
     static String xmlEscape(String s) {
         if (s == null) return "";
-        StringBuilder b = new StringBuilder(s.length() + 16);
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '&': b.append("&amp;"); break;
-                case '<': b.append("&lt;"); break;
-                case '>': b.append("&gt;"); break;
-                case '"': b.append("&quot;"); break;
-                default: b.append(c);
-            }
-        }
-        return b.toString();
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\"", "&quot;");
     }
 
     /** A version-4 UUID without SecureRandom's lock: message ids need not be unguessable. */
     static String fastUuid() {
         ThreadLocalRandom r = ThreadLocalRandom.current();
-        long hi = (r.nextLong() & ~0xF000L) | 0x4000L;
-        long lo = (r.nextLong() & 0x3FFFFFFFFFFFFFFFL) | 0x8000000000000000L;
-        return new UUID(hi, lo).toString();
+        return new UUID((r.nextLong() & ~0xF000L) | 0x4000L, (r.nextLong() & 0x3FFFFFFFFFFFFFFFL) | 0x8000000000000000L).toString();
     }
 
     // ------------------------------------------------------------------ management console
@@ -478,22 +394,20 @@ public final class EiNode {
     void console(HttpExchange ex) {
         try {
             ex.getRequestBody().readAllBytes();
+            ex.getResponseHeaders().set("Server", "WSO2 Carbon Server");
             String path = ex.getRequestURI().getPath();
             if (path.equals("/")) {
                 ex.getResponseHeaders().set("Location", "/carbon/");
                 send(ex, 302, null, new byte[0]);
             } else if (path.equals("/carbon") || path.startsWith("/carbon/")) {
                 StringBuilder list = new StringBuilder();
-                for (String name : new TreeMap<>(proxies).keySet()) {
-                    list.append("<li>").append(xmlEscape(name)).append("</li>");
-                }
-                String page = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>WSO2 Management Console</title></head>"
-                        + "<body><h1>WSO2 Enterprise Integrator</h1><p>Node: <b id=\"node\">" + xmlEscape(nodeName) + "</b>"
-                        + (membership != null ? " (member " + membership.uuid + ")" : "") + "</p>"
-                        + "<h2>Proxy services</h2><ul>" + list + "</ul></body></html>\n";
-                send(ex, 200, "text/html; charset=UTF-8", utf8(page));
+                for (String name : new TreeSet<>(proxies.keySet())) list.append("<li>").append(xmlEscape(name)).append("</li>");
+                send(ex, 200, HTML, utf8("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>WSO2 Management Console</title>"
+                        + "</head><body><h1>WSO2 Enterprise Integrator</h1><p>Node: <b id=\"node\">" + xmlEscape(nodeName) + "</b>"
+                        + (membership != null ? " (cluster member " + membership.uuid + ")" : "") + "</p>"
+                        + "<h2>Proxy services</h2><ul>" + list + "</ul></body></html>\n"));
             } else {
-                send(ex, 404, "text/html; charset=UTF-8", utf8("<html><body>Not found: " + xmlEscape(path) + "</body></html>\n"));
+                send(ex, 404, HTML, utf8("<html><body>Not found: " + xmlEscape(path) + "</body></html>\n"));
             }
         } catch (IOException e) {
             // the browser went away
@@ -505,13 +419,19 @@ public final class EiNode {
     // ------------------------------------------------------------------ XML
 
     /** One parser per worker thread: factories are costly and builders are not thread-safe. */
-    static final ThreadLocal<DocumentBuilder> DOM = ThreadLocal.withInitial(() -> newBuilder(true));
+    static final ThreadLocal<DocumentBuilder> DOM = ThreadLocal.withInitial(EiNode::newBuilder);
 
-    /** A namespace-aware builder that refuses DOCTYPEs and external entities. */
-    static DocumentBuilder newBuilder(boolean namespaces) {
+    static final ErrorHandler QUIET = new ErrorHandler() { // the default one prints "[Fatal Error]" to stderr
+        @Override public void warning(SAXParseException e) { }
+        @Override public void error(SAXParseException e) { }
+        @Override public void fatalError(SAXParseException e) throws SAXException { throw e; }
+    };
+
+    /** A namespace-aware builder that refuses DOCTYPEs and external entities (no XXE). */
+    static DocumentBuilder newBuilder() {
         try {
             DocumentBuilderFactory f = DocumentBuilderFactory.newInstance();
-            f.setNamespaceAware(namespaces);
+            f.setNamespaceAware(true);
             f.setFeature(XMLConstants.FEATURE_SECURE_PROCESSING, true);
             f.setFeature("http://apache.org/xml/features/disallow-doctype-decl", true);
             f.setFeature("http://xml.org/sax/features/external-general-entities", false);
@@ -522,38 +442,29 @@ public final class EiNode {
             f.setXIncludeAware(false);
             f.setExpandEntityReferences(false);
             DocumentBuilder b = f.newDocumentBuilder();
-            b.setErrorHandler(QUIET); // the default handler prints "[Fatal Error]" to stderr
+            b.setErrorHandler(QUIET);
             return b;
-        } catch (ParserConfigurationException e) {
+        } catch (Exception e) {
             throw new IllegalStateException(e);
         }
     }
 
-    static final ErrorHandler QUIET = new ErrorHandler() {
-        @Override public void warning(SAXParseException e) { }
-        @Override public void error(SAXParseException e) { }
-        @Override public void fatalError(SAXParseException e) throws SAXException { throw e; }
-    };
-
-    static Document parseFile(Path file) throws IOException, SAXException {
-        return newBuilder(true).parse(file.toFile());
+    static Element parseFile(Path file) throws IOException, SAXException {
+        return newBuilder().parse(file.toFile()).getDocumentElement();
     }
 
-    /** First child element with this local name, or null. */
-    static Element child(Element parent, String name) {
-        if (parent == null) return null;
-        for (Node n = parent.getFirstChild(); n != null; n = n.getNextSibling()) {
-            if (n instanceof Element && name.equals(localName(n))) return (Element) n;
-        }
-        return null;
-    }
-
+    /** Child elements with this local name (any namespace); all of them when name is null. */
     static List<Element> children(Element parent, String name) {
         List<Element> out = new ArrayList<>();
         for (Node n = parent == null ? null : parent.getFirstChild(); n != null; n = n.getNextSibling()) {
             if (n instanceof Element && (name == null || name.equals(localName(n)))) out.add((Element) n);
         }
         return out;
+    }
+
+    static Element child(Element parent, String name) {
+        List<Element> l = children(parent, name);
+        return l.isEmpty() ? null : l.get(0);
     }
 
     static String localName(Node n) {
@@ -573,13 +484,13 @@ public final class EiNode {
 
         static CarbonConf read(Path home) throws StartupError {
             Path file = home.resolve("conf/carbon.xml");
-            CarbonConf c = new CarbonConf();
             Element root;
             try {
-                root = parseFile(file).getDocumentElement();
+                root = parseFile(file);
             } catch (IOException | SAXException e) {
                 throw new StartupError(L_CORE, "Cannot read " + file + ": " + e.getMessage());
             }
+            CarbonConf c = new CarbonConf();
             String offset = System.getProperty("portOffset", text(child(child(root, "Ports"), "Offset"), "0"));
             try {
                 c.offset = Integer.parseInt(offset.trim());
@@ -587,9 +498,8 @@ public final class EiNode {
                 throw new StartupError(L_CORE, "Invalid port offset '" + offset + "' (carbon.xml <Ports><Offset> or -DportOffset)");
             }
             Element ks = child(child(root, "Security"), "KeyStore");
-            String carbonHome = System.getProperty("carbon.home", home.toString());
             c.ksPath = text(child(ks, "Location"), "${carbon.home}/repository/resources/security/wso2carbon.p12")
-                    .replace("${carbon.home}", carbonHome);
+                    .replace("${carbon.home}", System.getProperty("carbon.home", home.toString()));
             c.ksType = text(child(ks, "Type"), "PKCS12");
             c.ksPassword = text(child(ks, "Password"), "wso2carbon");
             c.keyAlias = text(child(ks, "KeyAlias"), "wso2carbon");
@@ -620,7 +530,7 @@ public final class EiNode {
     /** The clustering section of axis2.xml. */
     static final class Clustering {
         boolean enabled;
-        String scheme = "wka", domain = "wso2.carbon.domain", host = "127.0.0.1";
+        String domain = "wso2.carbon.domain", host = "127.0.0.1";
         int port = 4100;
         final List<String[]> members = new ArrayList<>(); // {host, port}
 
@@ -634,7 +544,7 @@ public final class EiNode {
             }
             Element cl;
             try {
-                cl = child(parseFile(file).getDocumentElement(), "clustering");
+                cl = child(parseFile(file), "clustering");
             } catch (IOException | SAXException e) {
                 throw new StartupError(L_CLUSTER, "Cannot read " + file + ": " + e.getMessage());
             }
@@ -643,46 +553,40 @@ public final class EiNode {
             for (Element p : children(cl, "parameter")) {
                 String v = p.getTextContent().trim();
                 switch (p.getAttribute("name")) {
-                    case "membershipScheme": c.scheme = v; break;
+                    case "membershipScheme":
+                        if (!v.equals("wka")) log.warn(L_CLUSTER, "Membership scheme '" + v + "' is not supported by the testbed: using wka");
+                        break;
                     case "domain": c.domain = v; break;
                     case "localMemberHost": c.host = v; break;
-                    case "localMemberPort": c.port = parsePort(v, "localMemberPort"); break;
+                    case "localMemberPort":
+                        try {
+                            c.port = Integer.parseInt(v);
+                        } catch (NumberFormatException e) {
+                            throw new StartupError(L_CLUSTER, "Invalid localMemberPort '" + v + "' in " + file);
+                        }
+                        break;
                     default: break;
                 }
-            }
-            if (!"wka".equals(c.scheme)) {
-                log.warn(L_CLUSTER, "Membership scheme '" + c.scheme + "' is not supported by the testbed node: using wka");
-                c.scheme = "wka";
             }
             for (Element m : children(child(cl, "members"), "member")) {
                 String h = text(child(m, "hostName"), ""), p = text(child(m, "port"), "");
                 try {
-                    int port = Integer.parseInt(p);
-                    if (h.equals(c.host) && port == c.port) continue; // the list may name this node too
-                    c.members.add(new String[] {h, p});
+                    if (!(h.equals(c.host) && Integer.parseInt(p) == c.port)) c.members.add(new String[] {h, p}); // skip itself
                 } catch (NumberFormatException e) {
                     log.warn(L_CLUSTER, "Ignoring the well-known member " + h + ":" + p + " in " + file + ": bad port");
                 }
             }
             return c;
         }
-
-        static int parsePort(String v, String what) throws StartupError {
-            try {
-                return Integer.parseInt(v);
-            } catch (NumberFormatException e) {
-                throw new StartupError(L_CLUSTER, "Invalid " + what + " '" + v + "' in axis2.xml");
-            }
-        }
     }
 
     // ------------------------------------------------------------------ proxy services
 
-    /** A deployed proxy: which transports, which log mediators, whether it responds. */
+    /** A deployed proxy: its transports, log mediators, whether it responds, a backend delay. */
     static final class Proxy {
         final String name;
         final Path file;
-        final Set<String> transports = new LinkedHashSet<>();
+        final Set<String> transports = new HashSet<>();
         final List<LogSpec> logs = new ArrayList<>();
         boolean respond;
         long delayMillis;
@@ -693,24 +597,22 @@ public final class EiNode {
         }
 
         static Proxy parse(Path file) throws Exception {
-            Element root = parseFile(file).getDocumentElement();
+            Element root = parseFile(file);
             if (!"proxy".equals(localName(root))) throw new IllegalArgumentException("the root element is <" + root.getTagName() + ">, not <proxy>");
             String name = root.getAttribute("name").trim();
             if (name.isEmpty() || name.contains("/")) throw new IllegalArgumentException("the proxy has no valid name attribute");
             Proxy p = new Proxy(name, file);
             String tr = root.getAttribute("transports").trim().toLowerCase(Locale.ROOT);
-            for (String t : (tr.isEmpty() || tr.equals("all") ? "http,https" : tr).split("[ ,]+")) {
-                if (!t.isEmpty()) p.transports.add(t);
-            }
+            p.transports.addAll(Arrays.asList((tr.isEmpty() || tr.equals("all") ? "http,https" : tr).split("[ ,]+")));
             Element in = child(child(root, "target"), "inSequence");
             if (in == null) throw new IllegalArgumentException("proxy " + name + " has no <target><inSequence>");
             for (Element m : children(in, null)) {
                 switch (localName(m)) {
                     case "log": p.logs.add(LogSpec.parse(m)); break;
                     case "respond": p.respond = true; break;
-                    default: throw new IllegalArgumentException("mediator <" + localName(m) + "> is not supported by the testbed (log, respond)");
+                    default: throw new IllegalArgumentException("mediator <" + localName(m) + "> is not supported by the testbed (only log, respond)");
                 }
-                if (p.respond) break;
+                if (p.respond) break; // nothing after <respond/> runs
             }
             for (Element param : children(root, "parameter")) {
                 if (!"testbed.backendDelayMillis".equals(param.getAttribute("name"))) continue;
@@ -727,14 +629,13 @@ public final class EiNode {
 
         String wsdl(String base) {
             String n = xmlEscape(name);
-            return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                    + "<wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\""
-                    + " xmlns:tns=\"http://ws.apache.org/axis2\" targetNamespace=\"http://ws.apache.org/axis2\" name=\"" + n + "\">\n"
+            return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\""
+                    + " xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\" xmlns:tns=\"http://ws.apache.org/axis2\""
+                    + " targetNamespace=\"http://ws.apache.org/axis2\" name=\"" + n + "\">\n"
                     + "  <wsdl:portType name=\"" + n + "PortType\"><wsdl:operation name=\"mediate\"/></wsdl:portType>\n"
-                    + "  <wsdl:binding name=\"" + n + "Soap11Binding\" type=\"tns:" + n + "PortType\">\n"
-                    + "    <soap:binding transport=\"http://schemas.xmlsoap.org/soap/http\" style=\"document\"/>\n"
-                    + "    <wsdl:operation name=\"mediate\"><soap:operation soapAction=\"urn:mediate\"/></wsdl:operation>\n"
-                    + "  </wsdl:binding>\n"
+                    + "  <wsdl:binding name=\"" + n + "Soap11Binding\" type=\"tns:" + n + "PortType\">"
+                    + "<soap:binding transport=\"http://schemas.xmlsoap.org/soap/http\" style=\"document\"/>"
+                    + "<wsdl:operation name=\"mediate\"><soap:operation soapAction=\"urn:mediate\"/></wsdl:operation></wsdl:binding>\n"
                     + "  <wsdl:service name=\"" + n + "\"><wsdl:port name=\"" + n + "HttpSoap11Endpoint\" binding=\"tns:" + n + "Soap11Binding\">"
                     + "<soap:address location=\"" + xmlEscape(base) + "/services/" + n + "." + n + "HttpSoap11Endpoint\"/></wsdl:port></wsdl:service>\n"
                     + "</wsdl:definitions>\n";
@@ -757,25 +658,19 @@ public final class EiNode {
             if (!Set.of("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL").contains(l.category)) {
                 throw new IllegalArgumentException("log category '" + l.category + "' is not valid");
             }
-            for (Element p : children(e, "property")) {
-                // expressions are not evaluated: the testbed logs the expression text itself
-                String v = p.hasAttribute("value") ? p.getAttribute("value") : p.getAttribute("expression");
-                l.props.add(new String[] {p.getAttribute("name"), v});
+            for (Element p : children(e, "property")) { // expressions are not evaluated: their text is logged
+                l.props.add(new String[] {p.getAttribute("name"), p.hasAttribute("value") ? p.getAttribute("value") : p.getAttribute("expression")});
             }
             return l;
         }
 
-        /** The message as Synapse's LogMediator builds it. */
+        /** The message as Synapse's LogMediator builds it: full and headers extend simple. */
         String message(String to, String messageId, Headers headers, byte[] body) {
             StringBuilder sb = new StringBuilder(160);
             if (!level.equals("custom")) {
-                sb.append("To: ").append(to).append(separator).append("MessageID: ").append(messageId)
-                        .append(separator).append("Direction: request");
+                sb.append("To: ").append(to).append(separator).append("MessageID: ").append(messageId).append(separator).append("Direction: request");
             }
-            for (String[] p : props) {
-                if (sb.length() > 0) sb.append(separator);
-                sb.append(p[0]).append(" = ").append(p[1]);
-            }
+            for (String[] p : props) (sb.length() > 0 ? sb.append(separator) : sb).append(p[0]).append(" = ").append(p[1]);
             if (level.equals("headers")) {
                 for (Map.Entry<String, List<String>> h : new TreeMap<>(headers).entrySet()) {
                     for (String v : h.getValue()) sb.append(separator).append(h.getKey()).append(" = ").append(v);
@@ -786,34 +681,31 @@ public final class EiNode {
             return sb.toString();
         }
 
-        /** The body on one line: line breaks and the indentation after them go. */
+        /** The body on one line: line breaks and the indentation after them go (a space between words stays). */
         static String oneLine(String s) {
             if (s.indexOf('\n') < 0 && s.indexOf('\r') < 0) return s;
             StringBuilder b = new StringBuilder(s.length());
-            int n = s.length();
-            for (int i = 0; i < n; i++) {
+            for (int i = 0, n = s.length(); i < n; i++) {
                 char c = s.charAt(i);
                 if (c != '\n' && c != '\r') {
                     b.append(c);
                     continue;
                 }
                 while (b.length() > 0 && b.charAt(b.length() - 1) == ' ') b.setLength(b.length() - 1);
-                int j = i;
-                while (j + 1 < n && Character.isWhitespace(s.charAt(j + 1))) j++;
-                boolean tags = b.length() > 0 && b.charAt(b.length() - 1) == '>' || j + 1 < n && s.charAt(j + 1) == '<';
-                if (!tags && b.length() > 0 && j + 1 < n) b.append(' ');
-                i = j;
+                while (i + 1 < n && Character.isWhitespace(s.charAt(i + 1))) i++;
+                boolean betweenTags = b.length() > 0 && b.charAt(b.length() - 1) == '>' || i + 1 < n && s.charAt(i + 1) == '<';
+                if (!betweenTags && b.length() > 0 && i + 1 < n) b.append(' ');
             }
             return b.toString();
         }
     }
 
-    /** Hot deployment: polls the proxy-services folder (mtime + size per *.xml file). */
+    /** Hot deployment: polls the proxy-services folder (mtime + size of each *.xml file). */
     final class Deployer {
         final Path dir;
-        final Map<Path, long[]> seen = new HashMap<>();      // file -> {mtime, size}
-        final Map<Path, String> names = new HashMap<>();     // file -> name of the proxy it deployed
-        final Map<String, Proxy> deployed = new LinkedHashMap<>();
+        final Map<Path, List<Long>> seen = new HashMap<>(); // file -> [mtime, size]
+        final Map<Path, String> names = new HashMap<>();     // file -> the proxy it deployed
+        final Map<String, Proxy> deployed = new HashMap<>();
 
         Deployer(Path dir) throws IOException {
             this.dir = dir;
@@ -829,15 +721,15 @@ public final class EiNode {
         }
 
         synchronized void scan() throws IOException {
-            Map<Path, long[]> now = new TreeMap<>();
+            Map<Path, List<Long>> now = new TreeMap<>();
             try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.xml")) {
                 for (Path f : ds) {
-                    if (f.getFileName().toString().startsWith(".")) continue; // editors' and atomic writers' temp files
+                    if (f.getFileName().toString().startsWith(".")) continue; // temp files of editors and atomic writers
                     try {
                         BasicFileAttributes a = Files.readAttributes(f, BasicFileAttributes.class);
-                        if (a.isRegularFile()) now.put(f, new long[] {a.lastModifiedTime().toMillis(), a.size()});
+                        if (a.isRegularFile()) now.put(f, List.of(a.lastModifiedTime().toMillis(), a.size()));
                     } catch (IOException e) {
-                        // vanished between listing and reading: the next scan sees it gone
+                        // gone between listing and reading: the next scan sees it gone
                     }
                 }
             }
@@ -852,10 +744,8 @@ public final class EiNode {
                     changed = true;
                 }
             }
-            for (Map.Entry<Path, long[]> e : now.entrySet()) {
-                long[] old = seen.get(e.getKey());
-                if (old != null && old[0] == e.getValue()[0] && old[1] == e.getValue()[1]) continue;
-                seen.put(e.getKey(), e.getValue());
+            for (Map.Entry<Path, List<Long>> e : now.entrySet()) {
+                if (e.getValue().equals(seen.put(e.getKey(), e.getValue()))) continue; // unchanged
                 changed |= deploy(e.getKey());
             }
             if (changed) proxies = Map.copyOf(deployed);
@@ -876,13 +766,12 @@ public final class EiNode {
                         + p.name + " is already deployed from the file : " + other.file);
                 return false;
             }
-            String old = names.get(f);
+            String old = names.put(f, p.name);
             if (old != null) {
                 deployed.remove(old);
                 log.info(L_DEPLOYER, "ProxyService named : " + old + " has been undeployed");
             }
             deployed.put(p.name, p);
-            names.put(f, p.name);
             log.info(L_DEPLOYER, "ProxyService named : " + p.name + " has been deployed from file : " + f);
             return true;
         }
@@ -893,7 +782,7 @@ public final class EiNode {
     /**
      * Well-known-address membership over a line protocol. A connecting peer sends
      * "HELLO <domain> <uuid> <host> <port>\n" and the server answers with its own HELLO line.
-     * Every 250 ms each member is probed; two failed probes in a row mean it left.
+     * Every 250 ms each known member is probed; two failed probes in a row mean it left.
      */
     static final class Membership {
         final String domain, host, uuid = UUID.randomUUID().toString();
@@ -901,8 +790,8 @@ public final class EiNode {
         final ServerSocket server;
         final Map<String, Peer> peers = new ConcurrentHashMap<>(); // "host:port" -> peer
         final ExecutorService handlers;
+        final Thread acceptor, prober;
         volatile boolean running = true;
-        Thread acceptor, prober;
 
         static final class Peer {
             final String host;
@@ -929,11 +818,11 @@ public final class EiNode {
                 throw new StartupError(L_CLUSTER, "Cannot start clustering: member port " + port + " on " + host
                         + " is not available (" + e.getMessage() + ")");
             }
-            for (String[] m : c.members) {
-                peers.putIfAbsent(m[0] + ":" + m[1], new Peer(m[0], Integer.parseInt(m[1])));
-            }
+            for (String[] m : c.members) peers.putIfAbsent(m[0] + ":" + m[1], new Peer(m[0], Integer.parseInt(m[1])));
             String prefix = "hz._hzInstance_1_" + domain;
-            handlers = Executors.newFixedThreadPool(2, named(prefix + ".IO.thread-in-", true));
+            handlers = Executors.newFixedThreadPool(2, named(prefix + ".IO.thread-in-"));
+            acceptor = named(prefix + ".IO.thread-Acceptor-").newThread(this::acceptLoop);
+            prober = named(prefix + ".cluster-").newThread(this::probeLoop);
             log.info(L_CLUSTER, "Local member: [" + uuid + "] - Host:" + host + ", Port: " + port + ", Domain: " + domain
                     + ", well-known members: " + peers.keySet());
         }
@@ -943,11 +832,6 @@ public final class EiNode {
         }
 
         void start() {
-            String prefix = "hz._hzInstance_1_" + domain;
-            acceptor = new Thread(this::acceptLoop, prefix + ".IO.thread-Acceptor");
-            prober = new Thread(this::probeLoop, prefix + ".cluster");
-            acceptor.setDaemon(true);
-            prober.setDaemon(true);
             acceptor.start();
             prober.start();
         }
@@ -956,10 +840,8 @@ public final class EiNode {
             running = false;
             try {
                 server.close();
-            } catch (IOException ignored) {
-                // closing anyway
-            }
-            if (prober != null) prober.interrupt();
+            } catch (IOException ignored) { /* closing anyway */ }
+            prober.interrupt();
             handlers.shutdownNow();
         }
 
@@ -969,7 +851,7 @@ public final class EiNode {
                     Socket s = server.accept();
                     handlers.execute(() -> answer(s));
                 } catch (IOException | RejectedExecutionException e) {
-                    if (!running) return;
+                    // closed (then running is false) or a failed accept: go on
                 }
             }
         }
@@ -980,19 +862,16 @@ public final class EiNode {
                 s.setSoTimeout(1000);
                 String[] h = parse(readLine(s.getInputStream()));
                 if (h == null) return;
-                OutputStream out = s.getOutputStream();
-                out.write(hello().getBytes(StandardCharsets.UTF_8));
-                out.flush();
+                s.getOutputStream().write(hello().getBytes(StandardCharsets.UTF_8));
                 seen(h);
             } catch (IOException e) {
-                // a half-open probe; the peer will retry
+                // a half-open probe; the peer retries
             }
         }
 
         void probeLoop() {
             while (running) {
                 for (Peer p : peers.values()) {
-                    if (!running) return;
                     String[] h = null;
                     try (Socket s = new Socket()) {
                         s.connect(new InetSocketAddress(p.host, p.port), 300);
@@ -1002,6 +881,7 @@ public final class EiNode {
                     } catch (IOException e) {
                         // counted as a failure below
                     }
+                    if (!running) return;
                     if (h != null) seen(h);
                     else failed(p);
                 }
@@ -1015,9 +895,8 @@ public final class EiNode {
 
         static String readLine(InputStream in) throws IOException {
             StringBuilder b = new StringBuilder(96);
-            for (int c; (c = in.read()) >= 0 && c != '\n'; ) {
+            for (int c; (c = in.read()) >= 0 && c != '\n'; b.append((char) c)) {
                 if (b.length() > 512) throw new IOException("HELLO line too long");
-                b.append((char) c);
             }
             return b.toString();
         }
@@ -1025,33 +904,27 @@ public final class EiNode {
         /** {domain, uuid, host, port} from a HELLO line, or null. */
         static String[] parse(String line) {
             String[] t = line.trim().split(" ");
-            if (t.length != 5 || !t[0].equals("HELLO")) return null;
-            try {
-                Integer.parseInt(t[4]);
-            } catch (NumberFormatException e) {
-                return null;
-            }
-            return new String[] {t[1], t[2], t[3], t[4]};
+            if (t.length != 5 || !t[0].equals("HELLO") || !t[4].matches("\\d{1,5}")) return null;
+            return Arrays.copyOfRange(t, 1, 5);
         }
 
         synchronized void seen(String[] h) {
             String dom = h[0], id = h[1];
-            if (id.equals(uuid)) return; // ourselves, under another name
+            if (id.equals(uuid)) return; // this node itself, listed under another name
             Peer p = peers.computeIfAbsent(h[2] + ":" + h[3], k -> new Peer(h[2], Integer.parseInt(h[3])));
             p.failures = 0;
             if (!dom.equals(domain)) {
                 if (p.uuid != null) left(p);
-                if (!(dom + " " + id).equals(p.warned)) {
+                if (!(dom + " " + id).equals(p.warned)) { // once per peer, not every 250 ms
                     p.warned = dom + " " + id;
                     log.warn(L_WKA, "Member [" + id + "]: /" + p.host + ":" + p.port + " is in the cluster domain " + dom
                             + ", not " + domain + ": not joining it");
                 }
-                return;
+            } else if (!id.equals(p.uuid)) {
+                if (p.uuid != null) left(p); // restarted faster than two probes
+                p.uuid = id;
+                log.info(L_WKA, "Member joined [" + id + "]: /" + p.host + ":" + p.port);
             }
-            if (id.equals(p.uuid)) return;
-            if (p.uuid != null) left(p); // restarted faster than we noticed it going
-            p.uuid = id;
-            log.info(L_WKA, "Member joined [" + id + "]: /" + p.host + ":" + p.port);
         }
 
         synchronized void failed(Peer p) {
@@ -1067,8 +940,9 @@ public final class EiNode {
 
     // ------------------------------------------------------------------ JSON
 
-    /** A small strict JSON parser building Maps, Lists, Strings, Longs/Doubles, Booleans. */
+    /** A small strict JSON parser (RFC 8259) building Maps, Lists, Strings, Longs, Doubles, Booleans. */
     static final class Json {
+        @SuppressWarnings("serial")
         static final class JsonError extends RuntimeException {
             JsonError(String msg) {
                 super(msg, null, false, false); // no stack trace: malformed input is routine
@@ -1084,10 +958,8 @@ public final class EiNode {
 
         static Object parse(String s) {
             Json j = new Json(s);
-            j.ws();
             Object v = j.value(0);
-            j.ws();
-            if (j.i < s.length()) throw j.err("Unexpected character '" + s.charAt(j.i) + "' after the JSON value");
+            if (j.skipWs() < s.length()) throw j.err("Unexpected character '" + s.charAt(j.i) + "' after the JSON value");
             return v;
         }
 
@@ -1095,126 +967,78 @@ public final class EiNode {
             return new JsonError(msg + " at position " + i);
         }
 
-        void ws() {
-            while (i < s.length()) {
-                char c = s.charAt(i);
-                if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return;
-                i++;
-            }
+        int skipWs() {
+            while (i < s.length() && " \t\r\n".indexOf(s.charAt(i)) >= 0) i++;
+            return i;
+        }
+
+        /** The next non-blank character (not consumed), or 0 at the end. */
+        char peek() {
+            return skipWs() < s.length() ? s.charAt(i) : 0;
+        }
+
+        void expect(char c) {
+            char got = peek();
+            if (got != c) throw err(got == 0 ? "Unexpected end of input, expected '" + c + "'" : "Expected '" + c + "' but found '" + got + "'");
+            i++;
         }
 
         Object value(int depth) {
             if (depth > 512) throw err("JSON nested too deeply");
-            if (i >= s.length()) throw err("Unexpected end of input");
-            char c = s.charAt(i);
-            switch (c) {
-                case '{': return object(depth);
-                case '[': return array(depth);
-                case '"': return string();
-                case 't': return literal("true", Boolean.TRUE);
-                case 'f': return literal("false", Boolean.FALSE);
-                case 'n': return literal("null", null);
-                default:
-                    if (c == '-' || (c >= '0' && c <= '9')) return number();
-                    throw err("Unexpected character '" + c + "'");
-            }
-        }
-
-        Map<String, Object> object(int depth) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            i++;
-            ws();
-            if (i < s.length() && s.charAt(i) == '}') {
+            char c = peek();
+            if (c == 0) throw err("Unexpected end of input");
+            if (c == '{' || c == '[') {
+                boolean obj = c == '{';
+                Map<String, Object> m = obj ? new LinkedHashMap<>() : null;
+                List<Object> l = obj ? null : new ArrayList<>();
                 i++;
-                return m;
-            }
-            while (true) {
-                ws();
-                if (i >= s.length() || s.charAt(i) != '"') throw err("Expected a string key");
-                String k = string();
-                ws();
-                expect(':');
-                ws();
-                m.put(k, value(depth + 1));
-                ws();
-                if (i < s.length() && s.charAt(i) == ',') {
+                if (peek() == (obj ? '}' : ']')) {
                     i++;
-                    continue;
+                    return obj ? m : l;
                 }
-                expect('}');
-                return m;
+                do {
+                    if (obj) {
+                        if (peek() != '"') throw err("Expected a string key");
+                        String k = string();
+                        expect(':');
+                        m.put(k, value(depth + 1));
+                    } else {
+                        l.add(value(depth + 1));
+                    }
+                } while (peek() == ',' && ++i > 0);
+                expect(obj ? '}' : ']');
+                return obj ? m : l;
             }
-        }
-
-        List<Object> array(int depth) {
-            List<Object> l = new ArrayList<>();
-            i++;
-            ws();
-            if (i < s.length() && s.charAt(i) == ']') {
-                i++;
-                return l;
-            }
-            while (true) {
-                ws();
-                l.add(value(depth + 1));
-                ws();
-                if (i < s.length() && s.charAt(i) == ',') {
-                    i++;
-                    continue;
+            if (c == '"') return string();
+            if (c == '-' || (c >= '0' && c <= '9')) return number();
+            for (String w : new String[] {"true", "false", "null"}) {
+                if (s.startsWith(w, i)) {
+                    i += w.length();
+                    return w.equals("null") ? null : Boolean.valueOf(w);
                 }
-                expect(']');
-                return l;
             }
-        }
-
-        void expect(char c) {
-            if (i >= s.length()) throw err("Expected '" + c + "' but the input ended");
-            if (s.charAt(i) != c) throw err("Expected '" + c + "' but found '" + s.charAt(i) + "'");
-            i++;
+            throw err("Unexpected character '" + c + "'");
         }
 
         String string() {
-            i++; // opening quote
-            int start = i;
-            while (i < s.length()) { // fast path: no escapes
-                char c = s.charAt(i);
-                if (c == '"') return s.substring(start, i++);
-                if (c == '\\' || c < 0x20) break;
-                i++;
-            }
-            StringBuilder b = new StringBuilder(s.substring(start, i));
-            while (i < s.length()) {
+            StringBuilder b = new StringBuilder();
+            for (i++; i < s.length(); ) {
                 char c = s.charAt(i++);
                 if (c == '"') return b.toString();
-                if (c < 0x20) {
-                    i--;
-                    throw err("Control character in string");
-                }
+                if (c < 0x20) throw err("Control character in a string");
                 if (c != '\\') {
                     b.append(c);
                     continue;
                 }
-                if (i >= s.length()) break;
-                char e = s.charAt(i++);
-                switch (e) {
-                    case '"': case '\\': case '/': b.append(e); break;
-                    case 'b': b.append('\b'); break;
-                    case 'f': b.append('\f'); break;
-                    case 'n': b.append('\n'); break;
-                    case 'r': b.append('\r'); break;
-                    case 't': b.append('\t'); break;
-                    case 'u':
-                        if (i + 4 > s.length()) throw err("Bad \\u escape");
-                        try {
-                            b.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
-                        } catch (NumberFormatException x) {
-                            throw err("Bad \\u escape");
-                        }
-                        i += 4;
-                        break;
-                    default:
-                        i--;
-                        throw err("Bad escape '\\" + e + "'");
+                char e = i < s.length() ? s.charAt(i++) : 0;
+                int k = "\"\\/bfnrt".indexOf(e);
+                if (k >= 0) {
+                    b.append("\"\\/\b\f\n\r\t".charAt(k));
+                } else if (e == 'u' && i + 4 <= s.length() && s.substring(i, i + 4).chars().allMatch(h -> Character.digit(h, 16) >= 0)) {
+                    b.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
+                    i += 4;
+                } else {
+                    throw err("Bad escape in a string");
                 }
             }
             throw err("Unterminated string");
@@ -1222,24 +1046,22 @@ public final class EiNode {
 
         Object number() {
             int start = i;
-            boolean integral = true;
             if (s.charAt(i) == '-') i++;
-            if (i < s.length() && s.charAt(i) == '0') i++;
-            else if (!digits()) throw err("Bad number");
-            if (i < s.length() && s.charAt(i) == '.') {
-                integral = false;
+            boolean ok = i < s.length() && s.charAt(i) == '0' ? ++i > 0 : digits();
+            boolean integral = true;
+            if (ok && i < s.length() && s.charAt(i) == '.') {
                 i++;
-                if (!digits()) throw err("Bad number: digits expected after '.'");
-            }
-            if (i < s.length() && (s.charAt(i) == 'e' || s.charAt(i) == 'E')) {
+                ok = digits();
                 integral = false;
-                i++;
-                if (i < s.length() && (s.charAt(i) == '+' || s.charAt(i) == '-')) i++;
-                if (!digits()) throw err("Bad number: digits expected in the exponent");
             }
+            if (ok && i < s.length() && (s.charAt(i) == 'e' || s.charAt(i) == 'E')) {
+                if (++i < s.length() && (s.charAt(i) == '+' || s.charAt(i) == '-')) i++;
+                ok = digits();
+                integral = false;
+            }
+            if (!ok) throw err("Bad number");
             String n = s.substring(start, i);
-            if (integral && n.length() <= 18) return Long.parseLong(n);
-            return Double.parseDouble(n);
+            return integral && n.length() <= 18 ? (Object) Long.parseLong(n) : (Object) Double.parseDouble(n);
         }
 
         boolean digits() {
@@ -1248,16 +1070,9 @@ public final class EiNode {
             return i > start;
         }
 
-        Object literal(String word, Object v) {
-            if (!s.startsWith(word, i)) throw err("Unexpected character '" + s.charAt(i) + "'");
-            i += word.length();
-            return v;
-        }
-
         static String escape(String v) {
             StringBuilder b = new StringBuilder(v.length() + 8);
-            for (int k = 0; k < v.length(); k++) {
-                char c = v.charAt(k);
+            for (char c : v.toCharArray()) {
                 if (c == '"' || c == '\\') b.append('\\').append(c);
                 else if (c < 0x20) b.append(String.format("\\u%04x", (int) c));
                 else b.append(c);
@@ -1269,8 +1084,8 @@ public final class EiNode {
     // ------------------------------------------------------------------ logging
 
     /**
-     * wso2carbon.log in the layout of EI 6.3+: [%d] [%T] [%S] [%t] %P%5p {%c} - %x %m%n
-     * (tenant -1234, server key EI-Core, empty %P and %x). One flushed line per event.
+     * repository/logs/wso2carbon.log in the EI 6.3+ layout [%d] [%T] [%S] [%t] %P%5p {%c} - %x %m%n
+     * (tenant -1234, server key EI-Core, empty %P and %x). One line per event, flushed at once.
      */
     static final class Log {
         static final DateTimeFormatter TS = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss,SSS");
@@ -1282,32 +1097,22 @@ public final class EiNode {
             out = new BufferedWriter(new OutputStreamWriter(new FileOutputStream(file.toFile(), true), StandardCharsets.UTF_8), 16384);
         }
 
-        void info(String logger, String msg) {
-            write("INFO", logger, msg, true);
-        }
+        void info(String logger, String msg) { write("INFO", logger, msg, true); }
+        void warn(String logger, String msg) { write("WARN", logger, msg, true); }
+        void error(String logger, String msg) { write("ERROR", logger, msg, true); }
 
-        void warn(String logger, String msg) {
-            write("WARN", logger, msg, true);
-        }
-
-        void error(String logger, String msg) {
-            write("ERROR", logger, msg, true);
-        }
-
-        /** console: also to stdout (repository/logs/stdout.log), as Carbon does for its own events. */
+        /** console: also to stdout (integrator.sh sends it to repository/logs/stdout.log), as Carbon does. */
         void write(String level, String logger, String msg, boolean console) {
             if (msg.indexOf('\n') >= 0 || msg.indexOf('\r') >= 0) msg = msg.replace("\r\n", " ").replace('\n', ' ').replace('\r', ' ');
             String line = "[" + TS.format(LocalDateTime.now()) + "] [-1234] [EI-Core] [" + Thread.currentThread().getName() + "] "
-                    + (level.length() < 5 ? " ".repeat(5 - level.length()) : "") + level + " {" + logger + "} - " + msg + "\n";
+                    + " ".repeat(Math.max(0, 5 - level.length())) + level + " {" + logger + "} - " + msg + "\n";
             synchronized (this) {
-                if (!closed) {
-                    try {
+                try {
+                    if (!closed) {
                         out.write(line);
                         out.flush();
-                    } catch (IOException ignored) {
-                        // a full disk must not take requests down
                     }
-                }
+                } catch (IOException ignored) { /* a full disk must not take requests down */ }
             }
             if (console) {
                 System.out.print(line);
@@ -1316,13 +1121,10 @@ public final class EiNode {
         }
 
         synchronized void close() {
-            if (closed) return;
             closed = true;
             try {
                 out.close();
-            } catch (IOException ignored) {
-                // exiting anyway
-            }
+            } catch (IOException ignored) { /* exiting anyway */ }
         }
     }
 }

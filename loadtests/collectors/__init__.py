@@ -1,0 +1,1 @@
+"""Collectors: node and host metrics sampled while a load test runs."""

@@ -1,0 +1,107 @@
+"""JMX over RMI from Python through one embedded JVM (JPype).
+
+One JVM is started per Python process (JPype cannot restart it) and shared by every
+connection; a round of reads costs a few milliseconds, unlike tools that fork a JVM per query.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from eiperf.errors import EiperfError
+
+_lock = threading.Lock()
+
+
+class JmxError(EiperfError):
+    """A JMX endpoint could not be reached or read."""
+
+
+def ensure_jvm() -> None:
+    """Start the embedded JVM once (JPype), quietly."""
+    try:
+        import jpype
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise EiperfError("JPype is not installed: pip install 'jpype1>=1.5'") from e
+    with _lock:
+        if not jpype.isJVMStarted():
+            jpype.startJVM("-Xmx64m", "-XX:+UseSerialGC", "-Xss512k",
+                           "-Dsun.rmi.transport.tcp.responseTimeout=3000",
+                           "-Dsun.rmi.transport.connectionTimeout=2000",
+                           convertStrings=True)
+
+
+@dataclass(frozen=True)
+class GcStats:
+    name: str
+    count: int
+    time_ms: int
+
+
+class JmxConnection:
+    """An open JMX connection to one JVM; read the standard java.lang MBeans."""
+
+    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+        ensure_jvm()
+        import jpype
+
+        self.url = url
+        JMXServiceURL = jpype.JClass("javax.management.remote.JMXServiceURL")
+        Factory = jpype.JClass("javax.management.remote.JMXConnectorFactory")
+        HashMap = jpype.JClass("java.util.HashMap")
+        env = HashMap()
+        env.put("jmx.remote.x.request.waiting.timeout", jpype.JLong(int(timeout_s * 1000)))
+        try:
+            self._connector = Factory.connect(JMXServiceURL(url), env)
+            self._mbsc = self._connector.getMBeanServerConnection()
+        except Exception as e:  # Java exceptions surface as JException subclasses
+            raise JmxError(f"JMX {url}: cannot connect ({_short(e)})") from None
+        self._ObjectName = jpype.JClass("javax.management.ObjectName")
+
+    def attribute(self, name: str, attr: str):
+        try:
+            return self._mbsc.getAttribute(self._ObjectName(name), attr)
+        except Exception as e:
+            raise JmxError(f"JMX {self.url}: {name} {attr}: {_short(e)}") from None
+
+    def query_names(self, pattern: str) -> list[str]:
+        try:
+            names = self._mbsc.queryNames(self._ObjectName(pattern), None)
+        except Exception as e:
+            raise JmxError(f"JMX {self.url}: query {pattern}: {_short(e)}") from None
+        return sorted(str(n) for n in names)
+
+    def heap(self) -> dict[str, int]:
+        """used/committed/max bytes of the heap (java.lang:type=Memory)."""
+        usage = self.attribute("java.lang:type=Memory", "HeapMemoryUsage")
+        return {k: int(usage.get(k)) for k in ("used", "committed", "max")}
+
+    def gc(self) -> list[GcStats]:
+        out = []
+        for name in self.query_names("java.lang:type=GarbageCollector,*"):
+            out.append(GcStats(str(self.attribute(name, "Name")),
+                               int(self.attribute(name, "CollectionCount")),
+                               int(self.attribute(name, "CollectionTime"))))
+        return out
+
+    def input_arguments(self) -> list[str]:
+        """The JVM's command-line flags (java.lang:type=Runtime InputArguments)."""
+        return [str(a) for a in self.attribute("java.lang:type=Runtime", "InputArguments")]
+
+    def close(self) -> None:
+        try:
+            self._connector.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> JmxConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:200]
