@@ -29,7 +29,10 @@ the cluster.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +49,11 @@ def usl_throughput(n: np.ndarray | float, lambda_: float, sigma: float, kappa: f
 
 @dataclass(frozen=True)
 class USLFit:
-    """Fitted USL parameters, goodness of fit (R²) and the throughput peak."""
+    """Fitted USL parameters, goodness of fit (R²) and the throughput peak.
+
+    ``points`` is the number of points fitted and ``n_max`` the largest concurrency among them:
+    a peak (or a ``nodes_needed`` answer) beyond ``n_max`` is an extrapolation of the model.
+    """
 
     lambda_: float
     sigma: float
@@ -55,6 +62,7 @@ class USLFit:
     n_peak: float
     x_peak: float
     points: int
+    n_max: float
 
     def throughput(self, n: np.ndarray | float) -> np.ndarray:
         """Modelled throughput at concurrency ``n``."""
@@ -87,16 +95,18 @@ def fit_usl(concurrency: np.ndarray, throughput: np.ndarray) -> USLFit:
     (sigma0, kappa0), _ = optimize.nnls(design, n * lambda0 / x - 1.0)
     p0 = [lambda0, min(float(sigma0), 0.99), float(kappa0)]
     try:
-        params, _ = optimize.curve_fit(
-            usl_throughput,
-            n,
-            x,
-            p0=p0,
-            bounds=([1e-12, 0.0, 0.0], [np.inf, 1.0, np.inf]),
-            x_scale="jac",
-            maxfev=20_000,
-        )
-    except (RuntimeError, optimize.OptimizeWarning) as exc:
+        with warnings.catch_warnings():  # the covariance is not used (and needs > 3 points)
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            params, _ = optimize.curve_fit(
+                usl_throughput,
+                n,
+                x,
+                p0=p0,
+                bounds=([1e-12, 0.0, 0.0], [np.inf, 1.0, np.inf]),
+                x_scale="jac",
+                maxfev=20_000,
+            )
+    except (RuntimeError, ValueError) as exc:
         raise ValueError(f"the USL fit did not converge: {exc}") from exc
     lambda_, sigma, kappa = (float(p) for p in params)
     residual = x - usl_throughput(n, lambda_, sigma, kappa)
@@ -108,7 +118,7 @@ def fit_usl(concurrency: np.ndarray, throughput: np.ndarray) -> USLFit:
     else:
         n_peak = math.inf
         x_peak = lambda_ / sigma if sigma > 0 else math.inf
-    return USLFit(lambda_, sigma, kappa, r2, n_peak, x_peak, int(n.size))
+    return USLFit(lambda_, sigma, kappa, r2, n_peak, x_peak, int(n.size), float(n.max()))
 
 
 def nodes_needed(fit: USLFit, target_throughput: float, headroom: float = 0.2) -> int | None:
@@ -116,6 +126,7 @@ def nodes_needed(fit: USLFit, target_throughput: float, headroom: float = 0.2) -
     there (the required throughput is beyond the peak).
 
     N is in the unit the fit was made in: nodes for a fit over node counts, users otherwise.
+    An answer beyond ``fit.n_max`` is an extrapolation of the model.
     """
     if target_throughput <= 0 or headroom < 0:
         raise ValueError("target_throughput must be positive and headroom not negative")
@@ -145,20 +156,23 @@ def nodes_needed(fit: USLFit, target_throughput: float, headroom: float = 0.2) -
 
 def step_aggregates(
     requests: pd.DataFrame,
-    users_timeline: pd.DataFrame,
+    users_timeline: pd.DataFrame | Sequence[tuple[float, float]],
     end_ts: float | None = None,
     settle_s: float = 0.0,
 ) -> pd.DataFrame:
     """Per-step figures of a step-load run, one row per step of constant user count.
 
-    ``users_timeline`` holds (ts, users) rows from the load shape: each step starts at the first
-    row of a new user count and ends where the next starts (the last at ``end_ts``, default just
+    ``users_timeline`` holds (ts, users) rows from the load shape, as a frame or as a list of
+    step boundaries ``[(start_ts, users), ...]``: each step starts at the first row of a new user
+    count and ends where the next starts (the last at ``end_ts``, default just
     after the last request). The first ``settle_s`` seconds of each step are left out (ramp
     transient). Requests count by their start time. Columns: step, start_ts, end_ts, users,
     duration_s, count, ok_count, error_rate, throughput (ok requests/s), attempted_throughput (all
     requests/s), p50_ms, p95_ms, p99_ms and mean_ms (ok requests, nearest rank), concurrency
     (Σ latency / duration: requests in flight by Little's law).
     """
+    if not isinstance(users_timeline, pd.DataFrame):
+        users_timeline = pd.DataFrame(list(users_timeline), columns=["ts", "users"])
     timeline = users_timeline.sort_values("ts", kind="stable")
     t = timeline["ts"].to_numpy(dtype=np.float64)
     u = timeline["users"].to_numpy(dtype=np.float64)
@@ -231,18 +245,22 @@ class Knee:
         return self.trigger_index is not None
 
 
-def _rising_prefix(steps: pd.DataFrame) -> pd.DataFrame:
-    """The leading steps with strictly increasing users (a ramp-down at the end is ignored)."""
-    users = steps["users"].to_numpy(dtype=np.float64)
-    stop = users.size
-    for i in range(1, users.size):
-        if not users[i] > users[i - 1]:
-            stop = i
+def _load_steps(steps: pd.DataFrame) -> list[tuple[int, Any]]:
+    """(position, row) of the steps find_knee uses: from the first step with users > 0, the
+    steps with strictly increasing users (a ramp-down at the end is ignored)."""
+    used: list[tuple[int, Any]] = []
+    for position, row in enumerate(steps.itertuples(index=False)):
+        if not used:
+            if row.users > 0:
+                used.append((position, row))
+        elif row.users > used[-1][1].users:
+            used.append((position, row))
+        else:
             break
-    return steps.iloc[:stop]
+    return used
 
 
-def _breaks_slo(row: object, slo_p95_ms: float | None, max_error_rate: float | None) -> bool:
+def _breaks_slo(row: Any, slo_p95_ms: float | None, max_error_rate: float | None) -> bool:
     if slo_p95_ms is not None and not row.p95_ms <= slo_p95_ms:  # NaN p95 breaks it too
         return True
     if max_error_rate is not None:
@@ -262,10 +280,11 @@ def find_knee(
     the SLO breaks, whichever comes first."""
     if not 0 < gain_fraction < 1:
         raise ValueError(f"gain_fraction must be within (0, 1), got {gain_fraction}")
-    rows = list(_rising_prefix(steps.reset_index(drop=True)).itertuples(index=False))
-    if not rows:
-        raise ValueError("find_knee needs at least one step")
-    slope0 = rows[0].throughput / rows[0].users if rows[0].users > 0 else math.nan
+    used = _load_steps(steps)
+    if not used:
+        raise ValueError("find_knee needs at least one step with users > 0")
+    rows = [row for _, row in used]
+    slope0 = rows[0].throughput / rows[0].users
     trigger, reason = None, "not reached: throughput still rising and SLO met at the last step"
     for i, row in enumerate(rows):
         if _breaks_slo(row, slo_p95_ms, max_error_rate):
@@ -281,12 +300,19 @@ def find_knee(
                     f"(+{gain:.2f} req/s per user, initial slope {slope0:.2f})"
                 )
                 break
-    index = len(rows) - 1 if trigger is None else trigger - 1
-    if index < 0:
-        return Knee(None, math.nan, math.nan, math.nan, 0, reason + ": no step met the SLO")
-    knee = rows[index]
+    knee_at = len(rows) - 1 if trigger is None else trigger - 1
+    trigger_index = None if trigger is None else used[trigger][0]
+    if knee_at < 0:
+        reason += ": no step met the SLO"
+        return Knee(None, math.nan, math.nan, math.nan, trigger_index, reason)
+    position, knee = used[knee_at]
     return Knee(
-        index, float(knee.users), float(knee.throughput), float(knee.p95_ms), trigger, reason
+        position,
+        float(knee.users),
+        float(knee.throughput),
+        float(knee.p95_ms),
+        trigger_index,
+        reason,
     )
 
 
@@ -294,9 +320,10 @@ def max_sustainable_throughput(
     steps: pd.DataFrame, slo_p95_ms: float, max_error_rate: float | None = None
 ) -> float | None:
     """Highest step throughput reached before the first step that breaks the SLO (p95, and
-    error rate when ``max_error_rate`` is given); None when the first step already breaks it."""
+    error rate when ``max_error_rate`` is given); None when the first step already breaks it.
+    Uses the same steps as ``find_knee`` (increasing users, a ramp-down ignored)."""
     best = None
-    for row in _rising_prefix(steps.reset_index(drop=True)).itertuples(index=False):
+    for _, row in _load_steps(steps):
         if _breaks_slo(row, slo_p95_ms, max_error_rate):
             break
         best = float(row.throughput) if best is None else max(best, float(row.throughput))
@@ -377,6 +404,11 @@ def format_usl(fit: USLFit, unit: str = "users") -> list[str]:
         f"σ = {fit.sigma:.4f}, κ = {fit.kappa:.6f}, R² = {fit.r2:.3f}",
         peak,
     ]
+    if math.isfinite(fit.n_peak) and fit.n_peak > 2 * fit.n_max:
+        lines.append(
+            f"check: the peak lies far beyond the largest measured concurrency ({fit.n_max:g}): "
+            "it is an extrapolation; extend the load to see it"
+        )
     if not fit.r2 >= 0.9:
         lines.append(
             "check: the USL explains the points poorly (R² < 0.9): use more steps or longer ones"

@@ -272,13 +272,22 @@ def _throughput_estimate(
     if problem is not None:
         return _unknown("throughput", confidence, True, problem)
     ma, mb = float(ca.mean()), float(cb.mean())
-    rep_a = ca[rng.integers(0, ca.size, size=(n_boot, ca.size))].mean(axis=1)
-    rep_b = cb[rng.integers(0, cb.size, size=(n_boot, cb.size))].mean(axis=1)
+    rep_a, rep_b = _bootstrap_means(ca, n_boot, rng), _bootstrap_means(cb, n_boot, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
         low, high = _interval(rep_b / rep_a, confidence) if ma > 0 else (math.nan, math.nan)
     ratio = _ratio(mb, ma)
     verdict, reason = _judge(ratio, low, high, confidence, noise, True)
     return RatioEstimate("throughput", ma, mb, ratio, low, high, confidence, True, verdict, reason)
+
+
+def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of ``n_boot`` resamples of ``x``, drawn in chunks to bound memory."""
+    chunk = max(1, 2_000_000 // x.size)
+    parts = []
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        parts.append(x[rng.integers(0, x.size, size=(size, x.size))].mean(axis=1))
+    return np.concatenate(parts)
 
 
 def per_second_counts(ts: np.ndarray, window: Window | None = None) -> np.ndarray:

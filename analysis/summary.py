@@ -330,7 +330,6 @@ def check_summary(summary: RequestSummary, metrics: MetricsSummary | None = None
                 f"p{p:g} rests on {tail} request(s) at or above it: run longer "
                 f"(about {need:,} requests) for a stable p{p:g}"
             )
-            break
     if summary.error_rate > 0.01:
         basis = "all requests" if summary.include_errors else "successful requests only"
         checks.append(f"{summary.error_rate:.1%} of requests failed; latency figures cover {basis}")

@@ -12,6 +12,12 @@ T0 = 1_700_000_000.0
 
 
 @pytest.fixture
+def t0() -> float:
+    """Start of the synthetic runs (epoch seconds)."""
+    return T0
+
+
+@pytest.fixture
 def make_requests() -> Callable[..., pd.DataFrame]:
     """Factory of a requests frame: n requests spread over ``duration`` seconds from ``t0``."""
 

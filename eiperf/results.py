@@ -1,0 +1,147 @@
+"""The results schema: one place that says what a run and a sweep leave on disk.
+
+    results/<run-id>/run.json          the RunRecord below
+    results/<run-id>/requests.parquet  REQUESTS_SCHEMA, one row per request
+    results/<run-id>/metrics.parquet   METRICS_SCHEMA, long format
+    results/<run-id>/locust/           Locust's own CSV and HTML
+
+Schema history (bump SCHEMA_VERSION and keep a golden file of the old one in tests/):
+    1  eiperf 0.1 -- first layout.
+Loaders refuse versions they do not know, with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from eiperf.errors import EiperfError
+from eiperf.fsutil import atomic_write_text
+
+SCHEMA_VERSION = 1
+KNOWN_SCHEMA_VERSIONS = (1,)
+
+RUN_JSON = "run.json"
+REQUESTS_FILE = "requests.parquet"
+METRICS_FILE = "metrics.parquet"
+LOCUST_DIR = "locust"
+
+
+class RunStatus(str, Enum):
+    """complete: ran to its end; incomplete: interrupted (data so far kept); failed: no load ran."""
+
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    FAILED = "failed"
+
+
+class SchemaError(EiperfError):
+    """A result written by an eiperf this one cannot read."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """run.json: what ran, against what, when, and how it ended. Never edited once final."""
+
+    id: str
+    status: RunStatus
+    started_at: float
+    ended_at: float | None
+    measure_start: float | None
+    measure_end: float | None
+    load: dict[str, Any]
+    cluster: dict[str, Any]
+    slo: list[str] = field(default_factory=list)
+    slo_results: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    generator: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "run.json") -> RunRecord:
+        version = data.get("schema_version")
+        if version not in KNOWN_SCHEMA_VERSIONS:
+            raise SchemaError(
+                f"{where}: results schema version {version!r} is unknown to this eiperf "
+                f"(it reads {', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); upgrade eiperf to read it"
+            )
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["status"] = RunStatus(kwargs["status"])
+            return cls(**kwargs)
+        except (KeyError, TypeError, ValueError) as e:
+            raise SchemaError(f"{where}: not a valid run record ({e})") from None
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable and unique: 20261125-121530-3f2a."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def write_run_record(run_dir: Path, record: RunRecord) -> Path:
+    path = Path(run_dir) / RUN_JSON
+    atomic_write_text(path, record.to_json())
+    return path
+
+
+def read_run_record(run_dir: Path) -> RunRecord:
+    path = Path(run_dir) / RUN_JSON
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SchemaError(f"{run_dir}: no {RUN_JSON}; is this an eiperf run folder?") from None
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"{path}: not valid JSON ({e})") from None
+    return RunRecord.from_dict(data, str(path))
+
+
+def requests_schema():
+    """pyarrow schema of requests.parquet (imported lazily: pyarrow is heavy)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("ts", pa.float64()),          # request start, epoch seconds
+        ("scenario", pa.string()),
+        ("name", pa.string()),
+        ("latency_us", pa.int64()),    # microseconds
+        ("bytes", pa.int64()),
+        ("status", pa.int32()),
+        ("ok", pa.bool_()),
+        ("error", pa.string()),
+        ("node", pa.string()),         # from nginx's upstream header
+    ])
+
+
+def metrics_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("ts", pa.float64()),
+        ("node", pa.string()),         # node name, or "host" / "generator" / "lb"
+        ("source", pa.string()),       # psutil | jmx | nginx
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ])
+
+
+def host_facts() -> dict[str, Any]:
+    import platform
+
+    return {"hostname": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
