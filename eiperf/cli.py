@@ -103,6 +103,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not stop and restart a node (for clusters you must not disturb)")
     p.set_defaults(func=_lazy("eiperf.commands.verify_cmd", "cmd_verify"))
 
+    # -- run
+    p = sub.add_parser(
+        "run", help="one headless load test through the load balancer, with node metrics",
+        description="Run Locust headless against the cluster's load balancer, collect node "
+                    "metrics (psutil, JMX, nginx) in a separate process, and write "
+                    "results/<run-id>/ (run.json, requests.parquet, metrics.parquet, locust/). "
+                    "Exit codes: 0 ok, 1 an SLO broken, 2 error, 3 interrupted (incomplete).")
+    _add_cluster(p)
+    g = p.add_argument_group("load")
+    g.add_argument("--weights", "--scenario", default="soap_http=1", metavar="NAME=W,...",
+                   help="scenario mix: soap_http, soap_https, json, console, delayed, static "
+                        "(default soap_http=1)")
+    g.add_argument("-u", "--users", type=positive_int, default=10, help="users (default 10)")
+    g.add_argument("-r", "--spawn-rate", type=float, default=None,
+                   help="users started per second (default: all at once)")
+    g.add_argument("-t", "--duration", default="30s", help="measured time, e.g. 30s, 2m (default 30s)")
+    g.add_argument("--warmup", default="5s",
+                   help="time before measuring starts, left out of statistics (default 5s)")
+    g.add_argument("--shape", default="constant",
+                   choices=["constant", "step", "spike", "soak", "arrival"], help="load shape")
+    g.add_argument("--step-users", type=positive_int, default=None, help="step: users per step")
+    g.add_argument("--step-time", default=None, help="step: time per step (default 10s)")
+    g.add_argument("--spike-users", type=positive_int, default=None, help="spike: users at the peak")
+    g.add_argument("--arrival-rate", type=float, default=None,
+                   help="arrival: requests per second (open model, paced users)")
+    g.add_argument("--message-size", default="1KB", help="1KB, 10KB, 100KB or bytes (default 1KB)")
+    g.add_argument("--processes", type=int, default=1,
+                   help="Locust processes (-1: one per core); use all cores for high rates")
+    g = p.add_argument_group("results")
+    g.add_argument("--slo", action="append", metavar="RULE",
+                   help="e.g. 'p95<200ms', 'errors<0.1%%', 'rps>=500'; repeatable; exit 1 if broken")
+    g.add_argument("--out", default=os.environ.get("EIPERF_RESULTS", "results"),
+                   help="results folder [env EIPERF_RESULTS, default ./results]")
+    g.add_argument("--interval", type=float, default=1.0, help="metric sampling interval in s")
+    g.add_argument("--no-collect", action="store_true", help="do not collect node metrics")
+    p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
+
     # -- demo
     p = sub.add_parser("demo", help="what `make demo` runs: up, verify, and where to look next")
     _add_testbed_dir(p)

@@ -18,6 +18,13 @@ class JmxError(EiperfError):
     """A JMX endpoint could not be reached or read."""
 
 
+class JmxUnreachable(JmxError):
+    """The connection itself failed (refused, timed out, closed): reconnect before reading again.
+
+    Other JmxErrors (no such MBean or attribute) leave the connection usable.
+    """
+
+
 def ensure_jvm() -> None:
     """Start the embedded JVM once (JPype), quietly."""
     try:
@@ -26,7 +33,9 @@ def ensure_jvm() -> None:
         raise EiperfError("JPype is not installed: pip install 'jpype1>=1.5'") from e
     with _lock:
         if not jpype.isJVMStarted():
-            jpype.startJVM("-Xmx64m", "-XX:+UseSerialGC", "-Xss512k",
+            # -Xrs: the JVM leaves SIGTERM/SIGINT/SIGHUP to Python, so a process that embeds it
+            # still runs its own handlers (flush, exit 0) instead of the JVM's exit.
+            jpype.startJVM("-Xmx64m", "-XX:+UseSerialGC", "-Xss512k", "-Xrs",
                            "-Dsun.rmi.transport.tcp.responseTimeout=3000",
                            "-Dsun.rmi.transport.connectionTimeout=2000",
                            convertStrings=True)
@@ -56,20 +65,36 @@ class JmxConnection:
             self._connector = Factory.connect(JMXServiceURL(url), env)
             self._mbsc = self._connector.getMBeanServerConnection()
         except Exception as e:  # Java exceptions surface as JException subclasses
-            raise JmxError(f"JMX {url}: cannot connect ({_short(e)})") from None
+            raise JmxUnreachable(f"JMX {url}: cannot connect ({_short(e)})") from None
         self._ObjectName = jpype.JClass("javax.management.ObjectName")
 
     def attribute(self, name: str, attr: str):
         try:
             return self._mbsc.getAttribute(self._ObjectName(name), attr)
         except Exception as e:
-            raise JmxError(f"JMX {self.url}: {name} {attr}: {_short(e)}") from None
+            raise _error(e, f"JMX {self.url}: {name} {attr}") from None
+
+    def attributes(self, name: str, attrs: list[str]) -> dict[str, object]:
+        """Several attributes of one MBean in one round trip; unreadable ones are left out."""
+        try:
+            found = self._mbsc.getAttributes(self._ObjectName(name), attrs)
+        except Exception as e:
+            raise _error(e, f"JMX {self.url}: {name}") from None
+        return {str(a.getName()): a.getValue() for a in found.asList()}
+
+    def attribute_types(self, name: str) -> dict[str, str]:
+        """The readable attributes of one MBean and their Java type names (from its MBeanInfo)."""
+        try:
+            info = self._mbsc.getMBeanInfo(self._ObjectName(name))
+        except Exception as e:
+            raise _error(e, f"JMX {self.url}: {name} info") from None
+        return {str(a.getName()): str(a.getType()) for a in info.getAttributes() if a.isReadable()}
 
     def query_names(self, pattern: str) -> list[str]:
         try:
             names = self._mbsc.queryNames(self._ObjectName(pattern), None)
         except Exception as e:
-            raise JmxError(f"JMX {self.url}: query {pattern}: {_short(e)}") from None
+            raise _error(e, f"JMX {self.url}: query {pattern}") from None
         return sorted(str(n) for n in names)
 
     def heap(self) -> dict[str, int]:
@@ -100,6 +125,14 @@ class JmxConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _error(e: BaseException, where: str) -> JmxError:
+    """JmxUnreachable for a broken connection (java.io.IOException), else JmxError."""
+    import jpype
+
+    broken = isinstance(e, jpype.JClass("java.io.IOException"))
+    return (JmxUnreachable if broken else JmxError)(f"{where}: {_short(e)}")
 
 
 def _short(e: BaseException) -> str:

@@ -1,0 +1,163 @@
+"""eiperf's locustfile: usable by plain Locust and driven by `eiperf run`.
+
+    locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 1m --host http://127.0.0.1:18280
+    locust -f loadtests/locustfile.py --headless --cluster cluster.toml --weights soap_http=3,soap_https=1 \
+           --shape step -u 100 -t 2m --processes 2 --eiperf-out /tmp/run
+
+Everything here is wiring on Locust's own events (init_command_line_parser, init, test_start,
+test_stop, request, quitting); the scenarios, shapes and recorder live in their modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import gevent
+from locust import LoadTestShape, events
+from locust.runners import MasterRunner, WorkerRunner
+
+# The scenario classes must be names of this module for Locust to find them.
+from loadtests.scenarios import (  # noqa: F401
+    ConsoleUser,
+    DelayedUser,
+    JsonUser,
+    ScenarioConfig,
+    SoapHttpsUser,
+    SoapHttpUser,
+    StaticUser,
+    configure_scenarios,
+    parse_weights,
+)
+
+_state: dict = {"recorder": None, "timeline": [], "t0": None, "shape": None}
+
+
+@events.init_command_line_parser.add_listener
+def add_eiperf_options(parser) -> None:
+    g = parser.add_argument_group("eiperf", "options added by eiperf's locustfile")
+    g.add_argument("--cluster", default=os.environ.get("EIPERF_CLUSTER"),
+                   help="cluster.toml: picks the HTTP, HTTPS and console vhosts and the CA")
+    g.add_argument("--weights", default="soap_http=1",
+                   help="scenario weights, e.g. soap_http=3,soap_https=1,json=1,console=0,delayed=0,static=0")
+    g.add_argument("--message-size", default="1KB", help="1KB, 10KB, 100KB or bytes")
+    g.add_argument("--shape", default="none",
+                   choices=["none", "constant", "step", "spike", "soak", "arrival"],
+                   help="load shape; none = Locust's own -u/-r/-t")
+    g.add_argument("--step-users", type=int, default=None, help="step shape: users added per step")
+    g.add_argument("--step-time", type=float, default=None, help="step shape: seconds per step")
+    g.add_argument("--spike-users", type=int, default=None, help="spike shape: users at the peak")
+    g.add_argument("--arrival-rate", type=float, default=None, help="arrival shape: requests/s")
+    g.add_argument("--warmup", type=float, default=0.0,
+                   help="seconds at the start left out of Locust's statistics")
+    g.add_argument("--eiperf-out", default=None,
+                   help="folder for per-request rows (one Parquet file per process) and timeline.json")
+
+
+class EiperfShape(LoadTestShape):
+    """Delegates to the shape chosen with --shape (see loadtests/shapes.py)."""
+
+    use_common_options = True
+
+    def tick(self):
+        shape = _state["shape"]
+        return None if shape is None else shape.users_at(self.get_run_time())
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"eiperf locustfile: error: {message}\n")
+    sys.exit(2)
+
+
+@events.init.add_listener
+def on_init(environment, runner=None, **_kw) -> None:
+    opts = environment.parsed_options
+    if opts is None:  # used as a library without Locust's parser
+        return
+    from eiperf.cluster import load_cluster
+    from eiperf.errors import EiperfError
+    from loadtests.messages import parse_size
+    from loadtests.shapes import build_shape
+
+    try:
+        cluster = load_cluster(opts.cluster) if opts.cluster else None
+        weights = parse_weights(opts.weights)
+        size = parse_size(opts.message_size)
+        shape = None
+        if opts.shape != "none":
+            duration = float(opts.run_time or 60)
+            shape = build_shape(opts.shape, duration, int(opts.num_users or 10),
+                                float(opts.spawn_rate or 10), step_users=opts.step_users,
+                                step_time=opts.step_time, spike_users=opts.spike_users,
+                                arrival_rate=opts.arrival_rate)
+        per_user = getattr(shape, "per_user_rate", None)
+        active = configure_scenarios(ScenarioConfig(weights, size, per_user), cluster, opts.host)
+    except (EiperfError, ValueError) as e:
+        _fail(str(e))
+        return
+    environment.user_classes[:] = active
+    _state["shape"] = shape
+    if shape is None:
+        environment.shape_class = None
+    if opts.eiperf_out and not isinstance(runner, MasterRunner):
+        from loadtests.recorder import RequestRecorder
+
+        rec = RequestRecorder(Path(opts.eiperf_out),
+                              upstream_header=cluster.load_balancer.upstream_header if cluster
+                              else "X-Upstream-Addr",
+                              node_of=cluster.node_for_upstream if cluster else None)
+        _state["recorder"] = rec
+        environment.events.request.add_listener(rec.on_request)
+
+
+def _sample_users(runner) -> None:
+    while True:
+        _state["timeline"].append((time.time(), runner.user_count))
+        gevent.sleep(1.0)
+
+
+@events.test_start.add_listener
+def on_test_start(environment, **_kw) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        return
+    _state["t0"] = time.time()
+    _state["timeline"] = []
+    warmup = float(getattr(environment.parsed_options, "warmup", 0) or 0)
+    if warmup > 0:
+        gevent.spawn_later(warmup, runner.stats.reset_all)
+    _state["sampler"] = gevent.spawn(_sample_users, runner)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment, **_kw) -> None:
+    rec = _state["recorder"]
+    if rec is not None:
+        rec.flush()
+    if isinstance(environment.runner, WorkerRunner) or _state["t0"] is None:
+        return
+    sampler = _state.pop("sampler", None)
+    if sampler is not None:
+        sampler.kill(block=False)
+    out = getattr(environment.parsed_options, "eiperf_out", None)
+    if out:
+        from eiperf.fsutil import atomic_write_text
+
+        shape = _state["shape"]
+        atomic_write_text(Path(out) / "timeline.json", json.dumps({
+            "test_start": _state["t0"],
+            "test_stop": time.time(),
+            "warmup": float(environment.parsed_options.warmup or 0),
+            "users": _state["timeline"],
+            "shape": shape.describe() if shape else None,
+        }))
+
+
+@events.quitting.add_listener
+def on_quitting(environment, **_kw) -> None:
+    rec = _state["recorder"]
+    if rec is not None:
+        rec.close()

@@ -1,0 +1,199 @@
+"""Locust scenarios: FastHttpUser classes, one per kind of traffic through the load balancer.
+
+Each class says which vhost it uses; `configure_scenarios` points them at the cluster's URLs,
+sets weights, TLS verification and payloads from the command line (see locustfile.py).
+Every response is checked: status, SOAP faults, and that the proxy echoed the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from locust import constant_throughput, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from eiperf.cluster import Cluster
+from loadtests.messages import json_document, soap_envelope
+
+SAMPLE_PROXY = "/services/SampleProxy"
+DELAYED_PROXY = "/services/DelayedProxy"
+SOAP_HEADERS = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "urn:getQuote"}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class EiUser(FastHttpUser):
+    """Base of every scenario: which vhost, which Host header, what it sends."""
+
+    abstract = True
+    scenario = ""
+    vhost = "http"  # http | https | console | status
+    host_header: str | None = None
+    payload: bytes = b""
+    network_timeout = 30.0
+    connection_timeout = 10.0
+
+    def _check_echo(self, resp, sent: bytes) -> None:
+        if resp.status_code != 200:
+            resp.failure(f"HTTP {resp.status_code}")
+        elif resp.content and b":Fault>" in resp.content[:2048]:
+            resp.failure("SOAP fault")
+        elif resp.content != sent:
+            resp.failure("response body is not the message sent (proxy did not echo it)")
+        else:
+            resp.success()
+
+    def _headers(self, base: dict[str, str]) -> dict[str, str]:
+        return {**base, "Host": self.host_header} if self.host_header else dict(base)
+
+    def _post(self, path: str, name: str, headers: dict[str, str]) -> None:
+        with self.client.post(path, data=self.payload, headers=self._headers(headers), name=name,
+                              catch_response=True, context={"scenario": self.scenario}) as r:
+            self._check_echo(r, self.payload)
+
+
+class SoapHttpUser(EiUser):
+    """SOAP 1.1 POST to the sample log-mediator proxy through the HTTP vhost."""
+
+    scenario = "soap_http"
+    vhost = "http"
+
+    @task
+    def soap(self) -> None:
+        self._post(SAMPLE_PROXY, "soap_http", SOAP_HEADERS)
+
+
+class SoapHttpsUser(EiUser):
+    """The same SOAP POST through the HTTPS vhost (certificate checked against the CA)."""
+
+    scenario = "soap_https"
+    vhost = "https"
+
+    @task
+    def soap(self) -> None:
+        self._post(SAMPLE_PROXY, "soap_https", SOAP_HEADERS)
+
+
+class JsonUser(EiUser):
+    """A JSON POST to the sample proxy through the HTTP vhost."""
+
+    scenario = "json"
+    vhost = "http"
+
+    @task
+    def post_json(self) -> None:
+        self._post(SAMPLE_PROXY, "json", JSON_HEADERS)
+
+
+class DelayedUser(EiUser):
+    """SOAP POST to a proxy whose backend answers late (exercises nginx timeouts)."""
+
+    scenario = "delayed"
+    vhost = "http"
+
+    @task
+    def soap(self) -> None:
+        self._post(DELAYED_PROXY, "delayed", SOAP_HEADERS)
+
+
+class ConsoleUser(EiUser):
+    """GET the management console through the ui.ei.wso2.com vhost."""
+
+    scenario = "console"
+    vhost = "console"
+
+    @task
+    def console(self) -> None:
+        with self.client.get("/carbon/", headers=self._headers({}), name="console",
+                             catch_response=True, context={"scenario": self.scenario}) as r:
+            if r.status_code != 200 or b"Management Console" not in (r.content or b""):
+                r.failure(f"console answered HTTP {r.status_code}")
+
+
+class StaticUser(EiUser):
+    """GET nginx's static location (no node involved): measures the generator itself."""
+
+    scenario = "static"
+    vhost = "status"
+
+    @task
+    def static(self) -> None:
+        with self.client.get("/static", name="static", catch_response=True,
+                             context={"scenario": self.scenario}) as r:
+            if r.status_code != 200:
+                r.failure(f"HTTP {r.status_code}")
+
+
+SCENARIOS: dict[str, type[EiUser]] = {
+    c.scenario: c for c in (SoapHttpUser, SoapHttpsUser, JsonUser, DelayedUser, ConsoleUser,
+                            StaticUser)
+}
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    weights: dict[str, int]
+    message_size: int
+    per_user_rate: float | None = None
+
+
+def parse_weights(text: str) -> dict[str, int]:
+    """'soap_http=3,soap_https=1' -> {'soap_http': 3, 'soap_https': 1}; one clear error."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r} in --weights; scenarios: "
+                             f"{', '.join(SCENARIOS)}")
+        if not sep:
+            value = "1"
+        if not value.strip().isdigit():
+            raise ValueError(f"--weights {name}={value}: a weight is a whole number >= 0")
+        out[name] = int(value)
+    if not any(out.values()):
+        raise ValueError("--weights gives every scenario weight 0; give at least one a weight")
+    return out
+
+
+def _base_url(cluster: Cluster | None, vhost: str, host: str | None) -> str | None:
+    if cluster is None:
+        return host if vhost == "http" else None
+    lb = cluster.load_balancer
+    if vhost == "status":
+        if not lb.status_url:
+            return None
+        u = urlsplit(lb.status_url)
+        return f"{u.scheme}://{u.netloc}"
+    return {"http": lb.http_url, "https": lb.https_url, "console": lb.console_url}[vhost]
+
+
+def configure_scenarios(cfg: ScenarioConfig, cluster: Cluster | None,
+                        host: str | None) -> list[type[EiUser]]:
+    """Set each scenario's weight, URL, Host header, TLS and payload; return the active ones."""
+    import gevent.ssl
+
+    ca = cluster.load_balancer.ca_file if cluster else None
+    active = []
+    for name, cls in SCENARIOS.items():
+        cls.weight = cfg.weights.get(name, 0)
+        if cls.weight <= 0:
+            continue
+        base = _base_url(cluster, cls.vhost, host)
+        if base is None:
+            raise ValueError(f"scenario {name} needs the {cls.vhost} vhost: pass --cluster FILE "
+                             "(plain --host only serves soap_http and json)")
+        cls.host = base
+        if cluster is not None and cls.vhost in ("http", "https", "console"):
+            lb = cluster.load_balancer
+            cls.host_header = lb.console_host_name if cls.vhost == "console" else lb.host_name
+        if base.startswith("https"):
+            cls.insecure = False
+            cls.ssl_context_factory = staticmethod(
+                lambda ca=ca: gevent.ssl.create_default_context(cafile=ca))
+        cls.payload = (json_document(cfg.message_size) if name == "json"
+                       else soap_envelope(cfg.message_size))
+        if cfg.per_user_rate:
+            cls.wait_time = constant_throughput(cfg.per_user_rate)
+        active.append(cls)
+    return active
