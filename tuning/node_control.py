@@ -108,8 +108,11 @@ def _failure_reason(transport: NodeTransport, node: Node, log_offset: int) -> st
     out = transport.read_from(_stdout_log(node), 0)
     if any(m in out for m in JVM_FAILURE_MARKERS):
         out = _settled(transport, _stdout_log(node))
-        lines = [ln for ln in out.decode("utf-8", "replace").splitlines()
-                 if not ln.startswith(("JAVA_HOME", "CARBON_HOME", "Using Java memory"))]
+        lines = [
+            ln
+            for ln in out.decode("utf-8", "replace").splitlines()
+            if not ln.startswith(("JAVA_HOME", "CARBON_HOME", "Using Java memory"))
+        ]
         return "\n".join(lines).strip()
     new_log = transport.read_from(node.log_file, log_offset)
     if b"Halting JVM" in new_log and not STARTED_RE.search(new_log):

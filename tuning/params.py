@@ -69,12 +69,13 @@ class Target(StrEnum):
 
 @dataclass(frozen=True)
 class Parameter:
-    """One named parameter: its target, a help line, and the converter that checks a value."""
+    """One named parameter: its target, the converter that checks a value, an example, help."""
 
     name: str
     target: Target
-    help: str
     convert: Callable[[str, object], Value]
+    example: str
+    help: str
 
 
 def size_to_bytes(size: str) -> int:
@@ -119,7 +120,9 @@ def _integer(minimum: int) -> Callable[[str, object], Value]:
     def convert(name: str, raw: object) -> Value:
         text = _text(name, raw)
         if not re.fullmatch(r"-?\d+", text):
-            raise ParameterError(f"{name}: '{text}' is not a whole number; use e.g. {name}=4")
+            raise ParameterError(
+                f"{name}: '{text}' is not a whole number; use e.g. {name}={_example(name)}"
+            )
         if int(text) < minimum:
             raise ParameterError(f"{name}: {text} is too small; use {minimum} or more")
         return int(text)
@@ -176,56 +179,40 @@ def _passthru_value(name: str, raw: object) -> Value:
     return text
 
 
-PARAMETERS: dict[str, Parameter] = {
-    p.name: p
-    for p in (
-        Parameter("jvm.xms", Target.JVM, "initial heap (-Xms), e.g. 512m", _size),
-        Parameter("jvm.xmx", Target.JVM, "maximum heap (-Xmx), e.g. 2g", _size),
-        Parameter("jvm.gc", Target.JVM, "garbage collector: " + "|".join(GC_CHOICES),
-                  _choice(GC_CHOICES, strip="gc")),
-        Parameter("jvm.max_metaspace", Target.JVM, "-XX:MaxMetaspaceSize, e.g. 256m", _size),
-        Parameter("nginx.proxy_read_timeout", Target.NGINX, "proxy_read_timeout, e.g. 60s",
-                  _nginx_time),
-        Parameter("nginx.proxy_send_timeout", Target.NGINX, "proxy_send_timeout, e.g. 60s",
-                  _nginx_time),
-        Parameter("nginx.proxy_connect_timeout", Target.NGINX, "proxy_connect_timeout, e.g. 5s",
-                  _nginx_time),
-        Parameter("nginx.upstream_keepalive", Target.NGINX,
-                  "idle keep-alive connections per worker to each upstream (0: none)",
-                  _integer(0)),
-        Parameter("nginx.lb_method", Target.NGINX, "balancing: " + "|".join(LB_METHODS),
-                  _choice(LB_METHODS)),
-        Parameter("nginx.max_fails", Target.NGINX, "max_fails on each upstream server",
-                  _integer(0)),
-        Parameter("nginx.fail_timeout", Target.NGINX, "fail_timeout on each upstream server",
-                  _nginx_time),
-        Parameter("nginx.worker_processes", Target.NGINX, "worker_processes: auto or a count",
-                  _worker_processes),
-        Parameter("nginx.worker_connections", Target.NGINX, "worker_connections (events)",
-                  _integer(1)),
-    )
-}
+_TABLE = (  # name, target, converter, example, help
+    ("jvm.xms", Target.JVM, _size, "512m", "initial heap (-Xms)"),
+    ("jvm.xmx", Target.JVM, _size, "2g", "maximum heap (-Xmx)"),
+    ("jvm.gc", Target.JVM, _choice(GC_CHOICES, strip="gc"), "G1", "|".join(GC_CHOICES)),
+    ("jvm.max_metaspace", Target.JVM, _size, "256m", "-XX:MaxMetaspaceSize"),
+    ("nginx.proxy_read_timeout", Target.NGINX, _nginx_time, "60s", "proxy_read_timeout"),
+    ("nginx.proxy_send_timeout", Target.NGINX, _nginx_time, "60s", "proxy_send_timeout"),
+    ("nginx.proxy_connect_timeout", Target.NGINX, _nginx_time, "5s", "proxy_connect_timeout"),
+    ("nginx.upstream_keepalive", Target.NGINX, _integer(0), "16", "upstream keepalive (0: none)"),
+    ("nginx.lb_method", Target.NGINX, _choice(LB_METHODS), "least_conn", "|".join(LB_METHODS)),
+    ("nginx.max_fails", Target.NGINX, _integer(0), "3", "max_fails of each upstream server"),
+    ("nginx.fail_timeout", Target.NGINX, _nginx_time, "10s", "fail_timeout of each server"),
+    ("nginx.worker_processes", Target.NGINX, _worker_processes, "auto", "auto or a count"),
+    ("nginx.worker_connections", Target.NGINX, _integer(1), "1024", "in the events block"),
+)
+PARAMETERS = {row[0]: Parameter(*row) for row in _TABLE}
 FAMILIES = {
-    "jvm.flag.": Parameter("jvm.flag.<Name>", Target.JVM,
-                           "any -XX flag: true/false for -XX:+Name/-XX:-Name, else -XX:Name=value",
-                           _flag_value),
-    "passthru.": Parameter("passthru.<key>", Target.PASSTHRU,
-                           "a passthru-http.properties key", _passthru_value),
+    "jvm.flag.": Parameter(
+        "jvm.flag.<Name>",
+        Target.JVM,
+        _flag_value,
+        "true",
+        "-XX:+Name/-Name (true/false), or =value",
+    ),
+    "passthru.": Parameter(
+        "passthru.<key>", Target.PASSTHRU, _passthru_value, "400", "a passthru-http.properties key"
+    ),
 }
-_EXAMPLES = {"jvm.flag.": "true", "passthru.": "400"}
 
 
 def _example(name: str) -> str:
-    examples = {"jvm.xms": "512m", "jvm.xmx": "2g", "jvm.gc": "G1", "jvm.max_metaspace": "256m",
-                "nginx.lb_method": "least_conn", "nginx.worker_processes": "auto"}
-    if name in examples:
-        return examples[name]
-    if name.endswith(("timeout", "_timeout")):
-        return "60s"
-    for prefix, example in _EXAMPLES.items():
-        if name.startswith(prefix):
-            return example
-    return "4"
+    if name in PARAMETERS:
+        return PARAMETERS[name].example
+    return next((f.example for p, f in FAMILIES.items() if name.startswith(p)), "4")
 
 
 def _suggest(name: str) -> str | None:
@@ -247,7 +234,7 @@ def lookup(name: str) -> Parameter:
         return PARAMETERS[name]
     for prefix, family in FAMILIES.items():
         if name.startswith(prefix):
-            _check_family_name(prefix, name[len(prefix):])
+            _check_family_name(prefix, name[len(prefix) :])
             return family
     suggestion = _suggest(name)
     if suggestion:
@@ -261,7 +248,9 @@ def lookup(name: str) -> Parameter:
 def _check_family_name(prefix: str, rest: str) -> None:
     if prefix == "jvm.flag.":
         if not rest:
-            raise ParameterError("jvm.flag.: no flag name; use e.g. jvm.flag.UseStringDeduplication=true")
+            raise ParameterError(
+                "jvm.flag.: no flag name; use e.g. jvm.flag.UseStringDeduplication=true"
+            )
         if rest[0] in "+-" and _FLAG_NAME.fullmatch(rest[1:]):
             value = "true" if rest[0] == "+" else "false"
             raise ParameterError(
@@ -349,7 +338,11 @@ class ParamSet(Mapping[str, "Value | None"]):
     def _check_pairs(self) -> None:
         v = self._values
         xms, xmx = v.get("jvm.xms"), v.get("jvm.xmx")
-        if isinstance(xms, str) and isinstance(xmx, str) and size_to_bytes(xms) > size_to_bytes(xmx):
+        if (
+            isinstance(xms, str)
+            and isinstance(xmx, str)
+            and size_to_bytes(xms) > size_to_bytes(xmx)
+        ):
             raise ParameterError(f"jvm.xms: {xms} is above jvm.xmx {xmx}; the JVM refuses that")
         core = v.get("passthru.worker_pool_size_core")
         most = v.get("passthru.worker_pool_size_max")

@@ -21,10 +21,15 @@ def render_proxy(
         raise ValueError(f"proxy name {name!r} must be letters, digits and _ (e.g. SampleProxy)")
     if log_level not in LOG_LEVELS:
         raise ValueError(f"log level {log_level!r}: use one of {', '.join(LOG_LEVELS)}")
-    env = Environment(loader=FileSystemLoader(_TEMPLATES), undefined=StrictUndefined,
-                      keep_trailing_newline=True, autoescape=True)
+    env = Environment(
+        loader=FileSystemLoader(_TEMPLATES),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=True,
+    )
     return env.get_template("SampleProxy.xml.j2").render(
-        name=name, log_level=log_level,
+        name=name,
+        log_level=log_level,
         properties=properties if properties is not None else {"proxy": name},
         backend_delay_ms=int(backend_delay_ms),
     )

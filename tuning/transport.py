@@ -76,7 +76,10 @@ class NodeTransport(ABC):
 
     @abstractmethod
     def run(
-        self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 60.0,
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
         cwd: str | None = None,
     ) -> CommandResult: ...
 
@@ -133,7 +136,10 @@ class LocalTransport(NodeTransport):
             pass
 
     def run(
-        self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 60.0,
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
         cwd: str | None = None,
     ) -> CommandResult:
         full_env = dict(os.environ)
@@ -141,7 +147,11 @@ class LocalTransport(NodeTransport):
             full_env.update(env)
         try:
             p = subprocess.run(
-                argv, env=full_env, cwd=cwd, capture_output=True, timeout=timeout,
+                argv,
+                env=full_env,
+                cwd=cwd,
+                capture_output=True,
+                timeout=timeout,
                 stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError:

@@ -1,0 +1,398 @@
+"""The nginx editor: guide-shaped vhosts and nginx.conf, in-place edits, real `nginx -t` checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tuning.edit import EditorError, split_lines
+from tuning.nginx_conf import (
+    NginxSetting,
+    apply_nginx_changes,
+    find_nginx_settings,
+    read_nginx_settings,
+)
+from tuning.params import ParameterError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GUIDE = ["nginx.conf", "ei.http.conf", "ei.https.conf", "ui.ei.https.conf"]
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_bytes().decode()
+
+
+def guide_files() -> dict[str, str]:
+    return {name: fixture(name) for name in GUIDE}
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    """The removed and added lines of a unified diff, without their +/- and line ends."""
+    body = [line for line in diff.splitlines() if not line.startswith(("---", "+++"))]
+    return (
+        [line[1:].rstrip("\r") for line in body if line.startswith("-")],
+        [line[1:].rstrip("\r") for line in body if line.startswith("+")],
+    )
+
+
+def edit_one(name: str, changes: dict[str, object], text: str | None = None) -> str:
+    """The new text of one file after `changes`."""
+    return apply_nginx_changes({name: fixture(name) if text is None else text}, changes)[
+        name
+    ].new_text
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+def test_reads_the_guides_settings():
+    assert read_nginx_settings(guide_files()) == {
+        "nginx.proxy_read_timeout": "5m",
+        "nginx.proxy_send_timeout": "5m",
+        "nginx.proxy_connect_timeout": "60s",  # not set: nginx's default
+        "nginx.upstream_keepalive": 0,
+        "nginx.lb_method": ["round_robin", "ip_hash"],  # http and https upstreams differ
+        "nginx.max_fails": 1,
+        "nginx.fail_timeout": "10s",
+        "nginx.worker_processes": "auto",
+        "nginx.worker_connections": 768,
+    }
+
+
+def test_settings_say_where_they_come_from():
+    settings = find_nginx_settings({"ei.https.conf": fixture("ei.https.conf")})
+    assert NginxSetting("nginx.proxy_read_timeout", "ei.https.conf", 19, "5m") in settings
+    assert NginxSetting("nginx.lb_method", "ei.https.conf", 5, "ip_hash") in settings
+    assert NginxSetting("nginx.proxy_connect_timeout", "ei.https.conf", 14, "60s", True) in settings
+
+
+def test_without_a_main_conf_worker_settings_are_unknown():
+    settings = read_nginx_settings({"ei.http.conf": fixture("ei.http.conf")})
+    assert settings["nginx.worker_processes"] is None
+    assert settings["nginx.worker_connections"] is None
+    assert settings["nginx.upstream_keepalive"] == 0
+
+
+def test_an_enclosing_server_and_nginx_defaults_are_read():
+    text = (
+        "upstream u {\n    server 10.0.0.1:8280 max_fails=3 fail_timeout=30s;\n    server 10.0.0.2:8280;\n"
+        "    least_conn;\n    keepalive 32;\n}\n"
+        "server {\n    proxy_read_timeout 2m;\n    location / {\n        proxy_pass http://u;\n    }\n}\n"
+    )
+    settings = read_nginx_settings({"lb.conf": text})
+    assert settings["nginx.proxy_read_timeout"] == "2m"
+    assert settings["nginx.max_fails"] == [3, 1]
+    assert settings["nginx.fail_timeout"] == ["30s", "10s"]
+    assert settings["nginx.lb_method"] == "least_conn"
+    assert settings["nginx.upstream_keepalive"] == 32
+
+
+# ---- editing: unchanged bytes, minimal diffs -------------------------------------------------
+
+
+def test_no_change_and_same_values_return_identical_bytes():
+    files = guide_files() | {"ei.http.crlf.conf": fixture("ei.http.crlf.conf")}
+    for changes in (
+        {},
+        {
+            "nginx.proxy_read_timeout": "5m",
+            "nginx.worker_processes": "auto",
+            "nginx.worker_connections": 768,
+        },
+    ):
+        edits = apply_nginx_changes(files, changes)
+        for name, edit in edits.items():
+            assert edit.new_text == files[name] and edit.diff == "" and not edit.changed
+
+
+def test_a_timeout_changes_one_line_in_each_vhost():
+    edits = apply_nginx_changes(guide_files(), {"nginx.proxy_read_timeout": "60s"})
+    assert not edits["nginx.conf"].changed
+    for name in ("ei.http.conf", "ei.https.conf", "ui.ei.https.conf"):
+        assert changed_lines(edits[name].diff) == (
+            ["               proxy_read_timeout 5m;"],
+            ["               proxy_read_timeout 60s;"],
+        )
+    http = edits["ei.http.conf"].diff
+    assert http.startswith("--- a/ei.http.conf\n+++ b/ei.http.conf\n@@ -11,7 +11,7 @@\n")
+
+
+def test_a_missing_timeout_is_added_next_to_its_siblings():
+    edits = apply_nginx_changes(guide_files(), {"nginx.proxy_connect_timeout": "5s"})
+    for name in ("ei.http.conf", "ei.https.conf", "ui.ei.https.conf"):
+        assert changed_lines(edits[name].diff) == ([], ["               proxy_connect_timeout 5s;"])
+        lines = split_lines(edits[name].new_text)
+        at = lines.index("               proxy_connect_timeout 5s;\n")
+        assert lines[at - 1].strip() == "proxy_send_timeout 5m;"
+        assert lines[at + 1].strip().startswith("proxy_pass ")
+    back = apply_nginx_changes(
+        {k: e.new_text for k, e in edits.items()}, {"nginx.proxy_connect_timeout": None}
+    )
+    assert {k: e.new_text for k, e in back.items()} == guide_files()
+
+
+def test_a_timeout_without_siblings_goes_before_proxy_pass():
+    text = "server {\n  listen 80;\n  location /a {\n    proxy_set_header Host $host;\n    proxy_pass http://b;\n  }\n}\n"
+    new = edit_one("a.conf", {"nginx.proxy_read_timeout": "30s"}, text)
+    assert new == text.replace("    proxy_pass", "    proxy_read_timeout 30s;\n    proxy_pass")
+
+
+def test_a_timeout_set_on_the_server_is_changed_there():
+    text = "server {\n    proxy_read_timeout 2m;\n    location / { proxy_pass http://u; }\n    location /b { proxy_pass http://u; }\n}\n"
+    new = edit_one("a.conf", {"nginx.proxy_read_timeout": "3m"}, text)
+    assert new == text.replace("2m", "3m")
+    removed = edit_one("a.conf", {"nginx.proxy_read_timeout": None}, text)
+    assert removed == text.replace("    proxy_read_timeout 2m;\n", "")
+
+
+def test_keepalive_goes_after_the_servers_and_the_balancing_method():
+    edits = apply_nginx_changes(guide_files(), {"nginx.upstream_keepalive": 16})
+    assert changed_lines(edits["ei.http.conf"].diff) == ([], ["        keepalive 16;"])
+    assert (
+        "        server 192.168.48.5:8280;\n        keepalive 16;\n}"
+        in edits["ei.http.conf"].new_text
+    )
+    assert "    ip_hash;\n    keepalive 16;\n}" in edits["ei.https.conf"].new_text
+    assert not edits["ui.ei.https.conf"].changed  # no upstream there
+    again = apply_nginx_changes(
+        {k: e.new_text for k, e in edits.items()}, {"nginx.upstream_keepalive": 64}
+    )
+    assert changed_lines(again["ei.http.conf"].diff) == (
+        ["        keepalive 16;"],
+        ["        keepalive 64;"],
+    )
+    off = apply_nginx_changes(
+        {k: e.new_text for k, e in edits.items()}, {"nginx.upstream_keepalive": 0}
+    )
+    assert {k: e.new_text for k, e in off.items()} == guide_files()
+
+
+def test_balancing_method_edits():
+    files = guide_files()
+    edits = apply_nginx_changes(files, {"nginx.lb_method": "least_conn"})
+    # http: added first in the upstream; https: ip_hash replaced where it stands.
+    assert changed_lines(edits["ei.http.conf"].diff) == ([], ["        least_conn;"])
+    assert edits["ei.http.conf"].new_text.startswith(
+        "upstream wso2.ei.com {\n        least_conn;\n"
+    )
+    assert changed_lines(edits["ei.https.conf"].diff) == (["    ip_hash;"], ["    least_conn;"])
+    rr = apply_nginx_changes(
+        {k: e.new_text for k, e in edits.items()}, {"nginx.lb_method": "round_robin"}
+    )
+    assert rr["ei.http.conf"].new_text == files["ei.http.conf"]
+    assert changed_lines(rr["ei.https.conf"].diff) == (["    least_conn;"], [])
+    assert (
+        read_nginx_settings({k: e.new_text for k, e in rr.items()})["nginx.lb_method"]
+        == "round_robin"
+    )
+
+
+def test_balancing_method_is_kept_before_keepalive():
+    # nginx drops keepalive when a balancing method follows it ("load balancing method redefined").
+    text = "upstream u {\n    server a:1;\n    keepalive 16;\n    ip_hash;\n}\n"
+    assert edit_one("u.conf", {"nginx.lb_method": "least_conn"}, text) == (
+        "upstream u {\n    least_conn;\n    server a:1;\n    keepalive 16;\n}\n"
+    )
+    assert edit_one("u.conf", {"nginx.upstream_keepalive": 32}, text) == (
+        "upstream u {\n    server a:1;\n    ip_hash;\n    keepalive 32;\n}\n"
+    )
+    hashed = "upstream u {\n    hash $remote_addr consistent;\n    server a:1;\n}\n"
+    assert edit_one("u.conf", {"nginx.lb_method": "ip_hash"}, hashed) == (
+        "upstream u {\n    ip_hash;\n    server a:1;\n}\n"
+    )
+
+
+def test_max_fails_and_fail_timeout_on_every_server_line():
+    changes = {"nginx.max_fails": 3, "nginx.fail_timeout": "30s"}
+    edits = apply_nginx_changes(guide_files(), changes)
+    assert changed_lines(edits["ei.http.conf"].diff) == (
+        ["        server 192.168.48.4:8280;", "        server 192.168.48.5:8280;"],
+        [
+            "        server 192.168.48.4:8280 max_fails=3 fail_timeout=30s;",
+            "        server 192.168.48.5:8280 max_fails=3 fail_timeout=30s;",
+        ],
+    )
+    again = apply_nginx_changes({k: e.new_text for k, e in edits.items()}, {"nginx.max_fails": 0})
+    assert (
+        "server 192.168.48.4:8280 max_fails=0 fail_timeout=30s;" in again["ei.http.conf"].new_text
+    )
+    back = apply_nginx_changes(
+        {k: e.new_text for k, e in edits.items()},
+        {"nginx.max_fails": None, "nginx.fail_timeout": None},
+    )
+    assert {k: e.new_text for k, e in back.items()} == guide_files()
+    weighted = "upstream u {\n  server a:1 weight=5 backup; # spare\n}\n"
+    assert edit_one("u.conf", {"nginx.max_fails": 2}, weighted) == (
+        "upstream u {\n  server a:1 weight=5 backup max_fails=2; # spare\n}\n"
+    )
+
+
+def test_worker_settings_in_nginx_conf_keep_its_tabs():
+    edits = apply_nginx_changes(
+        guide_files(), {"nginx.worker_processes": 2, "nginx.worker_connections": 4096}
+    )
+    assert changed_lines(edits["nginx.conf"].diff) == (
+        ["worker_processes auto;", "\tworker_connections 768;"],
+        ["worker_processes 2;", "\tworker_connections 4096;"],
+    )
+    assert [e.changed for n, e in edits.items() if n != "nginx.conf"] == [False, False, False]
+    bare = (
+        fixture("nginx.conf")
+        .replace("worker_processes auto;\n", "")
+        .replace("\tworker_connections 768;\n", "")
+    )
+    added = edit_one(
+        "nginx.conf", {"nginx.worker_processes": 4, "nginx.worker_connections": 1024}, bare
+    )
+    assert added.startswith(
+        "user www-data;\npid /run/nginx.pid;\ninclude /etc/nginx/modules-enabled/*.conf;\n"
+        "worker_processes 4;\n\nevents {\n\tworker_connections 1024;\n\t# multi_accept on;\n"
+    )
+    removed = edit_one(
+        "nginx.conf", {"nginx.worker_processes": None, "nginx.worker_connections": None}
+    )
+    assert removed == bare
+
+
+def test_crlf_file_keeps_its_line_ends_and_other_bytes():
+    text = fixture("ei.http.crlf.conf")
+    assert text.count("\r\n") == text.count("\n")
+    new = edit_one(
+        "ei.http.crlf.conf",
+        {
+            "nginx.proxy_read_timeout": "90s",
+            "nginx.upstream_keepalive": 8,
+            "nginx.proxy_connect_timeout": "4s",
+        },
+    )
+    assert new.count("\r\n") == new.count("\n")
+    assert new == text.replace("proxy_read_timeout 5m;", "proxy_read_timeout 90s;").replace(
+        "8280;\r\n}", "8280;\r\n        keepalive 8;\r\n}"
+    ).replace(
+        "send_timeout 5m;\r\n", "send_timeout 5m;\r\n               proxy_connect_timeout 4s;\r\n"
+    )
+
+
+def test_comments_quotes_and_neighbours_on_the_same_line_stay():
+    text = (
+        'server {\n  location / { proxy_set_header Connection "upgrade"; proxy_read_timeout 5m; # slow\n'
+        "    proxy_pass http://u; }\n}\n"
+    )
+    new = edit_one("a.conf", {"nginx.proxy_read_timeout": "1m"}, text)
+    assert new == text.replace("timeout 5m;", "timeout 1m;")
+    removed = edit_one("a.conf", {"nginx.proxy_read_timeout": None}, text)
+    assert removed == text.replace("proxy_read_timeout 5m; ", "")
+
+
+def test_a_file_without_a_final_newline():
+    text = "upstream u {\n    server a:1;\n}"
+    assert (
+        edit_one("u.conf", {"nginx.max_fails": 2}, text)
+        == "upstream u {\n    server a:1 max_fails=2;\n}"
+    )
+    assert apply_nginx_changes({"u.conf": text}, {"nginx.max_fails": 2})["u.conf"].diff.endswith(
+        "\\ No newline at end of file\n"
+    )
+
+
+# ---- errors: one clear line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "upstream u {\n    server a:1;\n",
+            'bad.conf:2: unexpected end of file, expecting "}" (not a valid nginx config; fix it and retry)',
+        ),
+        (
+            "server {\n    listen 80;\n}\n}\n",
+            'bad.conf:4: unexpected "}" (not a valid nginx config; fix it and retry)',
+        ),
+        (
+            "server {\n    keepalive 16;\n}\n",
+            'bad.conf:2: "keepalive" directive is not allowed here (not a valid nginx config; fix it and retry)',
+        ),
+        (
+            "server {\n    proxy_read_timeout 5m 6m;\n}\n",
+            'bad.conf:2: invalid number of arguments in "proxy_read_timeout" directive '
+            "(not a valid nginx config; fix it and retry)",
+        ),
+        (
+            "worker_processes 2",
+            'bad.conf:1: unexpected end of file, expecting ";" or "}" (not a valid nginx config; fix it and retry)',
+        ),
+        (
+            'server {\n    proxy_set_header X "unterminated;\n}\n',
+            'bad.conf:2: unexpected end of file, expecting "}" (not a valid nginx config; fix it and retry)',
+        ),
+    ],
+)
+def test_an_unparsable_config_names_file_line_and_reason(text, message):
+    for call in (read_nginx_settings, lambda f: apply_nginx_changes(f, {"nginx.max_fails": 1})):
+        with pytest.raises(EditorError) as info:
+            call({"bad.conf": text})
+        assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("files", "changes", "message"),
+    [
+        (
+            ["ui.ei.https.conf"],
+            {"nginx.upstream_keepalive": 16},
+            "nginx.upstream_keepalive: no upstream block in ui.ei.https.conf",
+        ),
+        (
+            ["nginx.conf"],
+            {"nginx.proxy_read_timeout": "60s"},
+            "nginx.proxy_read_timeout: no block proxies (proxy_pass) in nginx.conf",
+        ),
+        (
+            ["ei.http.conf", "ui.ei.https.conf"],
+            {"nginx.worker_processes": 2},
+            "nginx.worker_processes: none of ei.http.conf, ui.ei.https.conf is a main nginx.conf "
+            "(with an events or http block); add it to the files to change",
+        ),
+    ],
+)
+def test_a_parameter_with_no_place_to_go_is_refused(files, changes, message):
+    with pytest.raises(EditorError) as info:
+        apply_nginx_changes({name: fixture(name) for name in files}, changes)
+    assert str(info.value) == message
+
+
+def test_other_refusals():
+    with pytest.raises(EditorError) as info:
+        apply_nginx_changes(
+            {"nginx.conf": "worker_processes 1;\nhttp {\n}\n"}, {"nginx.worker_connections": 9}
+        )
+    assert (
+        str(info.value)
+        == "nginx.worker_connections: nginx.conf has no events block; add 'events { }'"
+    )
+    with pytest.raises(EditorError) as info:
+        apply_nginx_changes(
+            {"u.conf": "upstream u {\n    server a:1\n        max_fails=2;\n}\n"},
+            {"nginx.max_fails": 3},
+        )
+    assert str(info.value) == (
+        "u.conf:2: 'server' goes on over several lines; put it on one line so it can be edited in place"
+    )
+    with pytest.raises(EditorError) as info:
+        apply_nginx_changes(
+            {"u.conf": "upstream u { server a:1; }\n"}, {"nginx.lb_method": "ip_hash"}
+        )
+    assert str(info.value) == (
+        "u.conf:1: the 'upstream' block is on one line; put its braces on lines of their own so "
+        "'ip_hash' can be added"
+    )
+    with pytest.raises(ParameterError, match=r"^jvm.xmx: not an nginx parameter"):
+        apply_nginx_changes(guide_files(), {"jvm.xmx": "2g"})
+    with pytest.raises(
+        ParameterError, match=r"^nginx.proxy_read_timeout: '5 minutes' is not an nginx time"
+    ):
+        apply_nginx_changes(guide_files(), {"nginx.proxy_read_timeout": "5 minutes"})

@@ -1,0 +1,324 @@
+"""Read and rewrite the JVM options in a node's start-up script (bin/integrator.sh, wso2server.sh).
+
+Two forms exist (DESIGN.md):
+
+* EI 6.x: `JVM_MEM_OPTS="-Xms256m -Xmx1024m"` is the default set when the variable is unset,
+  maybe followed by a line that appends `-XX:MaxPermSize=256m` for Java older than 1.8. The
+  java command then starts with `$JVM_MEM_OPTS`.
+* Older Carbon: a literal `-Xms256m -Xmx1024m -XX:MaxPermSize=256m \\` line inside the
+  multi-line java command.
+
+Edits go onto the line that holds the memory options (the default `JVM_MEM_OPTS=` line, or the
+literal line). New -XX flags go there too rather than onto a line of their own in the java
+command: that line is where a reader (and WSO2's docs) look for JVM tuning, the `-z` default is
+overridden wholesale by an exported JVM_MEM_OPTS (so a user who sets it keeps full control), and
+one changed line keeps the diff small. A flag that already stands on the java command itself
+(e.g. `-XX:+HeapDumpOnOutOfMemoryError`) is edited where it stands, because HotSpot takes the
+last occurrence of a flag and the command's own flags come after `$JVM_MEM_OPTS`. Only the
+option tokens change; quoting, comments, continuation backslashes, trailing whitespace and line
+ends (CRLF too) stay as they were. The conditional old-Java append line is read but not edited.
+
+Which flags a JDK refuses, and the `java <flags> -version` check, are in `tuning.jvm_flags`
+(re-exported here).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from tuning.edit import Edit, EditorError, split_eol, split_lines
+from tuning.jvm_flags import (
+    GC_BY_FLAG,
+    GC_FLAGS,
+    XX_FLAG,
+    FlagFix,
+    apply_flag_fixes,
+    fixes_as_changes,
+    flag_name,
+    legacy_flag_fixes,
+    parse_java_version_output,
+    parse_refusal,
+    validate_flags_command,
+)
+from tuning.params import GC_CHOICES, ParameterError, Target, Value, target_of, validate
+
+# The JDK-facing flag checks live in tuning.jvm_flags; the issue's API names them here too.
+__all__ = [
+    "FlagFix",
+    "JvmOptions",
+    "ScriptForm",
+    "apply_flag_fixes",
+    "apply_jvm_changes",
+    "fixes_as_changes",
+    "legacy_flag_fixes",
+    "parse_java_version_output",
+    "parse_refusal",
+    "read_jvm_options",
+    "validate_flags_command",
+]
+
+_TOKEN = re.compile(r"""(?:[^\s"'\\]|\\.|"(?:[^"\\]|\\.)*"|'[^']*')+""")
+_MEM_OPTS = re.compile(
+    r"""^(?P<pre>\s*(?:export\s+)?JVM_MEM_OPTS=)(?:(?P<q>["'])(?P<qval>.*?)(?P=q)|(?P<val>\S*))"""
+)
+_SELF_REF = re.compile(r"\$\{?JVM_MEM_OPTS\b")
+_JAVACMD = re.compile(r"\$\{?JAVACMD\b")
+_CONTINUED = re.compile(r"\\\s*$")
+_HEAP = re.compile(r"-Xm[sx]")
+
+
+class ScriptForm(StrEnum):
+    """Where a script keeps its JVM memory options."""
+
+    JVM_MEM_OPTS = "jvm_mem_opts"  # EI 6.x: the default JVM_MEM_OPTS="..." line
+    LITERAL = "literal"  # older Carbon: a literal -Xms... line inside the java command
+
+
+@dataclass(frozen=True)
+class JvmOptions:
+    """The JVM options a start-up script sets, as the JVM would see them (last one wins)."""
+
+    form: ScriptForm
+    lines: tuple[int, ...]  # 1-based numbers of the line(s) holding the memory options
+    options: tuple[str, ...]  # the tokens on the (first) options line, as written
+    command_flags: tuple[str, ...]  # -XX flags written on the java command itself
+    conditional: tuple[str, ...]  # tokens appended only for Java older than 1.8 (EI 6.x)
+    xms: str | None = None
+    xmx: str | None = None
+    gc: str | None = None  # G1, Parallel, ..., or CMS/ParNew/Epsilon; None: the JVM default
+    max_metaspace: str | None = None
+    flags: dict[str, bool | str] = field(default_factory=dict)  # other -XX flags by name
+
+    def as_params(self) -> dict[str, Value]:
+        """The settings as `jvm.*` parameters (for `tune show` and run snapshots)."""
+        out: dict[str, Value] = {}
+        for name, value in (
+            ("jvm.xms", self.xms),
+            ("jvm.xmx", self.xmx),
+            ("jvm.gc", self.gc),
+            ("jvm.max_metaspace", self.max_metaspace),
+        ):
+            if value is not None and (name != "jvm.gc" or value in GC_CHOICES):
+                out[name] = value
+        if self.gc is not None and self.gc not in GC_CHOICES:
+            legacy = next(f for f, gc in GC_BY_FLAG.items() if gc == self.gc)
+            out[f"jvm.flag.{legacy}"] = True
+        out.update({f"jvm.flag.{name}": value for name, value in self.flags.items()})
+        return out
+
+
+@dataclass
+class _Segment:
+    """The part of one line that holds option tokens; edited as text, spliced back at the end."""
+
+    line: int  # 0-based index into the file's lines
+    start: int
+    end: int
+    value: str
+    quote: str | None = None  # JVM_MEM_OPTS= only: its quote, "" when unquoted (=-Xmx1g)
+    original: str = ""
+
+    def __post_init__(self) -> None:
+        self.original = self.value
+
+    def tokens(self) -> list[re.Match[str]]:
+        return list(_TOKEN.finditer(self.value))
+
+
+@dataclass
+class _Script:
+    form: ScriptForm
+    options: list[_Segment]  # the memory options line(s)
+    command: list[_Segment]  # java command lines holding -XX flags
+    conditional: list[str]
+
+
+def _locate(bodies: Sequence[str], name: str) -> _Script:
+    options: list[_Segment] = []
+    conditional: list[str] = []
+    for i, body in enumerate(bodies):
+        m = _MEM_OPTS.match(body)
+        if not m or body.lstrip().startswith("#"):
+            continue
+        group = "qval" if m.group("q") else "val"
+        seg = _Segment(i, m.start(group), m.end(group), m.group(group), m.group("q") or "")
+        if _SELF_REF.search(seg.value):
+            conditional += [t.group() for t in seg.tokens() if not _SELF_REF.match(t.group())]
+        else:
+            options.append(seg)
+    form = ScriptForm.JVM_MEM_OPTS
+    command = _command_segments(bodies)
+    if not options:
+        form = ScriptForm.LITERAL
+        options = [s for s in command if _is_literal_line(s)][:1]
+        command = [s for s in command if s not in options]
+    if not options:
+        raise EditorError(
+            f'{name}: no JVM memory options found (neither EI 6.x\'s JVM_MEM_OPTS="..." line '
+            "nor a literal -Xms/-Xmx line in the java command); is this integrator.sh or wso2server.sh?"
+        )
+    command = [s for s in command if any(flag_name(t.group()) for t in s.tokens())]
+    return _Script(form, options, command, conditional)
+
+
+def _command_segments(bodies: Sequence[str]) -> list[_Segment]:
+    """One segment per line of each multi-line `$JAVACMD \\` command (the continuation lines)."""
+    segments, inside = [], False
+    for i, body in enumerate(bodies):
+        if inside and not body.lstrip().startswith("#"):
+            cont = _CONTINUED.search(body)
+            end = cont.start() if cont else len(body)
+            segments.append(_Segment(i, 0, end, body[:end]))
+        if _JAVACMD.search(body) and not body.lstrip().startswith("#"):
+            inside = True
+        inside = inside and bool(_CONTINUED.search(body))
+    return segments
+
+
+def _is_literal_line(seg: _Segment) -> bool:
+    tokens = [t.group() for t in seg.tokens()]
+    return (
+        bool(tokens)
+        and all(t.startswith("-X") for t in tokens)
+        and any(_HEAP.match(t) for t in tokens)
+    )
+
+
+def read_jvm_options(text: str, name: str = "integrator.sh") -> JvmOptions:
+    """The JVM options `text` (a start-up script) sets; EditorError when it has none."""
+    bodies = [split_eol(line)[0] for line in split_lines(text)]
+    script = _locate(bodies, name)
+    options = tuple(t.group() for t in script.options[0].tokens())
+    command_flags = tuple(
+        t.group() for s in script.command for t in s.tokens() if flag_name(t.group())
+    )
+    values: dict[str, str | None] = {"xms": None, "xmx": None, "gc": None, "max_metaspace": None}
+    flags: dict[str, bool | str] = {}
+    for token in options + command_flags:
+        if token.startswith(("-Xms", "-Xmx")):
+            values["xms" if token.startswith("-Xms") else "xmx"] = token[4:]
+        m = XX_FLAG.match(token)
+        if not m:
+            continue
+        sign, flag, value = m.groups()
+        if flag in GC_BY_FLAG:
+            if sign == "+":
+                values["gc"] = GC_BY_FLAG[flag]
+            elif values["gc"] == GC_BY_FLAG[flag]:
+                values["gc"] = None
+        elif flag == "MaxMetaspaceSize" and value is not None:
+            values["max_metaspace"] = value
+        else:
+            flags[flag] = (sign == "+") if sign else (value if value is not None else "")
+    return JvmOptions(
+        form=script.form,
+        lines=tuple(s.line + 1 for s in script.options),
+        options=options,
+        command_flags=command_flags,
+        conditional=tuple(script.conditional),
+        flags=flags,
+        **values,
+    )
+
+
+def _matcher(name: str) -> Callable[[str], bool]:
+    """A predicate for the tokens that set one `jvm.*` parameter."""
+    if name in ("jvm.xms", "jvm.xmx"):
+        prefix = "-X" + name[-2:]
+        return lambda t: t.startswith(prefix)
+    if name == "jvm.gc":
+        return lambda t: flag_name(t) in GC_BY_FLAG
+    flag = "MaxMetaspaceSize" if name == "jvm.max_metaspace" else name.removeprefix("jvm.flag.")
+    return lambda t: flag_name(t) == flag
+
+
+def _new_token(name: str, value: Value) -> str:
+    if name in ("jvm.xms", "jvm.xmx"):
+        return f"-X{name[-2:]}{value}"
+    if name == "jvm.gc":
+        return f"-XX:+{GC_FLAGS[str(value)]}"
+    if name == "jvm.max_metaspace":
+        return f"-XX:MaxMetaspaceSize={value}"
+    flag = name.removeprefix("jvm.flag.")
+    if isinstance(value, bool):
+        return f"-XX:{'+' if value else '-'}{flag}"
+    return f"-XX:{flag}={value}"
+
+
+def _remove_token(seg: _Segment, m: re.Match[str]) -> None:
+    """Drop a token with the whitespace before it (after it, when it is the first)."""
+    start, end = m.start(), m.end()
+    if seg.value[:start].strip():
+        start = len(seg.value[:start].rstrip())
+    else:
+        end += len(seg.value[end:]) - len(seg.value[end:].lstrip())
+    seg.value = seg.value[:start] + seg.value[end:]
+
+
+def _append_token(seg: _Segment, token: str) -> None:
+    tokens = seg.tokens()
+    at = tokens[-1].end() if tokens else len(seg.value)
+    sep = " " if tokens else ""
+    seg.value = seg.value[:at] + sep + token + seg.value[at:]
+
+
+def _set(options: _Segment, command: list[_Segment], name: str, value: Value | None) -> None:
+    """Set one parameter (None removes it): the first token that sets it is replaced in place,
+    later ones are dropped, and a new token goes at the end of the options line."""
+    matches = _matcher(name)
+    new = None if value is None else _new_token(name, value)
+    found = [(seg, m) for seg in [options, *command] for m in seg.tokens() if matches(m.group())]
+    for index in reversed(range(len(found))):  # right to left, so earlier spans stay valid
+        seg, m = found[index]
+        if index == 0 and new is not None:
+            seg.value = seg.value[: m.start()] + new + seg.value[m.end() :]
+        else:
+            _remove_token(seg, m)
+    if new is not None and not found:
+        _append_token(options, new)
+
+
+def apply_jvm_changes(
+    text: str, changes: Mapping[str, object], name: str = "integrator.sh"
+) -> Edit:
+    """Apply `jvm.*` parameter changes (value None removes) to a start-up script's text.
+
+    Every options line of the script gets the change (EI scripts have one); all other bytes are
+    kept. Applying no change returns `text` unchanged; removing a flag added earlier restores
+    the text from before.
+    """
+    checked: dict[str, Value | None] = {}
+    for key, value in changes.items():
+        if target_of(key) is not Target.JVM:
+            raise ParameterError(f"{key}: not a JVM parameter; {name} takes only jvm.* changes")
+        checked[key] = validate(key, value)
+    lines = split_lines(text)
+    bodies = [split_eol(line)[0] for line in lines]
+    script = _locate(bodies, name)
+    option_lines = {seg.line for seg in script.options}
+    for seg in script.options:
+        for key, value in checked.items():
+            _set(seg, script.command, key, value)
+    if script.form is ScriptForm.LITERAL and not any(
+        _HEAP.match(t.group()) for t in script.options[0].tokens()
+    ):
+        raise EditorError(
+            f"{name}: removing both -Xms and -Xmx would leave the java command without its "
+            "memory options line; set them instead"
+        )
+    for seg in script.options + script.command:
+        if seg.value == seg.original:
+            continue
+        body, eol = split_eol(lines[seg.line])
+        value = seg.value
+        if seg.quote == "" and " " in value:
+            value = f'"{value}"'
+        new_body = body[: seg.start] + value + body[seg.end :]
+        if seg.line not in option_lines and not new_body.replace("\\", "").strip():
+            lines[seg.line] = ""  # a java-command line left with only its backslash
+        else:
+            lines[seg.line] = new_body + eol
+    return Edit.between(text, "".join(lines), name)

@@ -1,0 +1,306 @@
+"""Read and rewrite the nginx settings eiperf tunes, in nginx.conf and the guide's vhost files.
+
+Each file is parsed by crossplane and edited in place (`tuning.nginx_source`), so a diff shows
+the changed directives' lines and nothing else. Where each parameter lives:
+
+* `proxy_{read,send,connect}_timeout`: every block that proxies (holds `proxy_pass`) must see the
+  value; it is changed where it is set (that block or an enclosing server), else added to the
+  block next to the other timeouts (before `proxy_pass` when there are none).
+* `upstream_keepalive`, `lb_method`: every `upstream` block. nginx applies a balancing method
+  only before `keepalive` (after it, keepalive is silently dropped: "load balancing method
+  redefined"), so the editor keeps `least_conn`/`ip_hash` first and `keepalive` after the
+  servers. 0 (or None) keepalive and `round_robin` remove the directive.
+* `max_fails`, `fail_timeout`: parameters of every `server` line in the upstreams.
+* `worker_processes` (main context) and `worker_connections` (`events`): the file among
+  `files` that is a main nginx.conf (it has `events` or `http` at its top).
+
+None as a value removes the directive (nginx's default applies again). Validation with
+`nginx -t` and reloads belong to node control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tuning.edit import Edit, EditorError
+from tuning.nginx_source import NginxSource, Statement, child, walk
+from tuning.params import PARAMETERS, ParameterError, Target, Value, target_of, validate
+
+TIMEOUTS = {
+    "nginx.proxy_read_timeout": "proxy_read_timeout",
+    "nginx.proxy_send_timeout": "proxy_send_timeout",
+    "nginx.proxy_connect_timeout": "proxy_connect_timeout",
+}
+LB_DIRECTIVES = ("least_conn", "ip_hash", "hash", "random")
+# What nginx uses when a directive is absent (reported by `read_nginx_settings`).
+DEFAULTS: dict[str, Value] = {
+    "nginx.proxy_read_timeout": "60s",
+    "nginx.proxy_send_timeout": "60s",
+    "nginx.proxy_connect_timeout": "60s",
+    "nginx.upstream_keepalive": 0,
+    "nginx.lb_method": "round_robin",
+    "nginx.max_fails": 1,
+    "nginx.fail_timeout": "10s",
+    "nginx.worker_processes": 1,
+    "nginx.worker_connections": 512,
+}
+
+
+@dataclass(frozen=True)
+class NginxSetting:
+    """One place a parameter takes its value: the file, the line, and whether it is a default."""
+
+    param: str
+    file: str
+    line: int  # the directive's line; for a default, the line of the block that inherits it
+    value: Value
+    default: bool = False
+
+
+# ---- what each parameter touches -----------------------------------------------------------
+
+
+def _proxy_blocks(doc: NginxSource) -> list[Statement]:
+    return [
+        s
+        for s in walk(doc.stmts)
+        if s.block is not None and any(c.directive == "proxy_pass" for c in s.block)
+    ]
+
+
+def _holder(block: Statement, directive: str) -> Statement | None:
+    """The statement that sets `directive` for `block`: in it, or in an enclosing block."""
+    scope: Statement | None = block
+    while scope is not None and scope.block is not None:
+        for s in scope.block:
+            if s.directive == directive:
+                return s
+        scope = scope.parent
+    return None
+
+
+def _upstreams(doc: NginxSource) -> list[Statement]:
+    return [s for s in walk(doc.stmts) if s.directive == "upstream" and s.block is not None]
+
+
+def _events(doc: NginxSource) -> Statement | None:
+    return child(doc.stmts, "events")
+
+
+def find_nginx_settings(files: Mapping[str, str]) -> list[NginxSetting]:
+    """Every place each `nginx.*` parameter takes its value in `files` ({name: text})."""
+    out: list[NginxSetting] = []
+    for name, text in files.items():
+        doc = NginxSource(name, text)
+        for block in _proxy_blocks(doc):
+            for param, directive in TIMEOUTS.items():
+                holder = _holder(block, directive)
+                if holder is not None and holder.args:
+                    out.append(NginxSetting(param, name, holder.line, holder.args[0]))
+                else:
+                    out.append(NginxSetting(param, name, block.line, DEFAULTS[param], True))
+        for up in _upstreams(doc):
+            assert up.block is not None
+            keep = child(up.block, "keepalive")
+            out.append(
+                NginxSetting("nginx.upstream_keepalive", name, keep.line, int(keep.args[0]))
+                if keep is not None and keep.args and keep.args[0].isdigit()
+                else NginxSetting("nginx.upstream_keepalive", name, up.line, 0, True)
+            )
+            lb = next((s for s in up.block if s.directive in LB_DIRECTIVES), None)
+            out.append(
+                NginxSetting("nginx.lb_method", name, lb.line, lb.directive)
+                if lb is not None
+                else NginxSetting("nginx.lb_method", name, up.line, "round_robin", True)
+            )
+            for server in (s for s in up.block if s.directive == "server"):
+                for param, key in (
+                    ("nginx.max_fails", "max_fails"),
+                    ("nginx.fail_timeout", "fail_timeout"),
+                ):
+                    given = [a.split("=", 1)[1] for a in server.args if a.startswith(key + "=")]
+                    value: Value = given[0] if given else DEFAULTS[param]
+                    if given and param == "nginx.max_fails" and given[0].isdigit():
+                        value = int(given[0])
+                    out.append(NginxSetting(param, name, server.line, value, not given))
+        if doc.is_main:
+            out += _main_settings(doc, name)
+    return out
+
+
+def _main_settings(doc: NginxSource, name: str) -> list[NginxSetting]:
+    out = []
+    wp = child(doc.stmts, "worker_processes")
+    if wp is not None and wp.args:
+        value: Value = int(wp.args[0]) if wp.args[0].isdigit() else wp.args[0]
+        out.append(NginxSetting("nginx.worker_processes", name, wp.line, value))
+    else:
+        out.append(NginxSetting("nginx.worker_processes", name, 1, 1, True))
+    events = _events(doc)
+    wc = child(events.block, "worker_connections") if events else None
+    if wc is not None and wc.args and wc.args[0].isdigit():
+        out.append(NginxSetting("nginx.worker_connections", name, wc.line, int(wc.args[0])))
+    elif events is not None:
+        out.append(NginxSetting("nginx.worker_connections", name, events.line, 512, True))
+    return out
+
+
+def read_nginx_settings(files: Mapping[str, str]) -> dict[str, Value | list[Value] | None]:
+    """The current value of each `nginx.*` parameter across `files` ({name: text}).
+
+    A value is nginx's default where the directive is absent; a list of the distinct values
+    (in file order) where places disagree; None where no file has a place for it (no proxying
+    block, no upstream, or no main nginx.conf among `files`).
+    """
+    settings = find_nginx_settings(files)
+    out: dict[str, Value | list[Value] | None] = {}
+    for param in (p for p in PARAMETERS if p.startswith("nginx.")):
+        values: list[Value] = []
+        for s in settings:
+            if s.param == param and s.value not in values:
+                values.append(s.value)
+        out[param] = None if not values else values[0] if len(values) == 1 else values
+    return out
+
+
+# ---- applying changes ------------------------------------------------------------------------
+
+
+def _set_timeout(docs: list[NginxSource], directive: str, value: Value | None) -> int:
+    places = 0
+    for doc in docs:
+        done: set[int] = set()
+        for block in _proxy_blocks(doc):
+            places += 1
+            while (holder := _holder(block, directive)) is not None and value is None:
+                doc.delete(holder)
+            if value is None:
+                continue
+            if holder is not None:
+                if id(holder) not in done:
+                    doc.set_args(holder, [str(value)])
+                    done.add(id(holder))
+                continue
+            assert block.block is not None
+            timeouts = [s for s in block.block if s.directive in TIMEOUTS.values()]
+            proxy = next(i for i, s in enumerate(block.block) if s.directive == "proxy_pass")
+            anchor = timeouts[-1] if timeouts else block.block[proxy - 1] if proxy else None
+            doc.insert_after(
+                anchor.end_line if anchor else block.open_line, block, directive, [str(value)]
+            )
+    return places
+
+
+def _set_keepalive(doc: NginxSource, up: Statement, value: Value | None) -> None:
+    assert up.block is not None
+    existing = [s for s in up.block if s.directive == "keepalive"]
+    # A balancing method after keepalive cancels it: such a keepalive moves below the method.
+    misplaced = bool(existing) and any(
+        s.directive in LB_DIRECTIVES for s in up.block[up.block.index(existing[0]) :]
+    )
+    if value in (None, 0) or misplaced:
+        for s in existing:
+            doc.delete(s)
+        existing = []
+    if value in (None, 0):
+        return
+    if existing:
+        doc.set_args(existing[0], [str(value)])
+        return
+    anchors = [s for s in up.block if s.directive == "server" or s.directive in LB_DIRECTIVES]
+    doc.insert_after(
+        anchors[-1].end_line if anchors else up.open_line, up, "keepalive", [str(value)]
+    )
+
+
+def _set_lb(doc: NginxSource, up: Statement, method: Value | None) -> None:
+    assert up.block is not None
+    existing = [s for s in up.block if s.directive in LB_DIRECTIVES]
+    keep = next((i for i, s in enumerate(up.block) if s.directive == "keepalive"), len(up.block))
+    wanted = None if method in (None, "round_robin") else str(method)
+    first = existing[0] if existing and up.block.index(existing[0]) < keep else None
+    for s in existing:
+        if s is not first or wanted is None:
+            doc.delete(s)
+    if wanted is None:
+        return
+    if first is not None:
+        if first.directive != wanted or first.args:
+            doc.rename(first, wanted)
+        return
+    doc.insert_after(up.open_line, up, wanted, [])
+
+
+def _main(docs: list[NginxSource], param: str) -> NginxSource:
+    mains = [d for d in docs if d.is_main]
+    if not mains:
+        raise EditorError(
+            f"{param}: none of {', '.join(d.name for d in docs)} is a main nginx.conf "
+            "(with an events or http block); add it to the files to change"
+        )
+    return mains[0]
+
+
+def _set_worker(doc: NginxSource, param: str, value: Value | None) -> None:
+    """worker_processes at the top of nginx.conf, worker_connections in its events block."""
+    directive = param.removeprefix("nginx.")
+    if param == "nginx.worker_processes":
+        parent = None
+        first_block = next((i for i, s in enumerate(doc.stmts) if s.block is not None), None)
+        before = doc.stmts[:first_block]
+        anchor = before[-1].end_line if before else 0
+    else:
+        parent = _events(doc)
+        if parent is None:
+            raise EditorError(f"{param}: {doc.name} has no events block; add 'events {{ }}'")
+        anchor = parent.open_line
+    stmt = child(parent.block if parent else doc.stmts, directive)
+    if stmt is not None and value is None:
+        doc.delete(stmt)
+    elif stmt is not None:
+        doc.set_args(stmt, [str(value)])
+    elif value is not None:
+        doc.insert_after(anchor, parent, directive, [str(value)])
+
+
+def _apply(docs: list[NginxSource], param: str, value: Value | None) -> None:
+    if param in TIMEOUTS:
+        if not _set_timeout(docs, TIMEOUTS[param], value):
+            raise EditorError(f"{param}: no block proxies (proxy_pass) in {_names(docs)}")
+        return
+    if param in ("nginx.worker_processes", "nginx.worker_connections"):
+        _set_worker(_main(docs, param), param, value)
+        return
+    ups = [(doc, up) for doc in docs for up in _upstreams(doc)]
+    if not ups:
+        raise EditorError(f"{param}: no upstream block in {_names(docs)}")
+    for doc, up in ups:
+        if param == "nginx.upstream_keepalive":
+            _set_keepalive(doc, up, value)
+        elif param == "nginx.lb_method":
+            _set_lb(doc, up, value)
+        else:
+            key = param.removeprefix("nginx.")
+            for server in [s for s in up.block or [] if s.directive == "server"]:
+                doc.set_param(server, key, None if value is None else str(value))
+
+
+def _names(docs: list[NginxSource]) -> str:
+    return ", ".join(d.name for d in docs)
+
+
+def apply_nginx_changes(files: Mapping[str, str], changes: Mapping[str, object]) -> dict[str, Edit]:
+    """Apply `nginx.*` parameter changes (value None removes) to `files` ({name: text}).
+
+    Returns one `Edit` per file, unchanged files included (`changed` False, empty diff).
+    """
+    checked: dict[str, Value | None] = {}
+    for key, value in changes.items():
+        if target_of(key) is not Target.NGINX:
+            raise ParameterError(f"{key}: not an nginx parameter; nginx files take only nginx.*")
+        checked[key] = validate(key, value)
+    docs = [NginxSource(name, text) for name, text in files.items()]
+    for param, value in checked.items():
+        _apply(docs, param, value)
+    return {doc.name: Edit.between(doc.text, doc.render(), doc.name) for doc in docs}

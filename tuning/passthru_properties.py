@@ -1,0 +1,134 @@
+"""Read and rewrite conf/passthru-http.properties, the pass-through transport's settings.
+
+A Java properties file: `key=value` (or `key: value`, `key value`), `#` and `!` comments. Setting
+a key replaces its value in place; a key that is only present commented out (`#key=value`, as
+the shipped file has `#worker_thread_keepalive_sec=60`) is uncommented there, so it stays next
+to its documentation; any other key is appended at the end. Unsetting comments a key out, so
+setting it again restores the line. Comments, order, blank lines and line ends stay as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tuning.edit import Edit, EditorError, dominant_eol, split_eol, split_lines
+from tuning.params import ParameterError, Target, Value, format_value, target_of, validate
+
+DEFAULT_NAME = "passthru-http.properties"
+
+# An active or commented-out `key = value` line: indent, comment marker, key, separator, value.
+_ENTRY = re.compile(
+    r"^(?P<indent>[ \t\f]*)(?P<mark>[#!][ \t\f]*)?(?P<key>(?:[^\s=:\\#!]|\\.)(?:[^\s=:\\]|\\.)*)"
+    r"(?P<sep>[ \t\f]*[=:][ \t\f]*|[ \t\f]+)(?P<value>.*)$"
+)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    index: int  # 0-based line index
+    key: str
+    commented: bool
+    value_start: int
+    value: str
+
+
+def _entries(lines: list[str]) -> list[_Entry]:
+    out: list[_Entry] = []
+    continued = False
+    for i, line in enumerate(lines):
+        body, _ = split_eol(line)
+        was_continued, continued = continued, _continues(body)
+        if was_continued:
+            continue
+        m = _ENTRY.match(body)
+        if not m:
+            continue
+        commented = m.group("mark") is not None
+        # A commented line counts only as `#key=value` / `#key: value`: prose is not a key.
+        if commented and not re.search(r"[=:]", m.group("sep")):
+            continued = False
+            continue
+        if commented:
+            continued = False
+        out.append(_Entry(i, m.group("key"), commented, m.start("value"), m.group("value")))
+    return out
+
+
+def _continues(body: str) -> bool:
+    """A properties line ending in an odd number of backslashes goes on to the next line."""
+    tail = len(body) - len(body.rstrip("\\"))
+    return tail % 2 == 1 and not body.lstrip().startswith(("#", "!"))
+
+
+def read_properties(text: str) -> dict[str, str]:
+    """The active keys and their values (the last one wins, as in java.util.Properties)."""
+    lines = split_lines(text)
+    return {e.key: e.value for e in _entries(lines) if not e.commented}
+
+
+def _check_one_line(name: str, lines: list[str], entry: _Entry) -> None:
+    if _continues(split_eol(lines[entry.index])[0]):
+        raise EditorError(
+            f"{name}:{entry.index + 1}: '{entry.key}' goes on over several lines; "
+            "put it on one line so it can be edited in place"
+        )
+
+
+def set_property(text: str, key: str, value: str, name: str = DEFAULT_NAME) -> Edit:
+    """Set `key` to `value`: in place, else by uncommenting `#key=...`, else appended."""
+    return Edit.between(text, _set(text, key, value, name), name)
+
+
+def unset_property(text: str, key: str, name: str = DEFAULT_NAME) -> Edit:
+    """Comment out every active `key` line (the default applies; setting it again uncomments)."""
+    return Edit.between(text, _set(text, key, None, name), name)
+
+
+def _set(text: str, key: str, value: str | None, name: str) -> str:
+    if "\n" in (value or "") or "\r" in (value or ""):
+        raise EditorError(f"{name}: the value for {key} spans lines; give it on one line")
+    lines = split_lines(text)
+    entries = [e for e in _entries(lines) if e.key == key]
+    active = [e for e in entries if not e.commented]
+    for entry in active:
+        _check_one_line(name, lines, entry)
+        body, eol = split_eol(lines[entry.index])
+        if value is None:
+            indent = len(body) - len(body.lstrip(" \t\f"))
+            lines[entry.index] = body[:indent] + "#" + body[indent:] + eol
+        elif entry.value != value:
+            lines[entry.index] = body[: entry.value_start] + value + eol
+    if value is None or active:
+        return "".join(lines)
+    if entries:
+        entry = entries[0]
+        body, eol = split_eol(lines[entry.index])
+        m = _ENTRY.match(body)
+        assert m is not None
+        lines[entry.index] = (
+            m.group("indent") + body[m.end("mark") : entry.value_start] + value + eol
+        )
+        return "".join(lines)
+    eol = dominant_eol(text)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += eol
+    lines.append(f"{key}={value}{eol}")
+    return "".join(lines)
+
+
+def apply_passthru_changes(
+    text: str, changes: Mapping[str, object], name: str = DEFAULT_NAME
+) -> Edit:
+    """Apply `passthru.<key>` parameter changes (value None unsets) to the file's text."""
+    new = text
+    for param, raw in changes.items():
+        if target_of(param) is not Target.PASSTHRU:
+            raise ParameterError(
+                f"{param}: not a pass-through parameter; {name} takes only passthru.* changes"
+            )
+        value: Value | None = validate(param, raw)
+        key = param.removeprefix("passthru.")
+        new = _set(new, key, None if value is None else format_value(value), name)
+    return Edit.between(text, new, name)
