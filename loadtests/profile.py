@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from eiperf.errors import ConfigError
+from loadtests.catalog import parse_weights
 from loadtests.messages import parse_size
-from loadtests.scenarios import parse_weights
 from loadtests.shapes import SHAPES
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")

@@ -35,9 +35,9 @@ from eiperf.results import (
     new_run_id,
     write_run_record,
 )
+from loadtests.catalog import SCENARIO_VHOSTS
 from loadtests.profile import LoadProfile
 from loadtests.recorder import merge_request_files
-from loadtests.scenarios import SCENARIOS
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 Progress = Callable[[str], None]
@@ -58,7 +58,7 @@ def preflight(cluster: Cluster, profile: LoadProfile) -> None:
     """One request through every vhost the profile uses; raise before any load if one fails."""
     probes = {"http": ("POST", "/services/SampleProxy"), "https": ("POST", "/services/SampleProxy"),
               "console": ("GET", "/carbon/")}
-    vhosts = {SCENARIOS[s].vhost for s, w in profile.weights.items() if w > 0} & set(probes)
+    vhosts = {SCENARIO_VHOSTS[s] for s, w in profile.weights.items() if w > 0} & set(probes)
     from loadtests.messages import soap_envelope
 
     with LbClient(cluster, timeout=5.0) as client:
@@ -142,11 +142,21 @@ def _aggregated_rps(stats_csv: Path) -> tuple[int, float] | None:
     return None
 
 
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (a CI job cancelled, a sweep stopped) ends a run like Ctrl-C: kept, incomplete."""
+    raise KeyboardInterrupt
+
+
 def _stop_process_tree(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM Locust (it flushes and quits), then SIGKILL what is left, by PID."""
+    """SIGINT Locust (it stops, flushes and quits), then SIGKILL what is left, by PID.
+
+    SIGINT, not SIGTERM: in headless mode with a load shape, Locust 2.x installs its SIGTERM
+    handler only after the shape has finished, so a SIGTERM during a shaped run kills it
+    before the recorder can write its last rows. Its KeyboardInterrupt path works in both.
+    """
     pids = [proc.pid, *_children(proc.pid)]
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -224,6 +234,7 @@ def run_load_test(
                             start_new_session=True, cwd=run_dir)
     deadline = time.monotonic() + profile.total_seconds + 120
     next_note = time.monotonic() + 5
+    old_term = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         while proc.poll() is None:
             _write_pids(pids_file, [proc.pid, *_children(proc.pid)])
@@ -241,11 +252,12 @@ def run_load_test(
         status, error = RunStatus.INCOMPLETE, "interrupted (Ctrl-C)"
         progress("interrupted: stopping Locust, keeping what was recorded ...")
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         _stop_process_tree(proc, grace=15)
         log.close()
         if collector is not None:
             collector.stop()
-    if proc.returncode not in (0, -signal.SIGTERM) and status is RunStatus.COMPLETE:
+    if proc.returncode not in (0, -signal.SIGINT) and status is RunStatus.COMPLETE:
         status, error = RunStatus.FAILED, f"Locust exited with {proc.returncode}"
 
     requests_file = run_dir / REQUESTS_FILE

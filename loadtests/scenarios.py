@@ -14,6 +14,7 @@ from locust import constant_throughput, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from eiperf.cluster import Cluster
+from loadtests.catalog import SCENARIO_VHOSTS, parse_weights  # noqa: F401 (re-exported)
 from loadtests.messages import json_document, soap_envelope
 
 SAMPLE_PROXY = "/services/SampleProxy"
@@ -128,6 +129,7 @@ SCENARIOS: dict[str, type[EiUser]] = {
     c.scenario: c for c in (SoapHttpUser, SoapHttpsUser, JsonUser, DelayedUser, ConsoleUser,
                             StaticUser)
 }
+assert {n: c.vhost for n, c in SCENARIOS.items()} == SCENARIO_VHOSTS
 
 
 @dataclass(frozen=True)
@@ -135,25 +137,6 @@ class ScenarioConfig:
     weights: dict[str, int]
     message_size: int
     per_user_rate: float | None = None
-
-
-def parse_weights(text: str) -> dict[str, int]:
-    """'soap_http=3,soap_https=1' -> {'soap_http': 3, 'soap_https': 1}; one clear error."""
-    out: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if name not in SCENARIOS:
-            raise ValueError(f"unknown scenario {name!r} in --weights; scenarios: "
-                             f"{', '.join(SCENARIOS)}")
-        if not sep:
-            value = "1"
-        if not value.strip().isdigit():
-            raise ValueError(f"--weights {name}={value}: a weight is a whole number >= 0")
-        out[name] = int(value)
-    if not any(out.values()):
-        raise ValueError("--weights gives every scenario weight 0; give at least one a weight")
-    return out
 
 
 def _base_url(cluster: Cluster | None, vhost: str, host: str | None) -> str | None:

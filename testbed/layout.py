@@ -27,6 +27,7 @@ UPSTREAM_HEADER = "X-Upstream-Addr"
 DEFAULT_PORT_BASE = 18280
 DEFAULT_OFFSET_BASE = 10
 MEMBER_PORT_BASE = 4100
+DELAYED_PROXY_MS = 200
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,9 @@ def render_node(plan: TestbedPlan, node: Node, members: tuple[Node, ...], keysto
     (home / "repository" / "logs").mkdir(parents=True, exist_ok=True)
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     _write(Path(node.proxy_services_dir) / "SampleProxy.xml", render_proxy("SampleProxy"))
+    # A proxy whose backend answers late, for the `delayed` scenario and nginx timeout sweeps.
+    _write(Path(node.proxy_services_dir) / "DelayedProxy.xml",
+           render_proxy("DelayedProxy", backend_delay_ms=DELAYED_PROXY_MS))
     install_classes(home / "lib")
 
 

@@ -18,12 +18,8 @@
 
 import com.sun.net.httpserver.*;
 import java.io.*;
-import java.lang.management.GarbageCollectorMXBean;
-import java.lang.management.ManagementFactory;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
-import java.net.Socket;
-import java.nio.charset.StandardCharsets;
+import java.lang.management.*;
+import java.net.*;
 import java.nio.file.*;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.security.KeyStore;
@@ -31,19 +27,15 @@ import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.*;
 import java.util.concurrent.*;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
-import javax.net.ssl.KeyManagerFactory;
-import javax.net.ssl.SSLContext;
-import javax.net.ssl.SSLParameters;
+import java.util.concurrent.atomic.*;
+import java.util.regex.*;
+import javax.net.ssl.*;
 import javax.xml.XMLConstants;
-import javax.xml.parsers.DocumentBuilder;
-import javax.xml.parsers.DocumentBuilderFactory;
-import org.w3c.dom.Element;
-import org.w3c.dom.Node;
-import org.xml.sax.ErrorHandler;
-import org.xml.sax.SAXException;
-import org.xml.sax.SAXParseException;
+import javax.xml.parsers.*;
+import org.w3c.dom.*;
+import org.xml.sax.*;
+
+import static java.nio.charset.StandardCharsets.UTF_8;
 
 public final class EiNode {
     // Logger names as a real EI 6.x node writes them, so log parsers see familiar categories.
@@ -57,16 +49,14 @@ public final class EiNode {
     static final String L_LOG_MEDIATOR = "org.apache.synapse.mediators.builtin.LogMediator";
     static final String L_CLUSTER = "org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent";
     static final String L_WKA = "org.wso2.carbon.core.clustering.hazelcast.wka.WKABasedMembershipScheme";
-
-    static final String XML = "text/xml; charset=UTF-8", TEXT = "text/plain; charset=UTF-8";
-    static final String HTML = "text/html; charset=UTF-8";
+    static final String XML = "text/xml; charset=UTF-8", TEXT = "text/plain; charset=UTF-8", HTML = "text/html; charset=UTF-8";
+    static final String PROXY_DIR = "repository/deployment/server/synapse-configs/default/proxy-services";
     static Log log;
 
     final Path home;
     final String nodeName;
     final String listenHost = System.getProperty("eiperf.listen.host", "127.0.0.1");
-    /** Deployed proxies by name: an immutable map, replaced whole on every (re)deploy. */
-    volatile Map<String, Proxy> proxies = Map.of();
+    volatile Map<String, Proxy> proxies = Map.of(); // immutable, replaced whole on every (re)deploy
     final List<HttpServer> servers = new ArrayList<>();
     final List<ExecutorService> pools = new ArrayList<>();
     Membership membership;
@@ -106,11 +96,7 @@ public final class EiNode {
     @SuppressWarnings("serial")
     static final class StartupError extends Exception {
         final String logger;
-
-        StartupError(String logger, String msg) {
-            super(msg);
-            this.logger = logger;
-        }
+        StartupError(String logger, String msg) { super(msg); this.logger = logger; }
     }
 
     // ------------------------------------------------------------------ start-up and shutdown
@@ -130,24 +116,24 @@ public final class EiNode {
         if (!Boolean.getBoolean("sun.net.httpserver.nodelay")) {
             log.warn(L_PT_CONFIG, "sun.net.httpserver.nodelay is not true: requests on keep-alive connections will stall ~40 ms");
         }
-
-        CarbonConf carbon = CarbonConf.read(home);
-        Clustering cluster = Clustering.read(home);
+        Element carbon = readXml(home.resolve("conf/carbon.xml"), L_CORE);
+        String offsetText = System.getProperty("portOffset", text(child(child(carbon, "Ports"), "Offset"), "0"));
+        int offset;
+        try {
+            offset = Integer.parseInt(offsetText.trim());
+        } catch (NumberFormatException e) {
+            throw new StartupError(L_CORE, "Invalid port offset '" + offsetText + "' (carbon.xml <Ports><Offset> or -DportOffset)");
+        }
         ThreadPoolExecutor workers = workerPool(home.resolve("conf/passthru-http.properties"));
-        SSLContext ssl = carbon.sslContext();
+        SSLContext ssl = sslContext(child(child(carbon, "Security"), "KeyStore"));
 
         // Bind everything first: a taken port must stop the node before it claims to be up.
-        int http = 8280 + carbon.offset, https = 8243 + carbon.offset, mgt = 9443 + carbon.offset;
+        int http = 8280 + offset, https = 8243 + offset, mgt = 9443 + offset;
         HttpServer httpServer = bind(HttpServer.create(), "Pass-through HTTP Listener", http);
         HttpsServer httpsServer = bind(HttpsServer.create(), "Pass-through HTTPS Listener", https);
         HttpsServer console = bind(HttpsServer.create(), "Management Console", mgt);
-        if (cluster.enabled) {
-            log.info(L_CLUSTER, "Using wka based membership management scheme");
-            membership = new Membership(cluster);
-        } else {
-            log.info(L_CLUSTER, "Clustering has been disabled");
-        }
-        Deployer deployer = new Deployer(home.resolve("repository/deployment/server/synapse-configs/default/proxy-services"));
+        membership = Membership.configure(home);
+        Deployer deployer = new Deployer(home.resolve(PROXY_DIR));
         deployer.scan();
 
         Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "Shutdown Hook"));
@@ -215,13 +201,30 @@ public final class EiNode {
         Files.move(tmp, home.resolve("wso2carbon.pid"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
+    /** The TLS context of all HTTPS listeners, from carbon.xml's <Security><KeyStore>. */
+    SSLContext sslContext(Element ks) throws StartupError {
+        String path = text(child(ks, "Location"), "${carbon.home}/repository/resources/security/wso2carbon.p12")
+                .replace("${carbon.home}", System.getProperty("carbon.home", home.toString()));
+        String password = text(child(ks, "Password"), "wso2carbon"), alias = text(child(ks, "KeyAlias"), "wso2carbon");
+        try (InputStream in = Files.newInputStream(Paths.get(path))) {
+            KeyStore store = KeyStore.getInstance(text(child(ks, "Type"), "PKCS12"));
+            store.load(in, password.toCharArray());
+            if (!store.isKeyEntry(alias)) log.warn(L_CORE, "Keystore " + path + " has no private key '" + alias + "': using the keys it has");
+            KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+            kmf.init(store, text(child(ks, "KeyPassword"), password).toCharArray());
+            SSLContext ctx = SSLContext.getInstance("TLS");
+            ctx.init(kmf.getKeyManagers(), null, null);
+            return ctx;
+        } catch (Exception e) {
+            throw new StartupError(L_CORE, "Cannot load the keystore " + path + " (carbon.xml <Security><KeyStore>): " + e);
+        }
+    }
+
     /** The pass-through worker pool, sized from passthru-http.properties as Synapse sizes it. */
     ThreadPoolExecutor workerPool(Path file) throws IOException {
         Properties p = new Properties();
         if (Files.exists(file)) {
-            try (InputStream in = Files.newInputStream(file)) {
-                p.load(in);
-            }
+            try (InputStream in = Files.newInputStream(file)) { p.load(in); }
         } else {
             log.warn(L_PT_CONFIG, "Cannot find " + file + ": using the default pass-through settings");
         }
@@ -236,22 +239,20 @@ public final class EiNode {
         // the JDK server's default cap of 200 idle connections would close busy ones. -D flags win.
         System.setProperty("sun.net.httpserver.idleInterval",
                 System.getProperty("sun.net.httpserver.idleInterval", String.valueOf(Math.max(1, (timeout + 999) / 1000))));
-        System.setProperty("sun.net.httpserver.maxIdleConnections",
-                System.getProperty("sun.net.httpserver.maxIdleConnections", "10000"));
-        // As in Synapse: -1 is an unbounded queue (so the pool never grows past core), else bounded.
-        BlockingQueue<Runnable> q = queue < 0 ? new LinkedBlockingQueue<>()
-                : queue == 0 ? new SynchronousQueue<>() : new ArrayBlockingQueue<>(queue);
+        System.setProperty("sun.net.httpserver.maxIdleConnections", System.getProperty("sun.net.httpserver.maxIdleConnections", "10000"));
+        // As in Synapse: -1 is an unbounded queue (so the pool never grows past core), else a bounded one.
+        BlockingQueue<Runnable> q = queue < 0 ? new LinkedBlockingQueue<>() : queue == 0 ? new SynchronousQueue<>() : new ArrayBlockingQueue<>(queue);
         AtomicLong lastWarn = new AtomicLong();
-        ThreadPoolExecutor pool = new ThreadPoolExecutor(core, max, keepAlive, TimeUnit.SECONDS, q,
-                named("PassThroughMessageProcessor-"), (r, ex) -> {
+        ThreadPoolExecutor pool = new ThreadPoolExecutor(core, max, keepAlive, TimeUnit.SECONDS, q, named("PassThroughMessageProcessor-"),
+                (r, ex) -> {
                     long now = System.currentTimeMillis(), last = lastWarn.get();
                     if (now - last > 1000 && lastWarn.compareAndSet(last, now)) { // at most one line a second
                         log.warn(L_PT_CONFIG, "Worker pool exhausted (" + ex.getPoolSize() + " threads, queue full): closing connections");
                     }
-                    throw new RejectedExecutionException("worker pool exhausted"); // the JDK server closes the connection
+                    throw new RejectedExecutionException("worker pool exhausted"); // the JDK server then closes the connection
                 });
-        log.info(L_PT_CONFIG, "Pass-through worker pool: core " + core + ", max " + max + ", keep-alive " + keepAlive
-                + " sec, queue " + (queue < 0 ? "unbounded" : String.valueOf(queue)) + ", socket timeout " + timeout + " ms");
+        log.info(L_PT_CONFIG, "Pass-through worker pool: core " + core + ", max " + max + ", keep-alive " + keepAlive + " sec, queue "
+                + (queue < 0 ? "unbounded" : String.valueOf(queue)) + ", socket timeout " + timeout + " ms");
         return pool;
     }
 
@@ -269,7 +270,7 @@ public final class EiNode {
         AtomicInteger n = new AtomicInteger();
         return r -> {
             Thread t = new Thread(r, prefix + n.incrementAndGet());
-            t.setDaemon(true); // the HttpServer dispatchers keep the JVM alive, not the pools
+            t.setDaemon(true); // the HttpServer dispatcher threads keep the JVM alive, not the pools
             return t;
         };
     }
@@ -298,28 +299,27 @@ public final class EiNode {
         Proxy proxy = lookup(path);
         if (proxy == null || !proxy.transports.contains(transport)) {
             send(ex, 404, XML, fault("soapenv:Client", "The endpoint reference (EPR) for the Operation not found is " + path));
-            return;
-        }
-        if (method.equals("GET") || method.equals("HEAD")) {
-            String query = ex.getRequestURI().getRawQuery();
+        } else if (method.equals("GET") || method.equals("HEAD")) {
+            String query = ex.getRequestURI().getRawQuery(), host = ex.getRequestHeaders().getFirst("Host");
             if (query != null && query.toLowerCase(Locale.ROOT).startsWith("wsdl")) {
-                String host = ex.getRequestHeaders().getFirst("Host");
                 send(ex, 200, XML, utf8(proxy.wsdl(transport + "://" + (host != null ? host : listenHost + ":" + port))));
             } else {
                 send(ex, 200, TEXT, utf8("Proxy service " + proxy.name + " is deployed on " + nodeName + "\n"));
             }
-            return;
-        }
-        if (!method.equals("POST") && !method.equals("PUT")) {
+        } else if (!method.equals("POST") && !method.equals("PUT")) {
             ex.getResponseHeaders().set("Allow", "GET, HEAD, POST, PUT");
             send(ex, 405, TEXT, utf8("Method " + method + " is not allowed\n"));
-            return;
+        } else {
+            message(ex, proxy, path, body);
         }
+    }
+
+    void message(HttpExchange ex, Proxy proxy, String path, byte[] body) throws IOException {
         // Build the message for real: this allocation is what makes heap and GC settings matter.
         String type = ex.getRequestHeaders().getFirst("Content-Type");
         String lc = type == null ? "" : type.toLowerCase(Locale.ROOT);
         try {
-            if (lc.contains("json")) Json.parse(new String(body, StandardCharsets.UTF_8));
+            if (lc.contains("json")) Json.parse(new String(body, UTF_8));
             else if (lc.isEmpty() || lc.contains("xml")) DOM.get().parse(new ByteArrayInputStream(body));
             // any other type is relayed untouched, like Synapse's binary relay
         } catch (Json.JsonError | SAXException e) {
@@ -329,16 +329,8 @@ public final class EiNode {
             return;
         }
         String messageId = "urn:uuid:" + fastUuid(); // one id per message, shared by all its log lines
-        for (LogSpec l : proxy.logs) {
-            log.write(l.category, L_LOG_MEDIATOR, l.message(path, messageId, ex.getRequestHeaders(), body), false);
-        }
-        if (proxy.delayMillis > 0) {
-            try {
-                Thread.sleep(proxy.delayMillis); // a slow backend holds the worker thread, as in Synapse
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
+        for (LogSpec l : proxy.logs) log.write("INFO", L_LOG_MEDIATOR, l.message(path, messageId, ex.getRequestHeaders(), body), false);
+        if (proxy.delayMillis > 0) sleep(proxy.delayMillis); // a slow backend holds the worker thread, as in Synapse
         if (proxy.respond) send(ex, 200, type != null ? type : XML, body);
         else send(ex, 202, null, new byte[0]); // no <respond/>: accepted, nothing to send back
     }
@@ -350,9 +342,7 @@ public final class EiNode {
         if (seg.indexOf('/') >= 0) seg = seg.substring(0, seg.indexOf('/'));
         Map<String, Proxy> all = proxies;
         Proxy p = all.get(seg);
-        for (int dot = seg.lastIndexOf('.'); p == null && dot > 0; dot = seg.lastIndexOf('.', dot - 1)) {
-            p = all.get(seg.substring(0, dot));
-        }
+        for (int dot = seg.lastIndexOf('.'); p == null && dot > 0; dot = seg.lastIndexOf('.', dot - 1)) p = all.get(seg.substring(0, dot));
         return p;
     }
 
@@ -363,9 +353,7 @@ public final class EiNode {
             return;
         }
         ex.sendResponseHeaders(code, body.length); // a fixed length keeps the connection alive
-        try (OutputStream out = ex.getResponseBody()) {
-            out.write(body);
-        }
+        try (OutputStream out = ex.getResponseBody()) { out.write(body); }
     }
 
     static byte[] fault(String code, String reason) {
@@ -374,13 +362,27 @@ public final class EiNode {
                 + "</faultstring><detail/></soapenv:Fault></soapenv:Body></soapenv:Envelope>");
     }
 
-    static byte[] utf8(String s) {
-        return s.getBytes(StandardCharsets.UTF_8);
+    static byte[] utf8(String s) { return s.getBytes(UTF_8); }
+
+    /** Sleeps; false when interrupted (the interrupt flag stays set). */
+    static boolean sleep(long millis) {
+        try {
+            Thread.sleep(millis);
+            return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
+    }
+
+    static void closeQuietly(Closeable c) {
+        try {
+            c.close();
+        } catch (IOException ignored) { /* closing anyway */ }
     }
 
     static String xmlEscape(String s) {
-        if (s == null) return "";
-        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\"", "&quot;");
+        return s == null ? "" : s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\"", "&quot;");
     }
 
     /** A version-4 UUID without SecureRandom's lock: message ids need not be unguessable. */
@@ -453,6 +455,15 @@ public final class EiNode {
         return newBuilder().parse(file.toFile()).getDocumentElement();
     }
 
+    /** A config file's root element, or a start-up error naming the file. */
+    static Element readXml(Path file, String logger) throws StartupError {
+        try {
+            return parseFile(file);
+        } catch (IOException | SAXException e) {
+            throw new StartupError(logger, "Cannot read " + file + ": " + e.getMessage());
+        }
+    }
+
     /** Child elements with this local name (any namespace); all of them when name is null. */
     static List<Element> children(Element parent, String name) {
         List<Element> out = new ArrayList<>();
@@ -467,118 +478,9 @@ public final class EiNode {
         return l.isEmpty() ? null : l.get(0);
     }
 
-    static String localName(Node n) {
-        return n.getLocalName() != null ? n.getLocalName() : n.getNodeName();
-    }
+    static String localName(Node n) { return n.getLocalName() != null ? n.getLocalName() : n.getNodeName(); }
 
-    static String text(Element e, String dflt) {
-        return e == null ? dflt : e.getTextContent().trim();
-    }
-
-    // ------------------------------------------------------------------ configuration files
-
-    /** What the node takes from conf/carbon.xml. */
-    static final class CarbonConf {
-        int offset;
-        String ksPath, ksType, ksPassword, keyAlias, keyPassword;
-
-        static CarbonConf read(Path home) throws StartupError {
-            Path file = home.resolve("conf/carbon.xml");
-            Element root;
-            try {
-                root = parseFile(file);
-            } catch (IOException | SAXException e) {
-                throw new StartupError(L_CORE, "Cannot read " + file + ": " + e.getMessage());
-            }
-            CarbonConf c = new CarbonConf();
-            String offset = System.getProperty("portOffset", text(child(child(root, "Ports"), "Offset"), "0"));
-            try {
-                c.offset = Integer.parseInt(offset.trim());
-            } catch (NumberFormatException e) {
-                throw new StartupError(L_CORE, "Invalid port offset '" + offset + "' (carbon.xml <Ports><Offset> or -DportOffset)");
-            }
-            Element ks = child(child(root, "Security"), "KeyStore");
-            c.ksPath = text(child(ks, "Location"), "${carbon.home}/repository/resources/security/wso2carbon.p12")
-                    .replace("${carbon.home}", System.getProperty("carbon.home", home.toString()));
-            c.ksType = text(child(ks, "Type"), "PKCS12");
-            c.ksPassword = text(child(ks, "Password"), "wso2carbon");
-            c.keyAlias = text(child(ks, "KeyAlias"), "wso2carbon");
-            c.keyPassword = text(child(ks, "KeyPassword"), c.ksPassword);
-            return c;
-        }
-
-        SSLContext sslContext() throws StartupError {
-            try {
-                KeyStore ks = KeyStore.getInstance(ksType);
-                try (InputStream in = Files.newInputStream(Paths.get(ksPath))) {
-                    ks.load(in, ksPassword.toCharArray());
-                }
-                if (!ks.isKeyEntry(keyAlias)) {
-                    log.warn(L_CORE, "Keystore " + ksPath + " has no private key named '" + keyAlias + "': using the keys it has");
-                }
-                KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
-                kmf.init(ks, keyPassword.toCharArray());
-                SSLContext ctx = SSLContext.getInstance("TLS");
-                ctx.init(kmf.getKeyManagers(), null, null);
-                return ctx;
-            } catch (Exception e) {
-                throw new StartupError(L_CORE, "Cannot load the keystore " + ksPath + " (carbon.xml <Security><KeyStore>): " + e);
-            }
-        }
-    }
-
-    /** The clustering section of axis2.xml. */
-    static final class Clustering {
-        boolean enabled;
-        String domain = "wso2.carbon.domain", host = "127.0.0.1";
-        int port = 4100;
-        final List<String[]> members = new ArrayList<>(); // {host, port}
-
-        static Clustering read(Path home) throws StartupError {
-            Clustering c = new Clustering();
-            Path file = home.resolve("conf/axis2/axis2.xml");
-            if (!Files.exists(file)) file = home.resolve("conf/axis2.xml");
-            if (!Files.exists(file)) {
-                log.warn(L_CLUSTER, "Cannot find conf/axis2/axis2.xml: clustering is disabled");
-                return c;
-            }
-            Element cl;
-            try {
-                cl = child(parseFile(file), "clustering");
-            } catch (IOException | SAXException e) {
-                throw new StartupError(L_CLUSTER, "Cannot read " + file + ": " + e.getMessage());
-            }
-            c.enabled = cl != null && "true".equalsIgnoreCase(cl.getAttribute("enable").trim());
-            if (!c.enabled) return c;
-            for (Element p : children(cl, "parameter")) {
-                String v = p.getTextContent().trim();
-                switch (p.getAttribute("name")) {
-                    case "membershipScheme":
-                        if (!v.equals("wka")) log.warn(L_CLUSTER, "Membership scheme '" + v + "' is not supported by the testbed: using wka");
-                        break;
-                    case "domain": c.domain = v; break;
-                    case "localMemberHost": c.host = v; break;
-                    case "localMemberPort":
-                        try {
-                            c.port = Integer.parseInt(v);
-                        } catch (NumberFormatException e) {
-                            throw new StartupError(L_CLUSTER, "Invalid localMemberPort '" + v + "' in " + file);
-                        }
-                        break;
-                    default: break;
-                }
-            }
-            for (Element m : children(child(cl, "members"), "member")) {
-                String h = text(child(m, "hostName"), ""), p = text(child(m, "port"), "");
-                try {
-                    if (!(h.equals(c.host) && Integer.parseInt(p) == c.port)) c.members.add(new String[] {h, p}); // skip itself
-                } catch (NumberFormatException e) {
-                    log.warn(L_CLUSTER, "Ignoring the well-known member " + h + ":" + p + " in " + file + ": bad port");
-                }
-            }
-            return c;
-        }
-    }
+    static String text(Element e, String dflt) { return e == null ? dflt : e.getTextContent().trim(); }
 
     // ------------------------------------------------------------------ proxy services
 
@@ -591,10 +493,7 @@ public final class EiNode {
         boolean respond;
         long delayMillis;
 
-        Proxy(String name, Path file) {
-            this.name = name;
-            this.file = file;
-        }
+        Proxy(String name, Path file) { this.name = name; this.file = file; }
 
         static Proxy parse(Path file) throws Exception {
             Element root = parseFile(file);
@@ -607,44 +506,39 @@ public final class EiNode {
             Element in = child(child(root, "target"), "inSequence");
             if (in == null) throw new IllegalArgumentException("proxy " + name + " has no <target><inSequence>");
             for (Element m : children(in, null)) {
+                if (p.respond) break; // nothing after <respond/> runs
                 switch (localName(m)) {
                     case "log": p.logs.add(LogSpec.parse(m)); break;
                     case "respond": p.respond = true; break;
                     default: throw new IllegalArgumentException("mediator <" + localName(m) + "> is not supported by the testbed (only log, respond)");
                 }
-                if (p.respond) break; // nothing after <respond/> runs
             }
             for (Element param : children(root, "parameter")) {
                 if (!"testbed.backendDelayMillis".equals(param.getAttribute("name"))) continue;
                 String v = param.getTextContent().trim();
-                try {
-                    p.delayMillis = Long.parseLong(v);
-                } catch (NumberFormatException e) {
-                    p.delayMillis = -1;
-                }
-                if (p.delayMillis < 0) throw new IllegalArgumentException("testbed.backendDelayMillis '" + v + "' is not a number of milliseconds");
+                if (!v.matches("\\d{1,9}")) throw new IllegalArgumentException("testbed.backendDelayMillis '" + v + "' is not a number of milliseconds");
+                p.delayMillis = Long.parseLong(v);
             }
             return p;
         }
 
-        String wsdl(String base) {
-            String n = xmlEscape(name);
-            return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\""
-                    + " xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\" xmlns:tns=\"http://ws.apache.org/axis2\""
-                    + " targetNamespace=\"http://ws.apache.org/axis2\" name=\"" + n + "\">\n"
-                    + "  <wsdl:portType name=\"" + n + "PortType\"><wsdl:operation name=\"mediate\"/></wsdl:portType>\n"
-                    + "  <wsdl:binding name=\"" + n + "Soap11Binding\" type=\"tns:" + n + "PortType\">"
-                    + "<soap:binding transport=\"http://schemas.xmlsoap.org/soap/http\" style=\"document\"/>"
-                    + "<wsdl:operation name=\"mediate\"><soap:operation soapAction=\"urn:mediate\"/></wsdl:operation></wsdl:binding>\n"
-                    + "  <wsdl:service name=\"" + n + "\"><wsdl:port name=\"" + n + "HttpSoap11Endpoint\" binding=\"tns:" + n + "Soap11Binding\">"
-                    + "<soap:address location=\"" + xmlEscape(base) + "/services/" + n + "." + n + "HttpSoap11Endpoint\"/></wsdl:port></wsdl:service>\n"
-                    + "</wsdl:definitions>\n";
+        /** A small WSDL 1.1 for ?wsdl: one mediate operation, one SOAP 1.1 endpoint. */
+        String wsdl(String base) { // %1$s: the proxy name, %2$s: scheme://host:port
+            return String.format("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" "
+                    + "xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\" xmlns:tns=\"http://ws.apache.org/axis2\" "
+                    + "targetNamespace=\"http://ws.apache.org/axis2\" name=\"%1$s\">\n  <wsdl:portType name=\"%1$sPortType\">"
+                    + "<wsdl:operation name=\"mediate\"/></wsdl:portType>\n  <wsdl:binding name=\"%1$sSoap11Binding\" type=\"tns:%1$sPortType\">"
+                    + "<soap:binding transport=\"http://schemas.xmlsoap.org/soap/http\" style=\"document\"/><wsdl:operation name=\"mediate\">"
+                    + "<soap:operation soapAction=\"urn:mediate\"/></wsdl:operation></wsdl:binding>\n  <wsdl:service name=\"%1$s\">"
+                    + "<wsdl:port name=\"%1$sHttpSoap11Endpoint\" binding=\"tns:%1$sSoap11Binding\">"
+                    + "<soap:address location=\"%2$s/services/%1$s.%1$sHttpSoap11Endpoint\"/></wsdl:port></wsdl:service>\n</wsdl:definitions>\n",
+                    xmlEscape(name), xmlEscape(base));
         }
     }
 
-    /** A log mediator: level simple|full|custom|headers, its properties, separator and category. */
+    /** A log mediator: level simple|full|custom|headers, its properties and separator. */
     static final class LogSpec {
-        String level, separator, category;
+        String level, separator;
         final List<String[]> props = new ArrayList<>();
 
         static LogSpec parse(Element e) {
@@ -654,10 +548,6 @@ public final class EiNode {
                 throw new IllegalArgumentException("log level '" + l.level + "' is not one of simple, full, custom, headers");
             }
             l.separator = e.hasAttribute("separator") ? e.getAttribute("separator") : ", ";
-            l.category = e.hasAttribute("category") ? e.getAttribute("category").trim().toUpperCase(Locale.ROOT) : "INFO";
-            if (!Set.of("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL").contains(l.category)) {
-                throw new IllegalArgumentException("log category '" + l.category + "' is not valid");
-            }
             for (Element p : children(e, "property")) { // expressions are not evaluated: their text is logged
                 l.props.add(new String[] {p.getAttribute("name"), p.hasAttribute("value") ? p.getAttribute("value") : p.getAttribute("expression")});
             }
@@ -676,27 +566,17 @@ public final class EiNode {
                     for (String v : h.getValue()) sb.append(separator).append(h.getKey()).append(" = ").append(v);
                 }
             } else if (level.equals("full")) {
-                sb.append(separator).append("Envelope: ").append(oneLine(new String(body, StandardCharsets.UTF_8)));
+                sb.append(separator).append("Envelope: ").append(oneLine(new String(body, UTF_8)));
             }
             return sb.toString();
         }
 
-        /** The body on one line: line breaks and the indentation after them go (a space between words stays). */
+        static final Pattern BREAK = Pattern.compile("[ \\t]*[\\r\\n]\\s*");
+
+        /** The body on one line: a line break and its indentation go (between words a space stays). */
         static String oneLine(String s) {
-            if (s.indexOf('\n') < 0 && s.indexOf('\r') < 0) return s;
-            StringBuilder b = new StringBuilder(s.length());
-            for (int i = 0, n = s.length(); i < n; i++) {
-                char c = s.charAt(i);
-                if (c != '\n' && c != '\r') {
-                    b.append(c);
-                    continue;
-                }
-                while (b.length() > 0 && b.charAt(b.length() - 1) == ' ') b.setLength(b.length() - 1);
-                while (i + 1 < n && Character.isWhitespace(s.charAt(i + 1))) i++;
-                boolean betweenTags = b.length() > 0 && b.charAt(b.length() - 1) == '>' || i + 1 < n && s.charAt(i + 1) == '<';
-                if (!betweenTags && b.length() > 0 && i + 1 < n) b.append(' ');
-            }
-            return b.toString();
+            return BREAK.matcher(s).replaceAll(m -> m.start() == 0 || m.end() == s.length()
+                    || s.charAt(m.start() - 1) == '>' || s.charAt(m.end()) == '<' ? "" : " ");
         }
     }
 
@@ -722,15 +602,13 @@ public final class EiNode {
 
         synchronized void scan() throws IOException {
             Map<Path, List<Long>> now = new TreeMap<>();
-            try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.xml")) {
+            if (Files.isDirectory(dir)) try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.xml")) { // gone: all undeployed
                 for (Path f : ds) {
                     if (f.getFileName().toString().startsWith(".")) continue; // temp files of editors and atomic writers
                     try {
                         BasicFileAttributes a = Files.readAttributes(f, BasicFileAttributes.class);
                         if (a.isRegularFile()) now.put(f, List.of(a.lastModifiedTime().toMillis(), a.size()));
-                    } catch (IOException e) {
-                        // gone between listing and reading: the next scan sees it gone
-                    }
+                    } catch (IOException e) { /* gone between listing and reading: the next scan sees it gone */ }
                 }
             }
             boolean changed = false;
@@ -745,8 +623,7 @@ public final class EiNode {
                 }
             }
             for (Map.Entry<Path, List<Long>> e : now.entrySet()) {
-                if (e.getValue().equals(seen.put(e.getKey(), e.getValue()))) continue; // unchanged
-                changed |= deploy(e.getKey());
+                if (!e.getValue().equals(seen.put(e.getKey(), e.getValue()))) changed |= deploy(e.getKey()); // new or changed
             }
             if (changed) proxies = Map.copyOf(deployed);
         }
@@ -799,17 +676,41 @@ public final class EiNode {
             String uuid;   // set while joined
             int failures;
             String warned; // "domain uuid" already warned about
-
-            Peer(String host, int port) {
-                this.host = host;
-                this.port = port;
-            }
+            Peer(String host, int port) { this.host = host; this.port = port; }
         }
 
-        Membership(Clustering c) throws StartupError {
-            domain = c.domain;
-            host = c.host;
-            port = c.port;
+        /** From the <clustering> section of axis2.xml; null when clustering is disabled. */
+        static Membership configure(Path home) throws StartupError {
+            Path file = home.resolve("conf/axis2/axis2.xml");
+            if (!Files.exists(file)) file = home.resolve("conf/axis2.xml");
+            Element cl = Files.exists(file) ? child(readXml(file, L_CLUSTER), "clustering") : null;
+            if (cl == null || !"true".equalsIgnoreCase(cl.getAttribute("enable").trim())) {
+                log.info(L_CLUSTER, "Clustering has been disabled");
+                return null;
+            }
+            Map<String, String> param = new HashMap<>();
+            for (Element p : children(cl, "parameter")) param.put(p.getAttribute("name"), p.getTextContent().trim());
+            if (!param.getOrDefault("membershipScheme", "wka").equals("wka")) {
+                log.warn(L_CLUSTER, "Membership scheme '" + param.get("membershipScheme") + "' is not supported by the testbed: using wka");
+            }
+            log.info(L_CLUSTER, "Using wka based membership management scheme");
+            String host = param.getOrDefault("localMemberHost", "127.0.0.1"), port = param.getOrDefault("localMemberPort", "4100");
+            if (!port.matches("\\d{1,5}")) throw new StartupError(L_CLUSTER, "Invalid localMemberPort '" + port + "' in " + file);
+            Membership m = new Membership(param.getOrDefault("domain", "wso2.carbon.domain"), host, Integer.parseInt(port));
+            for (Element e : children(child(cl, "members"), "member")) {
+                String h = text(child(e, "hostName"), ""), p = text(child(e, "port"), "");
+                if (!p.matches("\\d{1,5}")) log.warn(L_CLUSTER, "Ignoring the well-known member " + h + ":" + p + " in " + file + ": bad port");
+                else if (!(h.equals(host) && p.equals(port))) m.peers.putIfAbsent(h + ":" + p, new Peer(h, Integer.parseInt(p))); // not itself
+            }
+            log.info(L_CLUSTER, "Local member: [" + m.uuid + "] - Host:" + host + ", Port: " + port + ", Domain: " + m.domain
+                    + ", well-known members: " + m.peers.keySet());
+            return m;
+        }
+
+        Membership(String domain, String host, int port) throws StartupError {
+            this.domain = domain;
+            this.host = host;
+            this.port = port;
             try {
                 server = new ServerSocket();
                 server.setReuseAddress(true);
@@ -818,29 +719,19 @@ public final class EiNode {
                 throw new StartupError(L_CLUSTER, "Cannot start clustering: member port " + port + " on " + host
                         + " is not available (" + e.getMessage() + ")");
             }
-            for (String[] m : c.members) peers.putIfAbsent(m[0] + ":" + m[1], new Peer(m[0], Integer.parseInt(m[1])));
             String prefix = "hz._hzInstance_1_" + domain;
             handlers = Executors.newFixedThreadPool(2, named(prefix + ".IO.thread-in-"));
             acceptor = named(prefix + ".IO.thread-Acceptor-").newThread(this::acceptLoop);
             prober = named(prefix + ".cluster-").newThread(this::probeLoop);
-            log.info(L_CLUSTER, "Local member: [" + uuid + "] - Host:" + host + ", Port: " + port + ", Domain: " + domain
-                    + ", well-known members: " + peers.keySet());
         }
 
-        String hello() {
-            return "HELLO " + domain + " " + uuid + " " + host + " " + port + "\n";
-        }
+        byte[] hello() { return utf8("HELLO " + domain + " " + uuid + " " + host + " " + port + "\n"); }
 
-        void start() {
-            acceptor.start();
-            prober.start();
-        }
+        void start() { acceptor.start(); prober.start(); }
 
         void close() {
             running = false;
-            try {
-                server.close();
-            } catch (IOException ignored) { /* closing anyway */ }
+            closeQuietly(server);
             prober.interrupt();
             handlers.shutdownNow();
         }
@@ -850,9 +741,7 @@ public final class EiNode {
                 try {
                     Socket s = server.accept();
                     handlers.execute(() -> answer(s));
-                } catch (IOException | RejectedExecutionException e) {
-                    // closed (then running is false) or a failed accept: go on
-                }
+                } catch (IOException | RejectedExecutionException e) { /* closed (running is false now) or one failed accept */ }
             }
         }
 
@@ -862,11 +751,9 @@ public final class EiNode {
                 s.setSoTimeout(1000);
                 String[] h = parse(readLine(s.getInputStream()));
                 if (h == null) return;
-                s.getOutputStream().write(hello().getBytes(StandardCharsets.UTF_8));
+                s.getOutputStream().write(hello());
                 seen(h);
-            } catch (IOException e) {
-                // a half-open probe; the peer retries
-            }
+            } catch (IOException e) { /* a half-open probe; the peer retries */ }
         }
 
         void probeLoop() {
@@ -876,20 +763,14 @@ public final class EiNode {
                     try (Socket s = new Socket()) {
                         s.connect(new InetSocketAddress(p.host, p.port), 300);
                         s.setSoTimeout(300);
-                        s.getOutputStream().write(hello().getBytes(StandardCharsets.UTF_8));
+                        s.getOutputStream().write(hello());
                         h = parse(readLine(s.getInputStream()));
-                    } catch (IOException e) {
-                        // counted as a failure below
-                    }
+                    } catch (IOException e) { /* counted as a failure below */ }
                     if (!running) return;
                     if (h != null) seen(h);
                     else failed(p);
                 }
-                try {
-                    Thread.sleep(250);
-                } catch (InterruptedException e) {
-                    return;
-                }
+                if (!sleep(250)) return;
             }
         }
 
@@ -942,82 +823,82 @@ public final class EiNode {
 
     /** A small strict JSON parser (RFC 8259) building Maps, Lists, Strings, Longs, Doubles, Booleans. */
     static final class Json {
+        static final char END = '\uFFFF'; // what peek() returns at the end of the input
+        static final Pattern NUMBER = Pattern.compile("-?(?:0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?");
+
         @SuppressWarnings("serial")
         static final class JsonError extends RuntimeException {
-            JsonError(String msg) {
-                super(msg, null, false, false); // no stack trace: malformed input is routine
-            }
+            JsonError(String msg) { super(msg, null, false, false); } // no stack trace: malformed input is routine
         }
 
         private final String s;
         private int i;
 
-        private Json(String s) {
-            this.s = s;
-        }
+        private Json(String s) { this.s = s; }
 
         static Object parse(String s) {
             Json j = new Json(s);
             Object v = j.value(0);
-            if (j.skipWs() < s.length()) throw j.err("Unexpected character '" + s.charAt(j.i) + "' after the JSON value");
+            if (j.peek() != END) throw j.err("Unexpected character '" + j.peek() + "' after the JSON value");
             return v;
         }
 
-        JsonError err(String msg) {
-            return new JsonError(msg + " at position " + i);
-        }
+        JsonError err(String msg) { return new JsonError(msg + " at position " + i); }
 
-        int skipWs() {
-            while (i < s.length() && " \t\r\n".indexOf(s.charAt(i)) >= 0) i++;
-            return i;
-        }
-
-        /** The next non-blank character (not consumed), or 0 at the end. */
+        /** Skips blanks; the next character (not consumed), or END. */
         char peek() {
-            return skipWs() < s.length() ? s.charAt(i) : 0;
+            while (i < s.length() && " \t\r\n".indexOf(s.charAt(i)) >= 0) i++;
+            return i < s.length() ? s.charAt(i) : END;
+        }
+
+        /** Consumes c when it comes next. */
+        boolean eat(char c) {
+            boolean next = peek() == c;
+            if (next) i++;
+            return next;
         }
 
         void expect(char c) {
-            char got = peek();
-            if (got != c) throw err(got == 0 ? "Unexpected end of input, expected '" + c + "'" : "Expected '" + c + "' but found '" + got + "'");
-            i++;
+            if (!eat(c)) throw err(peek() == END ? "Unexpected end of input, expected '" + c + "'" : "Expected '" + c + "' but found '" + peek() + "'");
         }
 
         Object value(int depth) {
             if (depth > 512) throw err("JSON nested too deeply");
             char c = peek();
-            if (c == 0) throw err("Unexpected end of input");
-            if (c == '{' || c == '[') {
-                boolean obj = c == '{';
-                Map<String, Object> m = obj ? new LinkedHashMap<>() : null;
-                List<Object> l = obj ? null : new ArrayList<>();
-                i++;
-                if (peek() == (obj ? '}' : ']')) {
-                    i++;
-                    return obj ? m : l;
-                }
+            if (eat('{')) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                if (eat('}')) return m;
                 do {
-                    if (obj) {
-                        if (peek() != '"') throw err("Expected a string key");
-                        String k = string();
-                        expect(':');
-                        m.put(k, value(depth + 1));
-                    } else {
-                        l.add(value(depth + 1));
-                    }
-                } while (peek() == ',' && ++i > 0);
-                expect(obj ? '}' : ']');
-                return obj ? m : l;
+                    if (peek() != '"') throw err("Expected a string key");
+                    String k = string();
+                    expect(':');
+                    m.put(k, value(depth + 1));
+                } while (eat(','));
+                expect('}');
+                return m;
+            }
+            if (eat('[')) {
+                List<Object> l = new ArrayList<>();
+                if (eat(']')) return l;
+                do l.add(value(depth + 1)); while (eat(','));
+                expect(']');
+                return l;
             }
             if (c == '"') return string();
-            if (c == '-' || (c >= '0' && c <= '9')) return number();
+            if (c == '-' || (c >= '0' && c <= '9')) {
+                Matcher n = NUMBER.matcher(s).region(i, s.length());
+                if (!n.lookingAt()) throw err("Bad number");
+                i = n.end();
+                boolean integral = n.group(1) == null && n.group(2) == null && n.group().length() <= 18;
+                return integral ? (Object) Long.parseLong(n.group()) : (Object) Double.parseDouble(n.group());
+            }
             for (String w : new String[] {"true", "false", "null"}) {
                 if (s.startsWith(w, i)) {
                     i += w.length();
                     return w.equals("null") ? null : Boolean.valueOf(w);
                 }
             }
-            throw err("Unexpected character '" + c + "'");
+            throw err(c == END ? "Unexpected end of input" : "Unexpected character '" + c + "'");
         }
 
         String string() {
@@ -1030,11 +911,10 @@ public final class EiNode {
                     b.append(c);
                     continue;
                 }
-                char e = i < s.length() ? s.charAt(i++) : 0;
-                int k = "\"\\/bfnrt".indexOf(e);
-                if (k >= 0) {
+                int k = i < s.length() ? "\"\\/bfnrtu".indexOf(s.charAt(i++)) : -1;
+                if (k >= 0 && k < 8) {
                     b.append("\"\\/\b\f\n\r\t".charAt(k));
-                } else if (e == 'u' && i + 4 <= s.length() && s.substring(i, i + 4).chars().allMatch(h -> Character.digit(h, 16) >= 0)) {
+                } else if (k == 8 && i + 4 <= s.length() && s.substring(i, i + 4).chars().allMatch(h -> Character.digit(h, 16) >= 0)) {
                     b.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
                     i += 4;
                 } else {
@@ -1042,32 +922,6 @@ public final class EiNode {
                 }
             }
             throw err("Unterminated string");
-        }
-
-        Object number() {
-            int start = i;
-            if (s.charAt(i) == '-') i++;
-            boolean ok = i < s.length() && s.charAt(i) == '0' ? ++i > 0 : digits();
-            boolean integral = true;
-            if (ok && i < s.length() && s.charAt(i) == '.') {
-                i++;
-                ok = digits();
-                integral = false;
-            }
-            if (ok && i < s.length() && (s.charAt(i) == 'e' || s.charAt(i) == 'E')) {
-                if (++i < s.length() && (s.charAt(i) == '+' || s.charAt(i) == '-')) i++;
-                ok = digits();
-                integral = false;
-            }
-            if (!ok) throw err("Bad number");
-            String n = s.substring(start, i);
-            return integral && n.length() <= 18 ? (Object) Long.parseLong(n) : (Object) Double.parseDouble(n);
-        }
-
-        boolean digits() {
-            int start = i;
-            while (i < s.length() && s.charAt(i) >= '0' && s.charAt(i) <= '9') i++;
-            return i > start;
         }
 
         static String escape(String v) {
@@ -1094,7 +948,7 @@ public final class EiNode {
 
         Log(Path file) throws IOException {
             Files.createDirectories(file.getParent());
-            out = new BufferedWriter(new OutputStreamWriter(new FileOutputStream(file.toFile(), true), StandardCharsets.UTF_8), 16384);
+            out = new BufferedWriter(new OutputStreamWriter(new FileOutputStream(file.toFile(), true), UTF_8), 16384);
         }
 
         void info(String logger, String msg) { write("INFO", logger, msg, true); }
@@ -1104,9 +958,10 @@ public final class EiNode {
         /** console: also to stdout (integrator.sh sends it to repository/logs/stdout.log), as Carbon does. */
         void write(String level, String logger, String msg, boolean console) {
             if (msg.indexOf('\n') >= 0 || msg.indexOf('\r') >= 0) msg = msg.replace("\r\n", " ").replace('\n', ' ').replace('\r', ' ');
-            String line = "[" + TS.format(LocalDateTime.now()) + "] [-1234] [EI-Core] [" + Thread.currentThread().getName() + "] "
-                    + " ".repeat(Math.max(0, 5 - level.length())) + level + " {" + logger + "} - " + msg + "\n";
-            synchronized (this) {
+            String rest = "] [-1234] [EI-Core] [" + Thread.currentThread().getName() + "] "
+                    + " ".repeat(Math.max(0, 5 - level.length())) + level + " {" + logger + "} - " + msg + "\n", line;
+            synchronized (this) { // the time is taken under the lock, so the file's timestamps never go back
+                line = "[" + TS.format(LocalDateTime.now()) + rest;
                 try {
                     if (!closed) {
                         out.write(line);
@@ -1122,9 +977,7 @@ public final class EiNode {
 
         synchronized void close() {
             closed = true;
-            try {
-                out.close();
-            } catch (IOException ignored) { /* exiting anyway */ }
+            closeQuietly(out);
         }
     }
 }
