@@ -169,14 +169,20 @@ def _stop_process_tree(proc: subprocess.Popen, grace: float) -> None:
     proc.wait()
 
 
-def _window(run_dir: Path, parts: Path, started: float, warmup: float,
+def _window(run_dir: Path, parts: Path, started: float, warmup: float, planned: float,
             requests_file: Path) -> tuple[float | None, float | None]:
-    """The measured window: Locust's test start + warm-up .. test stop (from timeline.json)."""
+    """The measured window: Locust's test start + warm-up .. the planned end or test stop.
+
+    The end is capped at test start + warm-up + duration: requests Locust starts while it is
+    stopping its users wait on the stop (hundreds of ms seen here) and are not load the cluster
+    saw, so they stay in requests.parquet but out of the statistics.
+    """
     timeline = parts / "timeline.json"
     if timeline.exists():
         t = json.loads(timeline.read_text())
         shutil.copy2(timeline, run_dir / "timeline.json")
-        return t["test_start"] + t.get("warmup", warmup), t["test_stop"]
+        return (t["test_start"] + t.get("warmup", warmup),
+                min(t["test_stop"], t["test_start"] + planned))
     import pyarrow.parquet as pq
 
     ts = pq.read_table(requests_file, columns=["ts"]).column("ts").to_pylist()
@@ -262,7 +268,8 @@ def run_load_test(
 
     requests_file = run_dir / REQUESTS_FILE
     rows = merge_request_files(parts, requests_file)
-    measure_start, measure_end = _window(run_dir, parts, started, profile.warmup, requests_file)
+    measure_start, measure_end = _window(run_dir, parts, started, profile.warmup,
+                                          profile.total_seconds, requests_file)
     shutil.rmtree(parts, ignore_errors=True)
     if rows == 0 and status is RunStatus.COMPLETE:
         status = RunStatus.FAILED
