@@ -57,6 +57,12 @@ def _add_testbed_dir(p: argparse.ArgumentParser) -> None:
                    help="testbed folder [env EIPERF_TESTBED_DIR, default ~/.eiperf/testbed]")
 
 
+def _add_results(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", metavar="DIR", default=os.environ.get("EIPERF_RESULTS"),
+                   help="results folder holding the change journals (.journal/) "
+                        "[env EIPERF_RESULTS, default ./results]")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eiperf",
@@ -140,6 +146,53 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-collect", action="store_true", help="do not collect node metrics")
     p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
 
+    # -- tune
+    p = sub.add_parser(
+        "tune", help="show, apply or restore one cluster's JVM, nginx and pass-through settings",
+        description="Read and change a cluster's tuning settings (bin/integrator.sh, nginx "
+                    "confs, passthru-http.properties). Every changed file's original is kept in "
+                    "a change journal under <results>/.journal/.")
+    tune = p.add_subparsers(dest="tune_command", metavar="ACTION", required=True)
+    q = tune.add_parser("show", help="current settings per node and of nginx, as a table")
+    _add_cluster(q)
+    _add_results(q)
+    q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_show"))
+    q = tune.add_parser(
+        "apply", help="change settings (or print the diff with --dry-run)",
+        description="Change parameters (jvm.xmx, jvm.gc, jvm.flag.<Name>, nginx.proxy_read_timeout, "
+                    "nginx.lb_method, passthru.<key>, ...): JVM flags are checked with each "
+                    "node's own java before anything changes; nginx is checked with nginx -t "
+                    "and reloaded (rolled back if it refuses); nodes restart only when a JVM or "
+                    "pass-through value changes. The change stays in place: its journal is kept "
+                    "in state 'applied' and 'eiperf tune restore' brings the originals back. "
+                    "If apply fails, the originals are restored at once; if it is killed, the "
+                    "next eiperf command restores them automatically.")
+    _add_cluster(q)
+    _add_results(q)
+    q.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a parameter value, e.g. jvm.xmx=2g or nginx.proxy_read_timeout=60s; "
+                        "repeatable")
+    q.add_argument("--unset", action="append", metavar="NAME",
+                   help="remove a setting (back to the default), e.g. jvm.flag.MaxPermSize; "
+                        "repeatable")
+    q.add_argument("--dry-run", action="store_true",
+                   help="print the unified diff of every file that would change; change nothing")
+    q.add_argument("--rolling", action="store_true",
+                   help="restart one node at a time, each ready before the next "
+                        "(the load balancer keeps serving)")
+    q.add_argument("--file", metavar="PATH",
+                   help="rewrite just this one file (integrator.sh, an nginx .conf or "
+                        "passthru-http.properties; kind from its name or content), no cluster")
+    q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_apply"))
+    q = tune.add_parser(
+        "restore", help="put back the originals of every journaled change",
+        description="Restore every change journal under the results folder, newest first: those "
+                    "'tune apply' left in place and those a killed eiperf left open; then "
+                    "restart/reload what ran the changed files. Says 'nothing to restore' "
+                    "when there is none.")
+    _add_results(q)
+    q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_restore"))
+
     # -- demo
     p = sub.add_parser("demo", help="what `make demo` runs: up, verify, and where to look next")
     _add_testbed_dir(p)
@@ -158,9 +211,32 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     return call
 
 
+def _recover_journals(args: argparse.Namespace) -> int:
+    """Restore change journals a killed eiperf left open (one stat when there are none)."""
+    results = (getattr(args, "results", None) or getattr(args, "out", None)
+               or os.environ.get("EIPERF_RESULTS") or "results")
+    if not os.path.isdir(os.path.join(results, ".journal")):
+        return 0
+    from pathlib import Path
+
+    from tuning.apply import recover
+
+    try:
+        recover(Path(results))
+    except EiperfError as e:
+        print(f"eiperf: error: restoring an unfinished change journal failed: {e}; "
+              "fix that and run 'eiperf tune restore'", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not (args.command == "tune" and args.tune_command == "restore"):
+        code = _recover_journals(args)
+        if code:
+            return code
     try:
         return int(args.func(args) or 0)
     except EiperfError as e:

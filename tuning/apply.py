@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eiperf.cluster import Cluster, Node, load_cluster
-from eiperf.errors import EiperfError
+from eiperf.errors import ConfigError, EiperfError
 from tuning import lb_control, node_control
-from tuning.edit import EditorError, unified_diff
+from tuning.edit import Edit, EditorError, unified_diff
 from tuning.integrator_sh import (
     apply_jvm_changes,
     legacy_flag_fixes,
@@ -39,7 +39,7 @@ from tuning.integrator_sh import (
 )
 from tuning.journal import Journal, JournalState, unfinished_journals
 from tuning.nginx_conf import apply_nginx_changes
-from tuning.params import ParamSet, format_value
+from tuning.params import ParamSet, Target, format_value, target_of
 from tuning.passthru_properties import apply_passthru_changes
 from tuning.transport import NodeTransport, transport_for
 
@@ -363,6 +363,54 @@ def _restart_all(nodes: list[Node], transports: _Transports, progress: Progress)
     first = next((e for e in errors if e is not None), None)
     if first is not None:
         raise first
+
+
+# ---- one file (`tune apply --file`) ------------------------------------------------------------
+
+_KIND_NAMES = {
+    Target.JVM: "a JVM start-up script",
+    Target.NGINX: "an nginx config file",
+    Target.PASSTHRU: "a pass-through properties file",
+}
+
+
+def file_kind(name: str, text: str) -> Target:
+    """Which editor a file needs, from its name (.sh, .conf, .properties), else its content."""
+    if name.endswith(".sh"):
+        return Target.JVM
+    if name.endswith(".conf"):
+        return Target.NGINX
+    if name.endswith(".properties"):
+        return Target.PASSTHRU
+    try:
+        read_jvm_options(text, name)
+        return Target.JVM
+    except EditorError:
+        pass
+    if re.search(r"^\s*(server|upstream|http|events|location)\b[^\n]*\{", text, re.M):
+        return Target.NGINX
+    if re.search(r"^\s*(worker_pool_size_\w+|http\.socket\.timeout|io_\w+)\s*[=:]", text, re.M):
+        return Target.PASSTHRU
+    raise ConfigError(
+        f"{name}: cannot tell what kind of file this is; eiperf edits integrator.sh / "
+        "wso2server.sh, nginx .conf files and passthru-http.properties"
+    )
+
+
+def edit_file(name: str, text: str, params: ParamSet) -> Edit:
+    """The rewrite of one config file (kind detected) that `params` asks for; pure."""
+    kind = file_kind(name, text)
+    wrong = [k for k in params if target_of(k) is not kind]
+    if wrong:
+        raise ConfigError(
+            f"{name} is {_KIND_NAMES[kind]}: it takes only {kind.value}.* parameters, "
+            f"not {wrong[0]}"
+        )
+    if kind is Target.JVM:
+        return apply_jvm_changes(text, params.jvm, name)
+    if kind is Target.PASSTHRU:
+        return apply_passthru_changes(text, params.passthru, name)
+    return apply_nginx_changes({name: text}, params.nginx)[name]
 
 
 # ---- restoring ---------------------------------------------------------------------------------
