@@ -30,7 +30,7 @@ from analysis.window import Window, check_window, window_duration, window_mask
 #: Label of requests that carry no serving node (e.g. the load balancer answered itself).
 UNATTRIBUTED = "(none)"
 #: Series in the metrics frame that are not cluster nodes.
-NON_NODE_SERIES = frozenset({"host", "generator", "lb"})
+NON_NODE_SERIES = frozenset({"host", "generator", "lb", "collector"})
 #: Fewer observations than this at or above a percentile make it unstable.
 MIN_TAIL_OBSERVATIONS = 10
 

@@ -146,6 +146,47 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-collect", action="store_true", help="do not collect node metrics")
     p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
 
+    # -- analysis
+    from eiperf.commands.compare_cmd import fraction, positive_float, resamples
+
+    p = sub.add_parser(
+        "report", help="one self-contained HTML report of runs and sweeps",
+        description="Write one HTML file (plots embedded, no external links) with each run's "
+                    "summary, warnings, cluster snapshot and plots; with two runs or more their "
+                    "comparison and configuration differences; for a sweep its ranking and best "
+                    "configuration. Prints the file's path.")
+    p.add_argument("targets", nargs="+", metavar="RUN_OR_SWEEP",
+                   help="a run folder, a sweep folder, or a run/sweep id under the results folder")
+    p.add_argument("-o", "--output", metavar="FILE", default=None,
+                   help="where to write the report (default ./report-<id>.html)")
+    p.add_argument("--results", metavar="DIR", default=os.environ.get("EIPERF_RESULTS"),
+                   help="results folder ids are looked up in [env EIPERF_RESULTS, default results]")
+    p.add_argument("--title", default=None, help="the report's title (default: the ids)")
+    p.add_argument("--format", choices=("svg", "png"), default="svg",
+                   help="how plots are embedded (default svg)")
+    p.add_argument("--target-rps", type=positive_float, default=None, metavar="RPS",
+                   help="for a step-load run: nodes needed for this throughput (20%% headroom)")
+    p.set_defaults(func=_lazy("eiperf.commands.report_cmd", "cmd_report"))
+
+    p = sub.add_parser(
+        "compare", help="key figures of runs against the first, with intervals and verdicts",
+        description="Throughput, error %, p50/p95/p99 of each run against the first (the "
+                    "baseline): ratios with bootstrap intervals and verdicts (faster / slower / "
+                    "within noise / unknown), and the configuration differences.")
+    p.add_argument("baseline", metavar="A", help="the baseline run (folder or id)")
+    p.add_argument("runs", nargs="+", metavar="B", help="runs to compare with it")
+    p.add_argument("--results", metavar="DIR", default=os.environ.get("EIPERF_RESULTS"),
+                   help="results folder ids are looked up in [env EIPERF_RESULTS, default results]")
+    p.add_argument("--noise", type=fraction, default=None, metavar="SHARE",
+                   help="run-to-run noise of the latency figures from repeated runs, e.g. 0.05 "
+                        "or 5%%: smaller differences are 'within noise'")
+    p.add_argument("--throughput-noise", type=fraction, default=None, metavar="SHARE",
+                   help="run-to-run noise of throughput (default: none)")
+    p.add_argument("--bootstrap", type=resamples, default=2000, metavar="N",
+                   help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(func=_lazy("eiperf.commands.compare_cmd", "cmd_compare"))
+
     # -- tune
     p = sub.add_parser(
         "tune", help="show, apply or restore one cluster's JVM, nginx and pass-through settings",
@@ -194,8 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_restore"))
 
     # -- demo
-    p = sub.add_parser("demo", help="what `make demo` runs: up, verify, and where to look next")
+    p = sub.add_parser(
+        "demo", help="what `make demo` runs: up, verify, a short load run, a report",
+        description="Start the testbed (or reuse it), run the clustering guide's checklist, put "
+                    "a short mixed load through every vhost, print its summary, write an HTML "
+                    "report of it and say where everything is.")
     _add_testbed_dir(p)
+    p.add_argument("-u", "--users", type=int, default=10, help="users of the load run (default 10)")
+    p.add_argument("-t", "--duration", default="10s", help="measured time of the run (default 10s)")
+    p.add_argument("--out", default=os.environ.get("EIPERF_RESULTS", "results"),
+                   help="results folder [env EIPERF_RESULTS, default ./results]")
     p.set_defaults(func=_lazy("eiperf.commands.demo_cmd", "cmd_demo"))
     return parser
 

@@ -56,7 +56,6 @@ def analyse(run_dir: Path, record: RunRecord, rules) -> tuple[RunRecord, list[st
 
     from analysis.slo import evaluate, format_results
     from analysis.summary import (
-        check_summary,
         format_summary,
         summarize_metrics,
         summarize_requests,
@@ -73,7 +72,7 @@ def analyse(run_dir: Path, record: RunRecord, rules) -> tuple[RunRecord, list[st
         metrics = summarize_metrics(pd.read_parquet(run_dir / METRICS_FILE), window,
                                     processes=int(record.generator.get("processes", 1)))
     results = evaluate(rules, summary)
-    lines = [*format_summary(summary, metrics), *check_summary(summary, metrics),
+    lines = [*format_summary(summary, metrics),
              *format_results(rules, results)]
     record = replace(record, summary=summary_dict(summary, metrics),
                      slo_results=[{"rule": r.rule, "actual": r.actual, "ok": r.ok,
@@ -98,6 +97,11 @@ def profile_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return execute_run(args)[0]
+
+
+def execute_run(args: argparse.Namespace) -> tuple[int, Path]:
+    """Run, print the summary; (exit code, result folder). `eiperf demo` reuses it."""
     from analysis.slo import SloError, parse_rules
     from eiperf.context import resolve_cluster
     from loadtests.run import run_load_test
@@ -127,12 +131,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nresult: {outcome.run_dir}  ({rec.status.value})")
     if rec.status is RunStatus.FAILED:
         print(f"run failed: {rec.error}")
-        return 2
+        return 2, outcome.run_dir
     if rec.status is RunStatus.INCOMPLETE:
         print(f"run incomplete: {rec.error}")
-        return EXIT_INCOMPLETE
+        return EXIT_INCOMPLETE, outcome.run_dir
     broken = [r for r in rec.slo_results if not r["ok"]]
     if broken:
         print("SLO broken: " + ", ".join(f"{r['rule']} ({r['verdict']})" for r in broken))
-        return EXIT_SLO_BROKEN
-    return 0
+        return EXIT_SLO_BROKEN, outcome.run_dir
+    return 0, outcome.run_dir
