@@ -320,6 +320,10 @@ class Journal:
         if self.state is not JournalState.RESTORED:
             self.restore()
         shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            self.path.parent.rmdir()  # the last journal gone: recovery checks are one stat again
+        except OSError:
+            pass
         self.release()
 
     def __repr__(self) -> str:

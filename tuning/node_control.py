@@ -178,6 +178,11 @@ def stop_node(transport: NodeTransport, node: Node, timeout: float = 30.0) -> bo
             transport.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 10
         time.sleep(POLL_S)
+    # A zombie still counts for `ps -p`, and integrator.sh start would then say "Process is
+    # already running" and not start: wait (bounded) until its parent has reaped it.
+    reaped_by = time.monotonic() + 5
+    while transport.run(["ps", "-p", str(pid)], timeout=10).ok and time.monotonic() < reaped_by:
+        time.sleep(POLL_S)
     return True
 
 

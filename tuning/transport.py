@@ -188,7 +188,7 @@ def local_pid_alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rsplit(b")", 1)[1].split()[0]
         return state not in (b"Z", b"X")
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):  # it exited while we read
         return False
 
 
