@@ -20,7 +20,6 @@ whenever the process is gone, so a restarted node is followed. Nodes on other ho
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,13 +28,12 @@ import psutil
 
 from eiperf.cluster import Cluster, Node
 from loadtests.collectors.base import Collector, Sample, log
+from loadtests.collectors.sockets import SocketCounter
 from tuning.node_control import read_pid
 from tuning.transport import NodeTransport, transport_for
 
 GeneratorPids = Callable[[], Iterable[int]] | Iterable[int] | None
 
-# A row of /proc/net/tcp{,6} in state 01 (ESTABLISHED); group 1 is the socket inode.
-_ESTABLISHED_RE = re.compile(rb"^\s*\d+: \S+ \S+ 01 \S+ \S+ \S+ +\d+ +\d+ +(\d+)", re.M)
 # A PID file written this long before the process started belongs to an earlier process.
 _PID_FILE_SLACK_S = 2.0
 
@@ -83,9 +81,9 @@ class PsutilCollector(Collector):
     def sample(self, now: float) -> list[Sample]:
         rows: list[Sample] = []
         at = time.monotonic()
-        established = _EstablishedSockets()
+        sockets = SocketCounter()
         for node in self.nodes:
-            rows += self._sample_node(now, at, node, established)
+            rows += self._sample_node(now, at, node, sockets)
         rows += self._sample_host(now, at)
         rows += self._sample_generator(now, at)
         return rows
@@ -125,7 +123,7 @@ class PsutilCollector(Collector):
         return watched, ""
 
     def _sample_node(
-        self, now: float, at: float, node: Node, established: _EstablishedSockets
+        self, now: float, at: float, node: Node, sockets: SocketCounter
     ) -> list[Sample]:
         watched, reason = self._process_of(node)
         if watched is None:
@@ -153,7 +151,7 @@ class PsutilCollector(Collector):
         pct = watched.cpu_percent(times.user + times.system, at)
         if pct is not None:
             rows.append(self.row(now, node.name, "cpu_percent", pct))
-        fds = established.count(proc)
+        fds = sockets.count(proc)
         if fds is not None:
             open_files, tcp = fds
             rows.append(self.row(now, node.name, "open_files", open_files))
@@ -236,63 +234,3 @@ def _cpu_busy_total(times: psutil._common.scputimes) -> tuple[float, float]:
     total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
     idle = times.idle + getattr(times, "iowait", 0.0)
     return total - idle, total
-
-
-class _EstablishedSockets:
-    """Counts a process's file descriptors and its ESTABLISHED TCP sockets, for one round.
-
-    On Linux the TCP tables are read once per network namespace and round (one C-speed regex
-    pass, so tens of thousands of TIME_WAIT rows under load stay cheap) and matched against the
-    socket inodes in /proc/<pid>/fd. Elsewhere psutil does the work per process.
-    """
-
-    def __init__(self) -> None:
-        self._by_ns: dict[str, set[bytes]] = {}
-
-    def count(self, proc: psutil.Process) -> tuple[int, int] | None:
-        """(open file descriptors, established TCP connections), None if not readable."""
-        fd_dir = f"/proc/{proc.pid}/fd"
-        try:
-            names = os.listdir(fd_dir)
-        except FileNotFoundError:
-            return self._count_portable(proc)
-        except (PermissionError, ProcessLookupError):
-            return None
-        established = self._established(proc.pid)
-        tcp = 0
-        for name in names:
-            try:
-                target = os.readlink(f"{fd_dir}/{name}")
-            except OSError:
-                continue  # closed meanwhile
-            if target.startswith("socket:[") and target[8:-1].encode() in established:
-                tcp += 1
-        return len(names), tcp
-
-    def _established(self, pid: int) -> set[bytes]:
-        try:
-            ns = os.readlink(f"/proc/{pid}/ns/net")
-        except OSError:
-            ns = "self"
-        found = self._by_ns.get(ns)
-        if found is None:
-            found = set()
-            base = f"/proc/{pid}/net" if ns != "self" else "/proc/self/net"
-            for table in ("tcp", "tcp6"):
-                try:
-                    with open(f"{base}/{table}", "rb") as f:
-                        data = f.read()
-                except OSError:
-                    continue
-                found.update(m.group(1) for m in _ESTABLISHED_RE.finditer(data))
-            self._by_ns[ns] = found
-        return found
-
-    @staticmethod
-    def _count_portable(proc: psutil.Process) -> tuple[int, int] | None:
-        try:
-            conns = proc.net_connections(kind="tcp")
-            fds = proc.num_fds() if hasattr(proc, "num_fds") else len(proc.open_files())
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
-            return None
-        return fds, sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED)

@@ -1,0 +1,260 @@
+"""`JmxCollector`: each node's JVM from the inside, over JMX (one embedded JVM for all nodes).
+
+Series (source "jmx", node = node name):
+
+- `heap_used_bytes`, `heap_committed_bytes`, `heap_max_bytes` (java.lang:type=Memory);
+- `metaspace_used_bytes` (java.lang:type=MemoryPool,name=Metaspace);
+- `gc_count.<collector>`, `gc_time_ms.<collector>`: cumulative, per garbage collector
+  (e.g. `gc_time_ms.G1 Young Generation`);
+- `threads` (java.lang:type=Threading ThreadCount);
+- `process_cpu_load`: OperatingSystem ProcessCpuLoad, a 0..1 share of the *whole machine*;
+- `pid`: the JVM's own PID (java.lang:type=Runtime), so a restart is visible;
+- `synapse.<Type>.<Name>.<attribute>`: every numeric attribute of the Synapse pass-through
+  MBeans (org.apache.synapse:Type=PassThroughConnections / Transport / PassthroughLatencyView)
+  when the node has them; looked up on connect and again every minute.
+
+Each node is read on its own worker thread with a deadline, so a node that hangs (a long GC
+pause, a stopped process) is a gap for that round and never delays the others. A broken
+connection is reopened at most once every `retry_s` seconds per node.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from eiperf.cluster import Cluster, Node
+from loadtests.collectors.base import Collector, Sample, log
+from loadtests.collectors.jmx import JmxConnection, JmxError, JmxUnreachable, ensure_jvm
+
+SYNAPSE_TYPES = ("PassThroughConnections", "Transport", "PassthroughLatencyView")
+_NUMERIC_TYPES = frozenset({
+    "int", "long", "double", "float", "short", "byte",
+    "java.lang.Integer", "java.lang.Long", "java.lang.Double", "java.lang.Float",
+    "java.lang.Short", "java.lang.Byte", "java.util.concurrent.atomic.AtomicLong",
+    "java.util.concurrent.atomic.AtomicInteger",
+})
+_SYNAPSE_REDISCOVER_S = 60.0
+
+
+@dataclass
+class _NodeJmx:
+    """One node's connection and what was learnt about its JVM on connecting."""
+
+    node: Node
+    conn: JmxConnection | None = None
+    next_connect: float = 0.0  # monotonic time of the next allowed connect
+    busy: Future | None = None  # the read still running from an earlier round
+    pid: int | None = None
+    gc_beans: list[tuple[str, str]] = field(default_factory=list)  # (ObjectName, GC name)
+    synapse: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    synapse_at: float = -math.inf
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class JmxCollector(Collector):
+    """Heap, metaspace, GC, threads, CPU load and Synapse MBeans per node (see module docstring)."""
+
+    name = "jmx"
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        deadline_s: float = 0.8,
+        retry_s: float = 2.0,
+        timeout_s: float = 3.0,
+    ) -> None:
+        super().__init__()
+        self.deadline_s = deadline_s
+        self.retry_s = retry_s
+        self.timeout_s = timeout_s
+        self._nodes = [_NodeJmx(n) for n in cluster.nodes]
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        ensure_jvm()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._nodes)),
+                                        thread_name_prefix="jmx")
+        # Connect to every node at once; one that does not answer is a gap later.
+        for st in self._nodes:
+            st.busy = self._pool.submit(self._connect, st)
+        wait([st.busy for st in self._nodes if st.busy], timeout=self.timeout_s + 1)
+
+    def sample(self, now: float) -> list[Sample]:
+        if self._pool is None:
+            self.start()
+        assert self._pool is not None
+        running: dict[str, Future] = {}
+        for st in self._nodes:
+            if st.busy is not None and not st.busy.done():
+                continue  # still stuck in an earlier round
+            st.busy = running[st.node.name] = self._pool.submit(self._read, st)
+        if running:
+            wait(running.values(), timeout=self.deadline_s)
+        rows: list[Sample] = []
+        for st in self._nodes:
+            name = st.node.name
+            future = running.get(name)
+            if future is None:
+                self.gap(name, "an earlier read has not returned yet")
+            elif not future.done():
+                self.gap(name, f"no answer within {self.deadline_s:.1f} s")
+            elif future.exception() is not None:
+                self.gap(name, str(future.exception()))
+            else:
+                self.answered(name)
+                rows += [self.row(now, name, metric, value) for metric, value in future.result()]
+        return rows
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for st in self._nodes:
+            with st.lock:
+                if st.conn is not None:
+                    st.conn.close()
+                    st.conn = None
+
+    # ------------------------------------------------------------------ one node (worker thread)
+
+    def _connect(self, st: _NodeJmx) -> JmxConnection:
+        """Open the node's connection if none is open and the back-off allows it."""
+        with st.lock:
+            if st.conn is not None:
+                return st.conn
+            if time.monotonic() < st.next_connect:
+                raise JmxUnreachable(f"JMX {st.node.jmx_service_url}: not reconnecting yet "
+                                     f"(at most once every {self.retry_s:.0f} s)")
+            st.next_connect = time.monotonic() + self.retry_s
+            conn = JmxConnection(st.node.jmx_service_url, timeout_s=self.timeout_s)
+            try:
+                st.pid = _runtime_pid(conn)
+                st.gc_beans = [(n, _key(n, "name")) for n in
+                               conn.query_names("java.lang:type=GarbageCollector,*")]
+                st.synapse_at = -math.inf
+            except JmxError:
+                conn.close()
+                raise
+            st.conn = conn
+            log.info("jmx: connected to %s (pid %s)", st.node.name, st.pid)
+            return conn
+
+    def _read(self, st: _NodeJmx) -> list[tuple[str, float]]:
+        """One round of reads; on a broken connection, one reconnect (back-off permitting)."""
+        conn = self._connect(st)
+        try:
+            return self._read_all(st, conn)
+        except JmxUnreachable:
+            with st.lock:
+                if st.conn is conn:
+                    st.conn = None
+            conn.close()
+        return self._read_all(st, self._connect(st))
+
+    def _read_all(self, st: _NodeJmx, conn: JmxConnection) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        if st.pid is not None:
+            out.append(("pid", st.pid))
+        heap = conn.attribute("java.lang:type=Memory", "HeapMemoryUsage")
+        for key in ("used", "committed", "max"):
+            value = int(heap.get(key))
+            if value >= 0:  # max is -1 when undefined
+                out.append((f"heap_{key}_bytes", value))
+        out += _optional(lambda: [("metaspace_used_bytes", int(conn.attribute(
+            "java.lang:type=MemoryPool,name=Metaspace", "Usage").get("used")))])
+        for bean, gc_name in st.gc_beans:
+            values = conn.attributes(bean, ["CollectionCount", "CollectionTime"])
+            if "CollectionCount" in values:
+                out.append((f"gc_count.{gc_name}", _number(values["CollectionCount"])))
+            if "CollectionTime" in values:
+                out.append((f"gc_time_ms.{gc_name}", _number(values["CollectionTime"])))
+        out.append(("threads", _number(conn.attribute("java.lang:type=Threading", "ThreadCount"))))
+        load = _number(conn.attribute("java.lang:type=OperatingSystem", "ProcessCpuLoad"))
+        if 0.0 <= load <= 1.0:  # -1 or NaN: not available yet
+            out.append(("process_cpu_load", load))
+        out += self._read_synapse(st, conn)
+        return out
+
+    def _read_synapse(self, st: _NodeJmx, conn: JmxConnection) -> list[tuple[str, float]]:
+        if time.monotonic() - st.synapse_at > _SYNAPSE_REDISCOVER_S:
+            st.synapse = _discover_synapse(conn)
+            st.synapse_at = time.monotonic()
+        out: list[tuple[str, float]] = []
+        for bean, prefix, attrs in st.synapse:
+            try:
+                values = conn.attributes(bean, attrs)
+            except JmxUnreachable:
+                raise
+            except JmxError:
+                st.synapse_at = -math.inf  # unregistered meanwhile: look again next round
+                continue
+            for attr, value in values.items():
+                try:
+                    out.append((f"{prefix}.{attr}", _number(value)))
+                except (TypeError, ValueError):
+                    continue
+        return out
+
+
+def _discover_synapse(conn: JmxConnection) -> list[tuple[str, str, list[str]]]:
+    """(ObjectName, metric prefix, numeric attributes) of the Synapse pass-through MBeans."""
+    found = []
+    for kind in SYNAPSE_TYPES:
+        for bean in conn.query_names(f"org.apache.synapse:Type={kind},*"):
+            try:
+                types = conn.attribute_types(bean)
+            except JmxUnreachable:
+                raise
+            except JmxError:
+                continue
+            attrs = sorted(a for a, t in types.items() if t in _NUMERIC_TYPES)
+            if attrs:
+                found.append((bean, _synapse_prefix(bean), attrs))
+    return found
+
+
+def _synapse_prefix(bean: str) -> str:
+    """org.apache.synapse:Type=Transport,Name=passthru-http-receiver -> synapse.Transport.passthru-http-receiver"""
+    props = [p.partition("=") for p in bean.partition(":")[2].split(",")]
+    kind = [v for k, _, v in props if k == "Type"]
+    rest = [v for k, _, v in props if k != "Type"]
+    return ".".join(["synapse", *kind, *rest])
+
+
+def _key(bean: str, key: str) -> str:
+    """A key property of an ObjectName string ('' when absent)."""
+    for part in bean.partition(":")[2].split(","):
+        k, _, v = part.partition("=")
+        if k == key:
+            return v
+    return ""
+
+
+def _runtime_pid(conn: JmxConnection) -> int | None:
+    values = conn.attributes("java.lang:type=Runtime", ["Pid", "Name"])
+    if "Pid" in values:
+        return int(values["Pid"])
+    head = str(values.get("Name", "")).partition("@")[0]  # "1234@host" before JDK 10
+    return int(head) if head.isdigit() else None
+
+
+def _number(value: object) -> float:
+    """A JMX number (a Java boxed or primitive value) as a float."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except TypeError:
+        return float(value.doubleValue())  # type: ignore[attr-defined]
+
+
+def _optional(read) -> list[tuple[str, float]]:
+    """The rows `read` returns, or none when the MBean or attribute does not exist."""
+    try:
+        return read()
+    except JmxUnreachable:
+        raise
+    except JmxError:
+        return []

@@ -1,0 +1,159 @@
+"""JmxCollector against real JVMs: heap max as configured, PIDs, and the Synapse MBeans."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from eiperf.cluster import Node
+from loadtests.collectors.jmx import JmxConnection, ensure_jvm
+from loadtests.collectors.jmx_collector import JmxCollector, _synapse_prefix
+from tuning.node_control import read_pid
+from tuning.transport import LocalTransport
+
+T = LocalTransport()
+SIZE = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def xmx_bytes(flags: list[str]) -> int:
+    """The last -Xmx among a JVM's flags, in bytes."""
+    sizes = [m for f in flags if (m := re.fullmatch(r"-Xmx(\d+)([kmgKMG]?)", f))]
+    assert sizes, f"no -Xmx in {flags}"
+    number, unit = sizes[-1].groups()
+    return int(number) * SIZE[unit.lower()]
+
+
+def values(rows, node: str) -> dict[str, float]:
+    return {r.metric: r.value for r in rows if r.node == node}
+
+
+def test_heap_max_is_the_xmx_the_node_runs_with(testbed):
+    with JmxCollector(testbed) as collector:
+        rows = collector.sample(time.time())
+    for node in testbed.nodes:
+        with JmxConnection(node.jmx_service_url) as conn:
+            flags = conn.input_arguments()
+        got = values(rows, node.name)
+        # integrator.sh's default JVM_MEM_OPTS is -Xms256m -Xmx1024m; G1 reports it exactly.
+        assert xmx_bytes(flags) == 1024 * 2**20
+        assert got["heap_max_bytes"] == 1073741824
+        assert got["heap_used_bytes"] <= got["heap_committed_bytes"] <= got["heap_max_bytes"]
+        assert 0.0 <= got["process_cpu_load"] <= 1.0
+        assert got["metaspace_used_bytes"] > 1e6
+
+
+def test_pid_is_the_one_in_the_pid_file_and_gc_counters_are_cumulative(testbed):
+    with JmxCollector(testbed) as collector:
+        first = collector.sample(time.time())
+        time.sleep(0.2)
+        second = collector.sample(time.time())
+    for node in testbed.nodes:
+        a, b = values(first, node.name), values(second, node.name)
+        assert a["pid"] == b["pid"] == read_pid(T, node)
+        gc = [m for m in a if m.startswith(("gc_count.", "gc_time_ms."))]
+        assert gc and all(b[m] >= a[m] for m in gc)
+        assert any(m.startswith("gc_count.G1 ") for m in gc), gc  # G1 is the JDK default
+
+
+@pytest.fixture
+def synapse_node(tmp_path):
+    """A node whose JMX is this test process's own JVM, carrying fake Synapse MBeans."""
+    ensure_jvm()
+    import jpype
+    from jpype import JImplements, JOverride
+
+    @JImplements("javax.management.DynamicMBean")
+    class FakeMBean:
+        def __init__(self, attrs: dict[str, object]) -> None:
+            self.attrs = attrs
+
+        def _java(self, name):
+            v = self.attrs[str(name)]
+            if isinstance(v, str):
+                return jpype.JString(v)
+            return jpype.JLong(v) if isinstance(v, int) else jpype.JDouble(v)
+
+        @JOverride
+        def getAttribute(self, name):
+            return self._java(name)
+
+        @JOverride
+        def getAttributes(self, names):
+            out = jpype.JClass("javax.management.AttributeList")()
+            Attribute = jpype.JClass("javax.management.Attribute")
+            for n in names:
+                if str(n) in self.attrs:
+                    out.add(Attribute(n, self._java(n)))
+            return out
+
+        @JOverride
+        def setAttribute(self, attribute):
+            raise jpype.JClass("javax.management.AttributeNotFoundException")(str(attribute))
+
+        @JOverride
+        def setAttributes(self, attributes):
+            return jpype.JClass("javax.management.AttributeList")()
+
+        @JOverride
+        def invoke(self, action, params, signature):
+            return None
+
+        @JOverride
+        def getMBeanInfo(self):
+            Info = jpype.JClass("javax.management.MBeanAttributeInfo")
+            kinds = {str: "java.lang.String", int: "long", float: "double"}
+            infos = [Info(k, kinds[type(v)], k, True, False, False) for k, v in self.attrs.items()]
+            return jpype.JClass("javax.management.MBeanInfo")(
+                "FakeSynapse", "fake", jpype.JArray(Info)(infos), None, None, None)
+
+    server = jpype.JClass("java.lang.management.ManagementFactory").getPlatformMBeanServer()
+    ObjectName = jpype.JClass("javax.management.ObjectName")
+    beans = {
+        "org.apache.synapse:Type=PassThroughConnections,Name=http-listener":
+            {"ActiveConnections": 3, "LastMinuteConnections": 7, "Label": "x"},
+        "org.apache.synapse:Type=Transport,Name=passthru-http-receiver":
+            {"ActiveThreadCount": 4, "QueueSize": 0},
+        "org.apache.synapse:Type=PassthroughLatencyView,Name=nio-http-http":
+            {"AllTimeAvgLatency": 1.5},
+    }
+    for name, attrs in beans.items():
+        server.registerMBean(FakeMBean(attrs), ObjectName(name))
+    Url = jpype.JClass("javax.management.remote.JMXServiceURL")
+    Factory = jpype.JClass("javax.management.remote.JMXConnectorServerFactory")
+    connector = Factory.newJMXConnectorServer(Url("service:jmx:rmi://127.0.0.1"), None, server)
+    connector.start()
+    try:
+        yield Node(name="synapse", host="127.0.0.1", ei_home=str(tmp_path),
+                   jmx_url=str(connector.getAddress()))
+    finally:
+        connector.stop()
+        for name in beans:
+            server.unregisterMBean(ObjectName(name))
+
+
+def test_synapse_passthrough_mbeans_are_recorded_when_present(testbed, synapse_node):
+    cluster = testbed.with_nodes((synapse_node,))
+    with JmxCollector(cluster) as collector:
+        got = values(collector.sample(time.time()), "synapse")
+    assert got["synapse.PassThroughConnections.http-listener.ActiveConnections"] == 3
+    assert got["synapse.PassThroughConnections.http-listener.LastMinuteConnections"] == 7
+    assert got["synapse.Transport.passthru-http-receiver.ActiveThreadCount"] == 4
+    assert got["synapse.PassthroughLatencyView.nio-http-http.AllTimeAvgLatency"] == 1.5
+    assert not any(m.endswith(".Label") for m in got), "non-numeric attributes are skipped"
+    assert "heap_max_bytes" in got  # the standard beans of the same JVM next to them
+
+
+def test_testbed_nodes_have_no_synapse_series(testbed):
+    with JmxCollector(testbed) as collector:
+        rows = collector.sample(time.time())
+    assert rows and not any(r.metric.startswith("synapse.") for r in rows)
+    assert collector.gaps == 0
+
+
+def test_synapse_metric_prefix():
+    assert (_synapse_prefix("org.apache.synapse:Type=Transport,Name=passthru-http-receiver")
+            == "synapse.Transport.passthru-http-receiver")
+    assert (_synapse_prefix("org.apache.synapse:Name=a,Type=PassThroughConnections")
+            == "synapse.PassThroughConnections.a")
