@@ -1,0 +1,138 @@
+"""`eiperf sweep SPEC.toml`: run a tuning sweep with a progress bar, then rank its trials.
+
+The engine is `tuning.sweep`; this module is the edge: it reads the spec (bad spec: one line,
+exit 2, nothing created), prints the plan for --dry-run, draws the rich progress bar on stderr,
+and prints the ranked table and the best configuration as `eiperf tune apply` arguments.
+Exit codes: 0 complete, 1 no trial met the SLO, 2 error, 3 interrupted (resume it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXIT_NO_TRIAL_MET_SLO = 1
+EXIT_INCOMPLETE = 3
+
+
+class RichSweepUI:
+    """Progress bar on stderr: trial n/N, its parameters, the best so far, elapsed and ETA."""
+
+    def __init__(self, objective: str, direction: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.objective = objective
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
+            MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, transient=False)
+        self.task = None
+        self.reps = 1
+
+    def start(self, sweep_id: str, total: int | None, done: int) -> None:
+        self.console.print(f"sweep {sweep_id}: {total if total is not None else '?'} trial(s)"
+                           + (f", {done} already finished" if done else ""))
+        self.progress.start()
+        self.task = self.progress.add_task("starting", total=total, completed=done, best="")
+
+    def trial_started(self, proposal, repetition: int) -> None:
+        shown = " ".join(f"{k}={v}" for k, v in proposal.params.items())
+        rep = f" rep {repetition + 1}" if repetition else ""
+        self.progress.update(self.task, description=f"trial {proposal.trial}{rep}: {shown}")
+
+    def trial_finished(self, row, best) -> None:
+        value = "-" if row.objective is None else f"{row.objective:.4g}"
+        verdict = "" if row.slo_ok is None else (" SLO met" if row.slo_ok else " SLO BROKEN")
+        why = f" ({row.error})" if row.error else ""
+        self.console.print(f"trial {row.trial}: {row.state.value}, {self.objective} {value}"
+                           f"{verdict}{why}")
+        best_text = "" if best is None else \
+            f"best {self.objective} {best.objective:.4g} (trial {best.trial})"
+        self.progress.update(self.task, advance=1, best=best_text)
+
+    def note(self, message: str) -> None:
+        if message.startswith("  "):  # the run's periodic "12/35 s, ... req/s" tick
+            return
+        self.console.print(f"  {message}", highlight=False)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def plan_lines(spec) -> list[str]:
+    """What a sweep would run, without running it (for --dry-run)."""
+    from tuning.strategies import GridStrategy
+
+    load = spec.load
+    per_run = load.warmup + load.duration
+    lines = [f"spec {spec.source}: strategy {spec.strategy}, seed {spec.seed}, "
+             f"{spec.repetitions} repetition(s), objective {spec.objective.direction} "
+             f"{spec.objective.metric}, SLO {', '.join(spec.slo) or 'none'}",
+             f"load: {load.users} users, {load.shape}, "
+             f"{', '.join(f'{k}={v}' for k, v in load.weights.items())}, "
+             f"{load.warmup:g}s warm-up + {load.duration:g}s per run"]
+    if spec.strategy == "grid":
+        order = GridStrategy(spec).order
+        lines.append(f"{len(order)} trial(s), in this order:")
+        for i, config in enumerate(order):
+            lines.append(f"  trial {i}: " + " ".join(f"{k}={v}" for k, v in config.items()))
+        runs = len(order) * spec.repetitions
+    else:
+        lines.append("search space:")
+        for name, axis in spec.parameters.items():
+            lines.append(f"  {name}: {axis.as_data()}")
+        runs = (spec.budget.trials or 0) * spec.repetitions
+        lines.append(f"budget: {spec.budget.trials or 'no'} trial limit, "
+                     f"{f'{spec.budget.time_s:g}s' if spec.budget.time_s else 'no'} time limit")
+    if runs:
+        lines.append(f"load time alone: {runs} run(s) x {per_run:g}s = {runs * per_run / 60:.1f} min "
+                     "(plus apply/restart per trial)")
+    lines.append("dry run: nothing was changed")
+    return lines
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from eiperf.context import resolve_cluster
+    from eiperf.errors import ConfigError
+    from tuning.sweep import SweepFolder, format_table, run_sweep, tune_apply_command
+    from tuning.sweep_spec import load_spec
+
+    if not args.spec and not args.resume:
+        raise ConfigError("give a sweep spec file (e.g. sweeps/heap_gc.toml) or --resume <id>")
+    spec = load_spec(args.spec) if args.spec else None
+    out = Path(args.out)
+    if args.dry_run:
+        if spec is None:
+            spec = SweepFolder.open(out, args.resume).spec()
+        for line in plan_lines(spec):
+            print(line)
+        return 0
+    cluster = resolve_cluster(args)
+    shown = spec or SweepFolder.open(out, args.resume).spec()
+    ui = RichSweepUI(shown.objective.metric, shown.objective.direction)
+    outcome = run_sweep(spec, cluster, out, resume=args.resume, ui=ui)
+    print()
+    for line in format_table(outcome.results, shown):
+        print(line)
+    print(f"\nsweep: {outcome.path}  ({outcome.status.value})")
+    if outcome.status.value == "incomplete":
+        print(f"interrupted: the original settings are back; continue with "
+              f"'eiperf sweep --resume {outcome.path.name}'")
+        return EXIT_INCOMPLETE
+    if outcome.best is None:
+        print("no trial met the SLO" if shown.slo else "no trial completed")
+        return EXIT_NO_TRIAL_MET_SLO
+    print(f"best: trial {outcome.best.trial}, {shown.objective.metric} "
+          f"{outcome.best.objective:.4g}; the original settings are back. To keep the best:")
+    print(f"  {tune_apply_command(outcome.best.params)}")
+    return 0
