@@ -234,6 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results(q)
     q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_restore"))
 
+    # -- sweep
+    p = sub.add_parser(
+        "sweep", help="many load tests, one configuration each: find the best under an SLO",
+        description="Run the trials a spec (TOML, see sweeps/*.toml) describes: for each, apply "
+                    "its settings (nodes restart only for JVM/pass-through changes, nginx-only "
+                    "changes reload), warm up, run the load, record the objective and SLO "
+                    "verdict in results/sweeps/<id>/ (sweep.json, trials.parquet). The "
+                    "originals come back at the end, on Ctrl-C and on error. Exit codes: 0 "
+                    "done, 1 no trial met the SLO, 2 error, 3 interrupted (--resume it).")
+    p.add_argument("spec", nargs="?", metavar="SPEC.toml",
+                   help="the sweep spec; optional with --resume (the stored spec is used)")
+    _add_cluster(p)
+    p.add_argument("--out", default=os.environ.get("EIPERF_RESULTS", "results"),
+                   help="results folder: runs, sweeps/ and the change journal "
+                        "[env EIPERF_RESULTS, default ./results]")
+    p.add_argument("--resume", metavar="ID",
+                   help="continue the interrupted sweep results/sweeps/ID without repeating "
+                        "its finished trials")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the spec and print the planned trials; change nothing")
+    p.set_defaults(func=_lazy("eiperf.commands.sweep_cmd", "cmd_sweep"))
+
     # -- demo
     p = sub.add_parser(
         "demo", help="what `make demo` runs: up, verify, a short load run, a report",
