@@ -35,9 +35,16 @@ def ensure_jvm() -> None:
         if not jpype.isJVMStarted():
             # -Xrs: the JVM leaves SIGTERM/SIGINT/SIGHUP to Python, so a process that embeds it
             # still runs its own handlers (flush, exit 0) instead of the JVM's exit.
+            # C1 only, one compiler thread, no perf-data file: a 1 Hz JMX client never needs
+            # C2's code, and C2 compiling it cost ~2 % of a core for minutes (bench_collectors).
+            # The RMI timeouts bound a read, a connect and the handshake with a JVM that
+            # accepts but does not answer (frozen, or a port that is not JMX).
             jpype.startJVM("-Xmx64m", "-XX:+UseSerialGC", "-Xss512k", "-Xrs",
+                           "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1",
+                           "-XX:-UsePerfData",
                            "-Dsun.rmi.transport.tcp.responseTimeout=3000",
                            "-Dsun.rmi.transport.connectionTimeout=2000",
+                           "-Dsun.rmi.transport.tcp.handshakeTimeout=2000",
                            convertStrings=True)
 
 
