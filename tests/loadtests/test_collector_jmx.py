@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from eiperf.cluster import Node
 from loadtests.collectors.jmx import JmxConnection, ensure_jvm
 from loadtests.collectors.jmx_collector import JmxCollector, _synapse_prefix
+from tests.conftest import start_testbed
+from tuning import node_control
+from tuning.integrator_sh import apply_jvm_changes, read_jvm_options
 from tuning.node_control import read_pid
+from tuning.params import size_to_bytes
 from tuning.transport import LocalTransport
 
 T = LocalTransport()
@@ -29,6 +35,13 @@ def values(rows, node: str) -> dict[str, float]:
     return {r.metric: r.value for r in rows if r.node == node}
 
 
+def xmx_in_script(node: Node) -> int:
+    """The -Xmx the node's bin/integrator.sh sets (its JVM_MEM_OPTS), in bytes."""
+    xmx = read_jvm_options(Path(node.integrator_sh).read_text()).xmx
+    assert xmx, f"{node.integrator_sh} sets no -Xmx"
+    return size_to_bytes(xmx)
+
+
 def test_heap_max_is_the_xmx_the_node_runs_with(testbed):
     with JmxCollector(testbed) as collector:
         rows = collector.sample(time.time())
@@ -36,12 +49,33 @@ def test_heap_max_is_the_xmx_the_node_runs_with(testbed):
         with JmxConnection(node.jmx_service_url) as conn:
             flags = conn.input_arguments()
         got = values(rows, node.name)
-        # integrator.sh's default JVM_MEM_OPTS is -Xms256m -Xmx1024m; G1 reports it exactly.
-        assert xmx_bytes(flags) == 1024 * 2**20
-        assert got["heap_max_bytes"] == 1073741824
+        assert xmx_bytes(flags) == xmx_in_script(node)  # the script's flag reached the JVM
+        assert got["heap_max_bytes"] == xmx_bytes(flags)  # G1 reports -Xmx as the heap max
         assert got["heap_used_bytes"] <= got["heap_committed_bytes"] <= got["heap_max_bytes"]
         assert 0.0 <= got["process_cpu_load"] <= 1.0
         assert got["metaspace_used_bytes"] > 1e6
+
+
+def test_heap_max_follows_a_new_xmx_in_jvm_mem_opts(fresh_testbed_dir):
+    """Change JVM_MEM_OPTS in a node's integrator.sh, restart it: JMX reports the new -Xmx."""
+    cluster = start_testbed(fresh_testbed_dir, nodes=1)
+    node = cluster.nodes[0]
+    script = Path(node.integrator_sh)
+    original = script.read_bytes()
+    before = xmx_in_script(node)
+    mib = random.choice([m for m in range(160, 641, 32) if m * 2**20 != before])
+    edit = apply_jvm_changes(original.decode(), {"jvm.xmx": f"{mib}m"})
+    assert re.search(rf"JVM_MEM_OPTS=.*-Xmx{mib}m", edit.new_text), edit.diff
+    script.write_text(edit.new_text)
+    try:
+        node_control.restart_node(T, node)
+        with JmxCollector(cluster) as collector:
+            got = values(collector.sample(time.time()), node.name)
+    finally:
+        script.write_bytes(original)
+    assert xmx_in_script(node) == before
+    assert got["heap_max_bytes"] == mib * 2**20 != before
+    assert got["pid"] == read_pid(T, node)
 
 
 def test_pid_is_the_one_in_the_pid_file_and_gc_counters_are_cumulative(testbed):

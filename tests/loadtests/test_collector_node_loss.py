@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,9 @@ from loadtests.collectors.jmx_collector import JmxCollector
 from loadtests.collectors.psutil_collector import PsutilCollector
 from testbed import manager
 from tests.conftest import start_testbed
+from tuning.integrator_sh import read_jvm_options
 from tuning.node_control import read_pid, start_node, stop_node
+from tuning.params import size_to_bytes
 from tuning.transport import LocalTransport
 
 T = LocalTransport()
@@ -89,7 +92,8 @@ def test_stopped_node_is_a_gap_and_its_restart_is_followed(pair, spare):
         back = wait_for((psu, jmx), SPARE)
     assert all(back), "the restarted node was not sampled again"
     assert [b["pid"] for b in back] == [new_pid, new_pid]
-    assert back[1]["heap_max_bytes"] == 1073741824
+    xmx = read_jvm_options(Path(spare.integrator_sh).read_text()).xmx
+    assert back[1]["heap_max_bytes"] == size_to_bytes(xmx)  # the restarted JVM, from JMX
 
 
 def test_frozen_jvm_is_a_gap_within_the_deadline(pair, spare):
