@@ -30,7 +30,7 @@ class RichSweepUI:
         )
 
         self.objective = objective
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, soft_wrap=True)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
             MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
