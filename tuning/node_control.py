@@ -11,11 +11,13 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from eiperf.cluster import Node
+from eiperf.cluster import Cluster, Node
 from eiperf.errors import EiperfError
-from tuning.transport import NodeTransport
+from tuning.transport import NodeTransport, transport_for
 
 STARTED_RE = re.compile(rb"WSO2 Carbon started in ([0-9.]+) sec")
 # What a JVM prints when it refuses its flags or cannot come up (JDK 8..21).
@@ -192,6 +194,94 @@ def restart_node(
     """Stop (waiting for the old PID to exit), then start and wait until ready."""
     stop_node(transport, node)
     return start_node(transport, node, timeout=timeout, env=env)
+
+
+Progress = Callable[[str], None]
+ROUTE_PROBE_S = 0.2
+ROUTED_TIMEOUT_S = 60.0  # nginx keeps a failed server out for fail_timeout (10 s by default)
+
+
+def restart_nodes(
+    cluster: Cluster,
+    names: list[str] | None = None,
+    *,
+    rolling: bool,
+    progress: Progress = lambda m: None,
+    timeout: float = 60.0,
+    routed_timeout: float = ROUTED_TIMEOUT_S,
+) -> dict[str, int]:
+    """Restart nodes (default: all) through their transports; returns each node's new PID.
+
+    All at once: every node stops and starts in parallel (the cluster is down meanwhile).
+    Rolling: one node at a time; the next starts only once this one is ready AND the load
+    balancer sends it requests again, so the cluster keeps serving throughout.
+    """
+    nodes = [cluster.node(n) for n in names] if names is not None else list(cluster.nodes)
+    transports = {n.name: transport_for(n) for n in nodes}
+    pids: dict[str, int] = {}
+    try:
+        if rolling:
+            for node in nodes:
+                began = time.monotonic()
+                pids[node.name] = restart_node(transports[node.name], node, timeout=timeout)
+                ready = time.monotonic() - began
+                routed = wait_routed(cluster, node, routed_timeout)
+                if routed is None:
+                    progress(f"{node.name} restarted (pid {pids[node.name]}) and ready in "
+                             f"{ready:.1f} s; the load balancer does not say which node serves "
+                             f"(no {cluster.load_balancer.upstream_header} header)")
+                else:
+                    progress(f"{node.name} restarted (pid {pids[node.name]}), ready in "
+                             f"{ready:.1f} s, served through the load balancer after "
+                             f"{ready + routed:.1f} s")
+            return pids
+        with ThreadPoolExecutor(max_workers=len(nodes) or 1) as pool:
+            futures = {n.name: pool.submit(restart_node, transports[n.name], n, timeout)
+                       for n in nodes}
+            errors = []
+            for name, f in futures.items():
+                try:
+                    pids[name] = f.result()
+                    progress(f"{name} restarted (pid {pids[name]})")
+                except EiperfError as e:
+                    errors.append(e)
+        if errors:
+            raise errors[0]
+        return pids
+    finally:
+        for t in transports.values():
+            t.close()
+
+
+def wait_routed(cluster: Cluster, node: Node, timeout: float = ROUTED_TIMEOUT_S) -> float | None:
+    """Seconds until a request through the LB's HTTP vhost is served by `node`.
+
+    Probes are idempotent GETs (nginx retries them on another node if one fails), a few per
+    round, a round every ROUTE_PROBE_S, bounded by `timeout`. Returns None when the load
+    balancer does not name the serving node; raises NodeStartError when it never routes there.
+    """
+    from eiperf.lbclient import LbClient
+
+    start = time.monotonic()
+    rounds = int(timeout / ROUTE_PROBE_S) + 1
+    answered = with_header = 0
+    with LbClient(cluster, timeout=10) as client:
+        for _ in range(rounds):
+            for _ in range(2 * len(cluster.nodes)):
+                r = client.request("http", "GET", "/services/")
+                answered += r.error is None
+                with_header += r.upstream is not None
+                if r.node == node.name:
+                    return time.monotonic() - start
+            if answered >= 10 and not with_header:
+                return None
+            if time.monotonic() - start > timeout:
+                break
+            time.sleep(ROUTE_PROBE_S)
+    raise NodeStartError(
+        f"{node.name} is up but the load balancer sent it no request within {timeout:.0f} s; "
+        "check its server line in the nginx upstream (down? max_fails/fail_timeout?)"
+    )
 
 
 def _indent(text: str) -> str:

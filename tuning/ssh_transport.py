@@ -373,8 +373,11 @@ class SSHTransport(NodeTransport):
                 data = self.read_bytes(f"/proc/{pid}/stat")
             except FileNotFoundError:
                 return False
-            fields = data.rsplit(b")", 1)[-1].split()
-            return bool(fields) and fields[0] not in (b"Z", b"X")
+            except TransportError:  # it exited while sftp-server read it ("Failure"): ask ps
+                data = b""
+            if data:
+                fields = data.rsplit(b")", 1)[-1].split()
+                return bool(fields) and fields[0] not in (b"Z", b"X")
         r = self.run(["ps", "-o", "stat=", "-p", str(pid)], timeout=15)
         state = r.stdout.strip()
         return r.ok and bool(state) and not state.startswith(("Z", "X"))
