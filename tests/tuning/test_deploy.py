@@ -1,0 +1,157 @@
+"""`eiperf deploy` on the testbed: every node, one over SSH, really serves the proxy."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from eiperf.cli import main
+from eiperf.cluster import load_cluster, save_cluster
+from eiperf.lbclient import LbClient
+from loadtests.messages import soap_envelope
+from tuning import node_control
+from tuning.deploy import deploy_proxy, sample_proxy
+from tuning.proxy_template import render_proxy
+from tuning.transport import LocalTransport
+
+
+def _cluster_file(cluster, sshd, tmp_path: Path, ssh_node: str | None) -> Path:
+    nodes = tuple(
+        replace(n, transport="ssh", ssh_user=sshd.user, ssh_port=sshd.port,
+                ssh_key=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+        if n.name == ssh_node else n
+        for n in cluster.nodes
+    )
+    path = tmp_path / "cluster.toml"
+    save_cluster(cluster.with_nodes(nodes), path)
+    return path
+
+
+def _snapshot(cluster) -> dict[str, dict[str, bytes]]:
+    """Every node's proxy-services folder: file name -> bytes."""
+    return {n.name: {f: Path(n.proxy_services_dir, f).read_bytes()
+                     for f in sorted(os.listdir(n.proxy_services_dir))} for n in cluster.nodes}
+
+
+@pytest.fixture
+def cleanup(testbed):
+    """Remove the proxies a test deployed, so the shared testbed stays as it was."""
+    before = _snapshot(testbed)
+    yield
+    for n in testbed.nodes:
+        for f in os.listdir(n.proxy_services_dir):
+            if f not in before[n.name]:
+                os.unlink(os.path.join(n.proxy_services_dir, f))
+
+
+def test_deploy_sample_to_every_node_one_over_ssh(testbed, sshd, tmp_path, cleanup):
+    cluster = load_cluster(_cluster_file(testbed, sshd, tmp_path, testbed.nodes[-1].name))
+    assert cluster.nodes[-1].transport == "ssh"
+    artifact = sample_proxy("EiperfDeployed")
+    seen = []
+    results = deploy_proxy(cluster, artifact, on_result=seen.append)
+    assert seen == results
+    assert [(r.node, r.ok, r.action) for r in results] == [
+        (n.name, True, "new") for n in cluster.nodes]
+    for n in cluster.nodes:
+        assert Path(n.proxy_services_dir, "EiperfDeployed.xml").read_bytes() == artifact.xml
+        assert artifact.xml == render_proxy("EiperfDeployed").encode()
+    # Served through the load balancer by both nodes, each logging its log-mediator line.
+    t = LocalTransport()
+    offsets = {n.name: t.size(n.log_file) for n in cluster.nodes}
+    with LbClient(cluster) as client:
+        replies = [client.request("http", "POST", "/services/EiperfDeployed", soap_envelope(512))
+                   for _ in range(8)]
+    assert all(r.ok for r in replies), [(r.status, r.error) for r in replies]
+    assert {r.node for r in replies} == {n.name for n in cluster.nodes}
+    for n in cluster.nodes:
+        new = t.read_from(n.log_file, offsets[n.name])
+        assert b"To: /services/EiperfDeployed" in new
+    # Again: nothing to write, still checked.
+    again = deploy_proxy(cluster, artifact)
+    assert [(r.ok, r.action) for r in again] == [(True, "unchanged")] * len(cluster.nodes)
+
+
+def test_cli_deploys_a_given_proxy_file(testbed, sshd, tmp_path, cleanup, capsys):
+    path = _cluster_file(testbed, sshd, tmp_path, testbed.nodes[0].name)
+    proxy = tmp_path / "my-proxy.xml"
+    proxy.write_text(render_proxy("EiperfCliProxy", log_level="full"))
+    assert main(["deploy", "--cluster", str(path), "--proxy", str(proxy)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("deploying proxy EiperfCliProxy")
+    assert len(out) == 1 + len(testbed.nodes)
+    for line, n in zip(out[1:], testbed.nodes):
+        assert line.startswith(f"ok   {n.name}: new - EiperfCliProxy.xml written to ")
+        assert f"POST http://{n.host}:{n.http_port}/services/EiperfCliProxy answers" in line
+        assert Path(n.proxy_services_dir, "EiperfCliProxy.xml").read_bytes() == proxy.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "proxy file not found; give an existing XML file"),
+        ("<proxy name='A'", "not well-formed XML"),
+        ("<sequence xmlns='http://ws.apache.org/ns/synapse' name='S'/>",
+         "the root element is <sequence>, not <proxy>"),
+        ("<proxy xmlns='http://ws.apache.org/ns/synapse'><target/></proxy>",
+         "<proxy> has no name attribute; add name="),
+        ("<proxy xmlns='http://ws.apache.org/ns/synapse' name='a/../b'/>",
+         "proxy name 'a/../b' is not usable"),
+        ("<proxy xmlns='urn:other' name='A'/>", "is in namespace 'urn:other'"),
+    ],
+)
+def test_bad_proxy_file_is_one_line_exit_2_and_nothing_written(
+        testbed, sshd, tmp_path, capsys, content, message):
+    path = _cluster_file(testbed, sshd, tmp_path, testbed.nodes[0].name)
+    proxy = tmp_path / "bad.xml"
+    if content is not None:
+        proxy.write_text(content)
+    before = _snapshot(testbed)
+    assert main(["deploy", "--cluster", str(path), "--proxy", str(proxy)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and message in captured.err
+    assert captured.err.startswith(f"eiperf deploy: error: {proxy}: ")
+    assert _snapshot(testbed) == before
+
+
+def test_name_that_does_not_match_the_file_is_refused(testbed, tmp_path, capsys):
+    proxy = tmp_path / "p.xml"
+    proxy.write_text(render_proxy("FileName"))
+    before = _snapshot(testbed)
+    assert main(["deploy", "--cluster", testbed.source, "--proxy", str(proxy),
+                 "--name", "Other"]) == 2
+    assert "the proxy is named 'FileName', not 'Other'" in capsys.readouterr().err
+    assert main(["deploy", "--cluster", testbed.source, "--name", "bad name"]) == 2
+    assert "proxy name 'bad name' must be letters" in capsys.readouterr().err
+    assert _snapshot(testbed) == before
+
+
+def test_a_node_without_its_folder_stops_the_deploy_before_any_write(testbed, tmp_path, capsys):
+    broken = replace(testbed.nodes[-1], ei_home=str(tmp_path / "no-ei-home"))
+    path = tmp_path / "cluster.toml"
+    save_cluster(testbed.with_nodes((*testbed.nodes[:-1], broken)), path)
+    before = _snapshot(testbed)
+    assert main(["deploy", "--cluster", str(path), "--name", "NeverWritten"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{broken.name}: proxy-services folder {broken.proxy_services_dir} not found" in err
+    assert _snapshot(testbed) == before
+
+
+def test_a_stopped_node_is_reported_and_the_exit_is_1(testbed, tmp_path, cleanup, capsys):
+    victim = testbed.nodes[-1]
+    t = LocalTransport()
+    node_control.stop_node(t, victim)
+    try:
+        assert main(["deploy", "--cluster", testbed.source, "--name", "EiperfWhileDown",
+                     "--timeout", "2"]) == 1
+    finally:
+        node_control.start_node(t, victim)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"ok   {testbed.nodes[0].name}: new")
+    assert out[2].startswith(f"FAIL {victim.name}: new - written to ")
+    assert "did not log its deployment within 2 s; is it running?" in out[2]
