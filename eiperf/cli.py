@@ -256,6 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the spec and print the planned trials; change nothing")
     p.set_defaults(func=_lazy("eiperf.commands.sweep_cmd", "cmd_sweep"))
 
+    # -- deploy
+    p = sub.add_parser(
+        "deploy", help="put a proxy service on every node and check each one serves it",
+        description="Write a proxy service (by default the sample log-mediator proxy, rendered "
+                    "from its template) into every node's proxy-services folder over the node's "
+                    "transport (local or SSH), then poll each node's own pass-through port until "
+                    "a POST to /services/<Name> answers. One line per node; exit 1 if a node "
+                    "does not serve it. A bad proxy file is refused before anything is written.")
+    _add_cluster(p)
+    p.add_argument("--proxy", metavar="FILE", default=None,
+                   help="a Synapse proxy XML file to deploy instead of the sample "
+                        "(<proxy name=\"...\">; written as <name>.xml)")
+    p.add_argument("--name", default=None,
+                   help="name of the sample proxy (default SampleProxy); with --proxy it must "
+                        "match the file's name attribute")
+    p.add_argument("--log-level", default="simple", choices=["simple", "full", "custom", "headers"],
+                   help="log mediator level of the sample proxy (default simple)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds to wait for each node to serve the proxy (default 30)")
+    p.set_defaults(func=_lazy("eiperf.commands.deploy_cmd", "cmd_deploy"))
+
     # -- demo
     p = sub.add_parser(
         "demo", help="what `make demo` runs: up, verify, a short load run, a report",
