@@ -42,11 +42,16 @@ class NodeTransport(ABC):
     - paths are absolute POSIX paths on that host;
     - `write_bytes` is atomic (temp file in the same folder, then rename) and keeps the mode of
       a file it replaces; `read_bytes` of a missing file raises FileNotFoundError;
-    - `read_from(path, offset)` returns the bytes from `offset` to the end (for following logs);
+    - `write_bytes` creates missing parent folders; a new file gets `mode` or 0644;
+    - `read_from(path, offset)` returns the bytes from `offset` to the end (for following logs),
+      b"" for a missing file;
     - `run` never raises for a non-zero exit: it returns the CommandResult; it raises
-      TransportError only when the host cannot be reached, or on timeout;
+      TransportError only when the host cannot be reached, or on timeout (the command is
+      killed then); every argv word arrives unchanged; stdin is empty; a missing command
+      exits 127;
     - `pid_alive` is true while the process exists and is not a zombie;
-    - `close` frees connections; a transport may be used again after it.
+    - `close` frees connections; a transport may be used again after it;
+    - one transport may be used from several threads at once.
     """
 
     host: str = "127.0.0.1"
