@@ -15,6 +15,7 @@ from loadtests.collectors.sockets import (
     SocketCounter,
     established_inodes_netlink,
     established_inodes_proc,
+    established_via_pidfd,
 )
 from tuning.node_control import read_pid
 from tuning.transport import LocalTransport
@@ -56,6 +57,40 @@ def test_tcp_connections_counts_established_sockets_of_the_jvm(testbed):
     assert during >= before + 5
 
 
+def socket_fds(pid: int) -> dict[int, bytes]:
+    """fd -> socket inode of a process."""
+    out = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out[int(name)] = target[8:-1].encode()
+    return out
+
+
+def test_pidfd_and_socket_table_agree_for_a_jvm_under_connections(testbed):
+    node = testbed.nodes[0]
+    pid = read_pid(T, node)
+    conns = [socket.create_connection((node.host, node.http_port)) for _ in range(4)]
+    try:
+        deadline = time.monotonic() + 5
+        while True:  # the JVM accepts them asynchronously
+            fds = socket_fds(pid)
+            table = established_inodes_netlink()
+            by_table = sum(1 for inode in fds.values() if inode in table)
+            by_pidfd = established_via_pidfd(pid, list(fds))
+            if (by_pidfd == by_table and by_table >= 4) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        by_proc = sum(1 for inode in fds.values() if inode in established_inodes_proc(pid))
+    finally:
+        for c in conns:
+            c.close()
+    assert by_pidfd == by_table == by_proc >= 4
+
+
 def test_netlink_and_proc_agree_on_established_sockets():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -67,8 +102,12 @@ def test_netlink_and_proc_agree_on_established_sockets():
             netlink = established_inodes_netlink()
             proc = established_inodes_proc()
             counted = SocketCounter().count(psutil.Process())
+            own = socket_fds(os.getpid())
+            by_pidfd = established_via_pidfd(os.getpid(), list(own))
+            by_table = sum(1 for inode in own.values() if inode in netlink)
     assert mine <= netlink and mine <= proc
     assert counted is not None and counted[1] >= 2
+    assert by_pidfd == by_table >= 2
     with socket.socket() as idle:
         idle.bind(("127.0.0.1", 0))
         idle.listen()  # LISTEN, not ESTABLISHED
