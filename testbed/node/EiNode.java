@@ -182,11 +182,28 @@ public final class EiNode {
         }
     }
 
+    /** Pass-through requests being handled now; shutdown lets them finish before it stops. */
+    final AtomicInteger inFlight = new AtomicInteger();
+    static final long DRAIN_LIMIT_MS = 2000;
+
+    /**
+     * Wait (bounded) until no pass-through request is in flight. HttpServer.stop(0) would cut
+     * them, and nginx does not resend a POST it already sent: the client would see a 502. Not
+     * stop(delay): on JDK 17 that always waits the whole delay, even when nothing is in flight.
+     */
+    void drainInFlight(long limitMs) {
+        long end = System.nanoTime() + limitMs * 1_000_000L;
+        while (inFlight.get() > 0 && System.nanoTime() < end) {
+            try { Thread.sleep(2); } catch (InterruptedException e) { return; }
+        }
+    }
+
     void shutdown() {
         stopping = true;
         log.info(L_SERVER_MGR, "Shutdown hook triggered....");
         log.info(L_SERVER_MGR, "Stopping WSO2 Carbon...");
         if (membership != null) membership.close(); // first, so the peers see this node leave at once
+        drainInFlight(DRAIN_LIMIT_MS);              // a rolling restart loses no request
         for (HttpServer s : servers) s.stop(0);     // frees the ports now
         log.info(L_LISTENER, "Pass-through HTTP and HTTPS Listeners stopped");
         for (ExecutorService p : pools) p.shutdownNow();
@@ -278,6 +295,7 @@ public final class EiNode {
     // ------------------------------------------------------------------ pass-through transport
 
     void passThrough(HttpExchange ex, String transport, int port) {
+        inFlight.incrementAndGet();
         try {
             ex.getResponseHeaders().set("Server", "WSO2-PassThrough-HTTP");
             mediate(ex, transport, port);
@@ -290,6 +308,7 @@ public final class EiNode {
             } catch (IOException ignored) { /* the client went away */ }
         } finally {
             ex.close();
+            inFlight.decrementAndGet();
         }
     }
 
