@@ -24,7 +24,6 @@ SERVICE = "/services/SampleProxy"
 MEMBERSHIP_WAIT_S = 15.0
 #: nginx keeps a failed server out for fail_timeout (default 10 s); wait a little longer.
 ROUTED_AGAIN_WAIT_S = 20.0
-ROUTE_PROBE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -226,23 +225,6 @@ def _wait_members(cluster: Cluster, target: Node, present: bool, timeout: float)
         time.sleep(0.2)
 
 
-def _wait_routed(client: LbClient, node: Node, timeout: float) -> float | None:
-    """Seconds until the load balancer sends a request to `node` again, None if it never does.
-
-    nginx's passive health check keeps a failed server out for `fail_timeout` (10 s by
-    default), so a restarted node gets no traffic for a while; leave the cluster balanced.
-    """
-    start = time.monotonic()
-    for _ in range(int(timeout / ROUTE_PROBE_S) + 1):
-        replies = _burst(client, "http", 4)
-        if any(r.node == node.name for r in replies):
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            break
-        time.sleep(ROUTE_PROBE_S)
-    return None
-
-
 def check_failover(cluster: Cluster, client: LbClient, n: int) -> Check:
     if len(cluster.nodes) < 2:
         return Check("failover", True, "one node: nothing to fail over to", skipped=True)
@@ -271,7 +253,10 @@ def check_failover(cluster: Cluster, client: LbClient, n: int) -> Check:
     join_lag = _wait_members(cluster, victim, present=True, timeout=MEMBERSHIP_WAIT_S)
     details.append(f"{victim.name} rejoined: 'Member joined' in every other node's log"
                    if not join_lag else f"no new 'Member joined' in {', '.join(join_lag)}")
-    back_after = _wait_routed(client, victim, timeout=ROUTED_AGAIN_WAIT_S)
+    try:
+        back_after = node_control.wait_routed(cluster, victim, ROUTED_AGAIN_WAIT_S)
+    except node_control.NodeStartError:
+        back_after = None
     details.append(f"nginx routes to {victim.name} again after {back_after:.1f} s"
                    if back_after is not None else
                    f"nginx did not route to {victim.name} within {ROUTED_AGAIN_WAIT_S:.0f} s")

@@ -331,6 +331,12 @@ def _apply_nodes(
             if node.name in running:
                 note_restart([node.name])
                 _restart(node, transports.node(node), progress)
+                if node is not to_restart[-1]:
+                    # the next node goes down only once nginx sends this one requests again
+                    back = node_control.wait_routed(cluster, node)
+                    if back is not None:
+                        progress(f"{node.name} gets requests through the load balancer again "
+                                 f"after {back:.1f} s")
         return [n.name for n in to_restart]
     for node in nodes:
         write(node)

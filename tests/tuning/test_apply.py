@@ -152,7 +152,13 @@ def test_rolling_passthru_change_restarts_one_node_at_a_time(testbed, journal):
     outcome = apply_settings(testbed, ParamSet({"passthru.worker_pool_size_core": 50}), journal,
                              rolling=True, progress=lines.append)
     assert outcome.restarted == [n.name for n in testbed.nodes]
-    assert [ln.split()[0] for ln in lines] == [n.name for n in testbed.nodes]
+    restarts = [ln.split()[0] for ln in lines if " restarted " in ln]
+    assert restarts == [n.name for n in testbed.nodes]
+    # the second node went down only once nginx sent the first one requests again
+    routed = [i for i, ln in enumerate(lines) if "through the load balancer again" in ln]
+    assert routed and lines[routed[0]].startswith(testbed.nodes[0].name)
+    assert routed[0] < lines.index(next(ln for ln in lines if ln.startswith(
+        f"{testbed.nodes[1].name} restarted")))
     props = Path(testbed.nodes[0].passthru_properties).read_text()
     assert "worker_pool_size_core=50" in props
     assert lb_serves(testbed)
