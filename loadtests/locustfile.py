@@ -98,6 +98,10 @@ def on_init(environment, runner=None, **_kw) -> None:
     except (EiperfError, ValueError) as e:
         _fail(str(e))
         return
+    if cluster is not None:
+        # Locust gives every user class --host when it spawns them; with a cluster file each
+        # class already has its own vhost's URL (--host, when given, is the HTTP vhost's).
+        environment.host = None
     environment.user_classes[:] = active
     _state["shape"] = shape
     if shape is None:

@@ -52,6 +52,13 @@ class LoadProfile:
             raise ConfigError(f"shape {self.shape!r}: use one of {', '.join(SHAPES)}")
         if self.processes < 1:
             raise ConfigError(f"processes {self.processes}: give 1 or more")
+        active = sorted(n for n, w in self.weights.items() if w > 0)
+        if self.users < len(active):
+            # Locust gives each scenario whole users by weight: a scenario left with none
+            # would silently never run.
+            raise ConfigError(f"{len(active)} scenarios ({', '.join(active)}) need at least "
+                              f"{len(active)} users, got {self.users}: raise -u or drop a "
+                              "scenario from --weights")
         if self.shape == "arrival" and not self.arrival_rate:
             raise ConfigError("the arrival shape needs --arrival-rate (requests per second)")
         try:

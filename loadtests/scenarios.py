@@ -143,6 +143,8 @@ def _base_url(cluster: Cluster | None, vhost: str, host: str | None) -> str | No
     if cluster is None:
         return host if vhost == "http" else None
     lb = cluster.load_balancer
+    if vhost == "http" and host:
+        return host  # --host beside --cluster: the HTTP vhost at that address
     if vhost == "status":
         if not lb.status_url:
             return None

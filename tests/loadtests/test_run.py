@@ -56,6 +56,21 @@ def test_plain_locust_runs_every_scenario_through_its_vhost(testbed, tmp_path):
     assert rows[rows.scenario == "delayed"].latency_us.min() >= 200_000  # backend delay
 
 
+def test_plain_locust_host_beside_cluster_keeps_each_vhost(testbed, tmp_path):
+    # Locust hands --host to every user class; the console must still go to the ui vhost.
+    out = tmp_path / "parts"
+    r = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "2", "-r", "2",
+         "-t", "2s", "--host", testbed.load_balancer.http_url, "--cluster", testbed.source,
+         "--eiperf-out", str(out), "--weights", "soap_http=1,console=1", "--only-summary"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = pd.concat(pd.read_parquet(p) for p in out.glob("requests-*.parquet"))
+    assert set(rows.scenario) == {"soap_http", "console"}
+    assert rows.ok.all(), rows[~rows.ok].head()
+    assert set(rows[rows.scenario == "console"].node) == {"node1"}
+
+
 def test_plain_locust_with_only_host(testbed, tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "2", "-t", "2s",
@@ -205,6 +220,7 @@ def test_unreachable_load_balancer_is_reported_before_any_load(testbed, tmp_path
     (["--duration", "5x"], "--duration '5x' is not a duration"),
     (["--slo", "p95<fast"], "SLO 'p95<fast'"),
     (["--shape", "arrival"], "needs --arrival-rate"),
+    (["--weights", "soap_http=1,json=1,console=1", "-u", "2"], "need at least 3 users, got 2"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(testbed, results_dir, args, message):
     r = eiperf("run", "--cluster", testbed.source, "--out", str(results_dir), *args)
