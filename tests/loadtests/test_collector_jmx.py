@@ -63,7 +63,11 @@ def test_heap_max_follows_a_new_xmx_in_jvm_mem_opts(fresh_testbed_dir):
     script = Path(node.integrator_sh)
     original = script.read_bytes()
     before = xmx_in_script(node)
-    mib = random.choice([m for m in range(160, 641, 32) if m * 2**20 != before])
+    xms_text = read_jvm_options(original.decode()).xms
+    xms = size_to_bytes(xms_text) if xms_text else 0
+    # any size the JVM accepts next to the script's -Xms (a smaller -Xmx refuses to start)
+    mib = random.choice([m for m in range(256, 1537, 32)
+                         if m * 2**20 != before and m * 2**20 >= xms])
     edit = apply_jvm_changes(original.decode(), {"jvm.xmx": f"{mib}m"})
     assert re.search(rf"JVM_MEM_OPTS=.*-Xmx{mib}m", edit.new_text), edit.diff
     script.write_text(edit.new_text)
