@@ -7,6 +7,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-li
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)   # renders HTML reports in tests
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
     echo "eiperf: missing system packages: ${missing[*]} -- run 'make' as root or install them with apt-get" >&2

@@ -1,0 +1,403 @@
+"""Plots of runs and sweeps (matplotlib). Every function returns a ``Figure`` on the Agg
+canvas (no pyplot, no global state, no ``show``): the report saves it, a notebook displays it.
+
+Time series are binned with numpy (bincount and one grouped nearest-rank selection), never per
+row in Python, so a million requests plot in tens of milliseconds. Time axes are seconds since
+the run started; the warm-up and anything after the measured window are shaded: they are
+excluded from the summary figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.capacity import Knee, USLFit
+from analysis.loading import Run, Sweep
+from analysis.quantiles import grouped_nearest_rank, nearest_rank
+from analysis.summary import NON_NODE_SERIES, RequestSummary
+
+#: Bin widths (s) a time axis may use: the smallest that keeps at most ``max_bins`` bins.
+NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+PERCENTILE_COLORS = {50.0: "#1f77b4", 95.0: "#ff7f0e", 99.0: "#d62728", 99.9: "#7f3c8d"}
+EXCLUDED_COLOR = "#b0b0b0"
+WIDTH = 10.0
+
+
+def _figure(height: float, rows: int = 1, cols: int = 1, *, left: float = 0.8, right: float = 0.3,
+            top: float = 0.45, hspace: float = 0.35, wspace: float = 0.9,
+            **kw) -> tuple[Figure, np.ndarray]:
+    """A figure of fixed margins (inches): a fixed layout renders in half the time of
+    matplotlib's constrained layout, which matters for reports of many plots."""
+    fig = Figure(figsize=(WIDTH, height), dpi=100)
+    FigureCanvasAgg(fig)
+    panel_h = (height - top - 0.55) / rows
+    fig.subplots_adjust(left=left / WIDTH, right=1 - right / WIDTH, bottom=0.55 / height,
+                        top=1 - top / height, hspace=hspace / max(panel_h, 0.1),
+                        wspace=wspace / ((WIDTH - left - right) / cols))
+    axes = fig.subplots(rows, cols, squeeze=False, **kw)
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3, linewidth=0.6)
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig, axes
+
+
+def _empty(fig: Figure, ax, message: str) -> Figure:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def bin_width(duration_s: float, max_bins: int = 300) -> float:
+    """The smallest of ``NICE_BINS`` that splits ``duration_s`` into at most ``max_bins`` bins."""
+    for width in NICE_BINS:
+        if duration_s / width <= max_bins:
+            return float(width)
+    return float(math.ceil(duration_s / max_bins))
+
+
+def _time_bins(run: Run, bin_s: float | None) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """(elapsed seconds of each request, bin width, bin edges, bin lengths) of a run."""
+    ts = run.requests["ts"].to_numpy(dtype=np.float64)
+    elapsed = ts - run.start_ts
+    span = float(elapsed.max()) if elapsed.size else 0.0
+    end = run.record.ended_at - run.start_ts if run.record.ended_at else span
+    span = max(span, end, 1e-9)
+    width = bin_s or bin_width(span)
+    n = max(1, math.ceil(span / width))
+    edges = np.arange(n + 1) * width
+    lengths = np.minimum(edges[1:], span) - edges[:-1]
+    return elapsed, width, edges, lengths
+
+
+def _shade_excluded(ax, run: Run, span: float) -> None:
+    """Grey bands over the warm-up and the time after the measured window."""
+    window = run.window
+    if window is None:
+        return
+    start, end = window[0] - run.start_ts, window[1] - run.start_ts
+    if start > 0:
+        ax.axvspan(0, start, color=EXCLUDED_COLOR, alpha=0.25, lw=0, label="warm-up (excluded)")
+    if end < span:
+        ax.axvspan(end, span, color=EXCLUDED_COLOR, alpha=0.25, lw=0,
+                   label=None if start > 0 else "outside the window (excluded)")
+
+
+def latency_over_time(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0),
+                      bin_s: float | None = None) -> Figure:
+    """Nearest-rank latency percentiles of successful requests per time bin."""
+    fig, axes = _figure(3.6)
+    ax = axes[0, 0]
+    elapsed, width, edges, _ = _time_bins(run, bin_s)
+    ok = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
+    if not ok.any():
+        return _empty(fig, ax, "no successful requests")
+    codes = np.minimum((elapsed[ok] / width).astype(np.int64), edges.size - 2)
+    latency = run.requests["latency_us"].to_numpy(dtype=np.float64)[ok] / 1000.0
+    values = grouped_nearest_rank(codes, edges.size - 1, latency, percentiles)
+    for i, p in enumerate(percentiles):
+        ax.stairs(values[:, i], edges, color=PERCENTILE_COLORS.get(p), lw=1.4, label=f"p{p:g}",
+                  baseline=None)
+    _shade_excluded(ax, run, edges[-1])
+    ax.set_xlim(0, edges[-1])
+    top = float(np.nanmax(values, initial=0.0))
+    ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # room for the legend
+    ax.set_xlabel("time since start (s)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"Latency percentiles per {width:g} s")
+    ax.legend(loc="upper right", fontsize=8, ncols=5)
+    return fig
+
+
+def throughput_over_time(run: Run, bin_s: float | None = None) -> Figure:
+    """Requests per second (successful and failed) and the error rate per time bin."""
+    fig, axes = _figure(4.6, 2, 1, sharex=True, height_ratios=(2, 1), hspace=0.15)
+    top, bottom = axes[0, 0], axes[1, 0]
+    elapsed, width, edges, lengths = _time_bins(run, bin_s)
+    if not elapsed.size:
+        return _empty(fig, top, "no requests")
+    ok = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
+    codes = np.minimum((elapsed / width).astype(np.int64), edges.size - 2)
+    total = np.bincount(codes, minlength=edges.size - 1).astype(float)
+    failed = np.bincount(codes[~ok], minlength=edges.size - 1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_ok = (total - failed) / lengths
+        rate_all = total / lengths
+        error_pct = np.where(total > 0, failed / total * 100.0, np.nan)
+    top.stairs(rate_all, edges, fill=True, color="#d62728", alpha=0.8, label="failed")
+    top.stairs(rate_ok, edges, fill=True, color="#2ca02c", alpha=0.9, label="successful")
+    bottom.stairs(error_pct, edges, color="#d62728", lw=1.2, baseline=None)
+    for ax in (top, bottom):
+        _shade_excluded(ax, run, edges[-1])
+        ax.set_xlim(0, edges[-1])
+    top.set_ylabel("throughput (req/s)")
+    top.set_title(f"Throughput and errors per {width:g} s")
+    top.legend(loc="upper right", fontsize=8, ncols=3)
+    bottom.set_ylabel("errors (%)")
+    bottom.set_ylim(0, max(1.0, float(np.nanmax(error_pct, initial=0.0)) * 1.15))
+    bottom.set_xlabel("time since start (s)")
+    return fig
+
+
+def _series(metrics: pd.DataFrame, node: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = metrics[(metrics["node"] == node) & (metrics["metric"] == metric)].sort_values("ts")
+    return rows["ts"].to_numpy(dtype=np.float64), rows["value"].to_numpy(dtype=np.float64)
+
+
+def _gc_share(metrics: pd.DataFrame, node: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ts, % of wall time in GC over the preceding interval), summed over collectors."""
+    rows = metrics[(metrics["node"] == node)
+                   & metrics["metric"].astype(str).str.startswith("gc_time_ms.")]
+    if rows.empty:
+        return np.zeros(0), np.zeros(0)
+    rows = rows.sort_values(["metric", "ts"], kind="stable")
+    values = rows["value"].to_numpy(dtype=np.float64)
+    inc = np.diff(values, prepend=np.nan)
+    inc = np.where(inc < 0, values, inc)  # counter reset: the JVM restarted
+    same = rows["metric"].to_numpy(dtype=object)
+    inc[1:][same[1:] != same[:-1]] = np.nan
+    per_ts = pd.Series(inc, index=rows["ts"].to_numpy()).groupby(level=0).sum(min_count=1)
+    ts, gc_ms = per_ts.index.to_numpy(dtype=np.float64), per_ts.to_numpy(dtype=np.float64)
+    dt = np.diff(ts, prepend=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ts, np.where(dt > 0, gc_ms / (dt * 1000.0) * 100.0, np.nan)
+
+
+def resources_over_time(run: Run) -> Figure:
+    """Per node: CPU (with the generator's), heap used against heap max, and GC time share."""
+    fig, axes = _figure(6.6, 3, 1, sharex=True, right=1.7, hspace=0.15)
+    cpu, heap, gc = axes[:, 0]
+    metrics = run.metrics
+    nodes = sorted({str(n) for n in metrics["node"].unique()} - NON_NODE_SERIES)
+    if not nodes:
+        return _empty(fig, cpu, "no node metrics recorded")
+    origin = run.start_ts
+    colors = [f"C{i % 10}" for i in range(len(nodes))]
+    span = 0.0
+    for node, color in zip(nodes, colors, strict=True):
+        ts, v = _series(metrics, node, "cpu_percent")
+        cpu.plot(ts - origin, v, color=color, lw=1.1, label=node)
+        span = max(span, float((ts - origin).max(initial=0)))
+        ts, v = _series(metrics, node, "heap_used_bytes")
+        heap.plot(ts - origin, v / 2**20, color=color, lw=1.1, label=f"{node} used")
+        ts, v = _series(metrics, node, "heap_max_bytes")
+        if v.size:
+            heap.axhline(float(np.nanmax(v)) / 2**20, color=color, ls="--", lw=0.9,
+                         label=f"{node} max")
+        ts, v = _gc_share(metrics, node)
+        gc.plot(ts - origin, v, color=color, lw=1.1, label=node)
+    ts, v = _series(metrics, "generator", "cpu_percent")
+    if v.size:
+        cpu.plot(ts - origin, v, color="0.35", ls=":", lw=1.3, label="load generator")
+    for ax in axes[:, 0]:
+        _shade_excluded(ax, run, span)
+        ax.set_xlim(0, max(span, 1e-9))
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    cpu.set_title("Node resources")
+    cpu.set_ylabel("CPU (%, 100 = 1 core)")
+    heap.set_ylabel("heap (MiB)")
+    gc.set_ylabel("GC time (% of wall)")
+    gc.set_xlabel("time since start (s)")
+    return fig
+
+
+def node_distribution(summary: RequestSummary) -> Figure:
+    """Each node's share of the requests, and its p50/p95/p99 latency."""
+    fig, axes = _figure(3.4, 1, 2)
+    share_ax, lat_ax = axes[0]
+    if not summary.nodes:
+        return _empty(fig, share_ax, "no requests in the window")
+    names = sorted(summary.nodes)
+    nodes = [summary.nodes[n] for n in names]
+    x = np.arange(len(names))
+    bars = share_ax.bar(x, [n.share * 100 for n in nodes], color=[f"C{i}" for i in x])
+    share_ax.bar_label(bars, labels=[f"{n.count:,}" for n in nodes], fontsize=8, padding=2)
+    share_ax.set_xticks(x, names)
+    share_ax.set_ylabel("share of requests (%)")
+    share_ax.set_xlabel("node")
+    share_ax.set_title("Requests per node (count on top)")
+    share_ax.margins(y=0.15)
+    for i, (p, attr) in enumerate(((50.0, "p50_ms"), (95.0, "p95_ms"), (99.0, "p99_ms"))):
+        lat_ax.bar(x + (i - 1) * 0.27, [getattr(n, attr) for n in nodes], width=0.27,
+                   color=PERCENTILE_COLORS[p], label=f"p{p:g}")
+    lat_ax.set_xticks(x, names)
+    lat_ax.set_ylabel("latency (ms)")
+    lat_ax.set_xlabel("node")
+    lat_ax.set_title("Latency per node (successful requests)")
+    lat_ax.legend(fontsize=8)
+    return fig
+
+
+def throughput_vs_users(steps: pd.DataFrame, fit: USLFit | None = None,
+                        knee: Knee | None = None) -> Figure:
+    """Measured step throughput against users, the USL curve, the knee, and p95 per step."""
+    fig, axes = _figure(4.0, right=0.8)
+    ax = axes[0, 0]
+    used = steps[steps["users"] > 0]
+    ax.plot(used["users"], used["throughput"], "o", color="C0", label="measured (ok req/s)")
+    n_max = float(used["users"].max()) if len(used) else 1.0
+    if fit is not None:
+        n = np.linspace(1.0, n_max * 1.3, 200)
+        ax.plot(n, fit.throughput(n), color="C0", alpha=0.6,
+                label=f"USL fit (σ={fit.sigma:.3f}, κ={fit.kappa:.5f}, R²={fit.r2:.2f})")
+        if math.isfinite(fit.n_peak) and fit.n_peak <= n_max * 1.3:
+            ax.plot([fit.n_peak], [fit.x_peak], "^", color="C3", ms=9,
+                    label=f"USL peak {fit.x_peak:,.0f} req/s at {fit.n_peak:.0f} users")
+    if knee is not None and knee.index is not None:
+        ax.axvline(knee.users, color="C2", ls="--", lw=1.2, label=f"knee: {knee.users:g} users")
+    ax.set_xlabel("users (concurrency)")
+    ax.set_ylabel("throughput (req/s)")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.set_title("Throughput against users")
+    right = ax.twinx()
+    right.plot(used["users"], used["p95_ms"], "s--", color="C1", ms=4, lw=1, label="p95 latency")
+    right.set_ylabel("p95 latency (ms)", color="C1")
+    right.set_ylim(bottom=0)
+    right.spines["top"].set_visible(False)
+    handles = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=8, loc="upper left")
+    return fig
+
+
+def _ordered_values(column: pd.Series) -> list:
+    """Distinct values in order of first appearance (grid order), numbers sorted."""
+    values = list(dict.fromkeys(column.dropna().tolist()))
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return sorted(values)
+    return values
+
+
+def objective_label(sweep: Sweep) -> str:
+    """Axis label of a sweep's objective, with its unit when known."""
+    name = sweep.objective
+    spec = sweep.info.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    objective = spec.get("objective")
+    unit = (objective.get("unit") if isinstance(objective, dict) else None) or spec.get("unit")
+    lowered = name.lower()
+    if not unit:
+        unit = ("req/s" if "throughput" in lowered or "rps" in lowered
+                else "ms" if any(k in lowered for k in ("latency", "p9", "p5", "_ms")) else "")
+    return f"{name} ({unit})" if unit else name
+
+
+def sweep_objective(sweep: Sweep, max_cols: int = 3) -> Figure:
+    """The objective of each complete trial against each swept parameter (SLO misses marked)."""
+    params = list(sweep.params) or ["trial"]
+    cols = min(max_cols, len(params))
+    rows = math.ceil(len(params) / cols)
+    fig, axes = _figure(3.0 * rows + 0.3, rows, cols, sharey=True, top=0.7, hspace=0.7,
+                        wspace=0.4)
+    done = sweep.trials[sweep.trials["state"] == "complete"]
+    for ax, param in zip(axes.flat, params, strict=False):
+        column = done[param] if param == "trial" else done[f"param.{param}"]
+        order = _ordered_values(column)
+        pos = {v: i for i, v in enumerate(order)}
+        x = np.array([pos.get(v, np.nan) for v in column], dtype=float)
+        jitter = (np.arange(x.size) % 5 - 2) * 0.04
+        ok = done["slo_ok"].to_numpy(dtype=bool)
+        y = done["objective"].to_numpy(dtype=float)
+        ax.plot(x[ok] + jitter[ok], y[ok], "o", color="C0", label="SLO met")
+        if (~ok).any():
+            ax.plot(x[~ok] + jitter[~ok], y[~ok], "x", color="C3", ms=8, label="SLO missed")
+        ax.set_xticks(range(len(order)), [str(v) for v in order])
+        ax.set_xlabel(param)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel(objective_label(sweep))
+    for row in axes[1:]:
+        row[0].set_ylabel(objective_label(sweep))
+    for ax in list(axes.flat)[len(params):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Sweep {sweep.id}: objective per parameter ({sweep.direction})")
+    return fig
+
+
+def sweep_heatmap(sweep: Sweep, x: str | None = None, y: str | None = None) -> Figure:
+    """Mean objective over complete trials for each (x, y) pair of two swept parameters."""
+    if len(sweep.params) < 2 and (x is None or y is None):
+        raise ValueError("a heat map needs two swept parameters")
+    x, y = x or sweep.params[0], y or sweep.params[1]
+    done = sweep.trials[sweep.trials["state"] == "complete"]
+    xs = _ordered_values(sweep.trials[f"param.{x}"])
+    ys = _ordered_values(sweep.trials[f"param.{y}"])
+    grid = np.full((len(ys), len(xs)), np.nan)
+    slo = np.ones_like(grid, dtype=bool)
+    for (vx, vy), group in done.groupby([f"param.{x}", f"param.{y}"], sort=False):
+        grid[ys.index(vy), xs.index(vx)] = group["objective"].mean()
+        slo[ys.index(vy), xs.index(vx)] = bool(group["slo_ok"].all())
+    fig, axes = _figure(0.6 * len(ys) + 2.4, left=1.1, right=0.2)
+    ax = axes[0, 0]
+    ax.grid(False)
+    cmap = "viridis" if sweep.direction == "maximize" else "viridis_r"
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
+    image.cmap.set_bad("#e0e0e0")
+    fig.colorbar(image, ax=ax, label=objective_label(sweep))
+    finite = grid[np.isfinite(grid)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+    for (i, j), value in np.ndenumerate(grid):
+        text = "—" if not np.isfinite(value) else f"{value:,.4g}" + ("" if slo[i, j] else "\nSLO missed")
+        dark = np.isfinite(value) and ((value < mid) == (sweep.direction == "maximize"))
+        ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w" if dark else "k")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"Sweep {sweep.id}: mean {objective_label(sweep)} (grey: no complete trial)")
+    return fig
+
+
+def latency_by_run(summaries: Mapping[str, RequestSummary]) -> Figure:
+    """p50/p95/p99 of each run side by side (first run = baseline)."""
+    fig, axes = _figure(3.4)
+    ax = axes[0, 0]
+    labels = list(summaries)
+    x = np.arange(len(labels))
+    for i, p in enumerate((50.0, 95.0, 99.0)):
+        values = [summaries[k].percentiles_ms[p] for k in labels]
+        bars = ax.bar(x + (i - 1) * 0.27, values, width=0.27, color=PERCENTILE_COLORS[p],
+                      label=f"p{p:g}")
+        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlabel("run")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency percentiles per run (successful requests, measured window)")
+    ax.legend(fontsize=8)
+    ax.margins(y=0.12)
+    return fig
+
+
+#: Percentiles of the percentile curve (more points toward the tail).
+CURVE_PERCENTILES = tuple(np.round(100 - 100 * np.logspace(0, -3.3, 60), 4)[1:])
+
+
+def latency_curve(runs: Mapping[str, Run]) -> Figure:
+    """Latency against percentile (logit axis: the tail spread out) for each run."""
+    fig, axes = _figure(3.8)
+    ax = axes[0, 0]
+    for label, run in runs.items():
+        ts = run.requests["ts"].to_numpy(dtype=np.float64)
+        keep = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
+        if run.window is not None:
+            keep = keep & (ts >= run.window[0]) & (ts < run.window[1])
+        latency = run.requests["latency_us"].to_numpy(dtype=np.float64)[keep] / 1000.0
+        if latency.size:
+            ps = np.array(CURVE_PERCENTILES)
+            ax.plot(ps / 100.0, nearest_rank(np.sort(latency), ps), lw=1.4, label=label)
+    ax.set_xscale("logit")
+    ticks = [0.5, 0.9, 0.99, 0.999]
+    ax.set_xticks(ticks, [f"p{t * 100:g}" for t in ticks])
+    ax.set_xlim(0.1, CURVE_PERCENTILES[-1] / 100)
+    ax.set_xlabel("percentile (logit scale)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency by percentile per run (successful requests, measured window)")
+    ax.legend(fontsize=8)
+    return fig
