@@ -153,7 +153,8 @@ def test_node_killed_mid_run_is_an_error_window_and_a_metrics_gap(testbed, resul
         assert (dead.index > kill + 1.5).sum() == 0, f"{source} sampled node2 after its death"
         assert (alive.index > kill + 2).sum() >= 2, f"{source} stopped sampling node1"
         gaps = series(df, "collector", "collector", f"gaps.{source}")
-        assert gaps.iloc[-1] >= 2 and gaps[gaps.index < kill].max() == 0
+        # (a round stamped just before the kill may have read the node just after it)
+        assert gaps.iloc[-1] >= 2 and gaps[gaps.index < kill - 1.0].max() == 0
     log = (run / "metrics.parquet.log").read_text()
     assert "no samples from node2" in log and "collector stopped after" in log
 
