@@ -40,6 +40,9 @@ from analysis.summary import (
 )
 
 NO_VERDICT = "—"
+#: Runs of one configuration needed to measure run-to-run noise: with two, the noise would be
+#: just the difference between the very runs being compared.
+MIN_REPETITIONS = 3
 
 
 @dataclass(frozen=True)
@@ -137,12 +140,12 @@ def _ok_latency_ms(figures: RunFigures) -> np.ndarray:
 
 def repetition_noise(runs: Sequence[RunFigures]) -> Noise | None:
     """Noise measured on the runs given that repeat one configuration (``configuration_key``):
-    for each group of two runs or more the spread of their median, p95 and throughput; the
+    for each group of ``MIN_REPETITIONS`` runs or more the spread of their median, p95 and throughput; the
     largest over the groups. None when no configuration was repeated."""
     groups: dict[str, list[RunFigures]] = {}
     for figures in runs:
         groups.setdefault(configuration_key(figures.run), []).append(figures)
-    repeated = [g for g in groups.values() if len(g) >= 2]
+    repeated = [g for g in groups.values() if len(g) >= MIN_REPETITIONS]
     if not repeated:
         return None
     medians, p95s, throughputs, ids = [], [], [], []

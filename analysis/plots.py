@@ -27,6 +27,8 @@ NICE_BINS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 PERCENTILE_COLORS = {50.0: "#1f77b4", 95.0: "#ff7f0e", 99.0: "#d62728", 99.9: "#7f3c8d"}
 EXCLUDED_COLOR = "#b0b0b0"
 WIDTH = 10.0
+#: Highest/lowest bin ratio above which latency over time is drawn on a log axis.
+LOG_SCALE_SPREAD = 30.0
 
 
 def _figure(height: float, rows: int = 1, cols: int = 1, *, left: float = 0.8, right: float = 0.3,
@@ -107,9 +109,16 @@ def latency_over_time(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0
     _shade_excluded(ax, run, edges[-1])
     ax.set_xlim(0, edges[-1])
     top = float(np.nanmax(values, initial=0.0))
-    ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # room for the legend
+    low = float(np.nanmin(values[:, 0], initial=top)) if np.isfinite(values[:, 0]).any() else 0
+    if low > 0 and top / low > LOG_SCALE_SPREAD:
+        # A few slow bins (a GC pause, a restart) would flatten every other line to zero.
+        ax.set_yscale("log")
+        ax.set_ylim(low / 1.5, top * 3)  # room for the legend
+        ax.set_ylabel("latency (ms, log scale)")
+    else:
+        ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # room for the legend
+        ax.set_ylabel("latency (ms)")
     ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("latency (ms)")
     ax.set_title(f"Latency percentiles per {width:g} s")
     ax.legend(loc="upper right", fontsize=8, ncols=5)
     return fig

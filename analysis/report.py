@@ -86,9 +86,22 @@ def _leaf(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _named(value: Any) -> Any:
+    """Lists of dicts that carry a ``name`` become dicts by name (nodes of a cluster model), so
+    they flatten into readable keys instead of one long repr."""
+    if isinstance(value, dict):
+        return {k: _named(v) for k, v in value.items()}
+    if (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+            and all("name" in v for v in value)):
+        return {str(v["name"]): _named({k: x for k, x in v.items() if k != "name"})
+                for v in value}
+    return value
+
+
 def snapshot_tables(cluster: dict[str, Any]) -> dict[str, Any]:
     """The cluster snapshot as a nodes table (setting × node, differing rows marked) and one
     key/value table per other section."""
+    cluster = _named(cluster)
     nodes = cluster.get("nodes") or {}
     if isinstance(nodes, list):
         nodes = {str(n.get("name", i)): n for i, n in enumerate(nodes) if isinstance(n, dict)}

@@ -1,0 +1,101 @@
+"""Loading runs and sweeps: schema checks, incomplete runs, the sweep contract, ids."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from analysis.loading import load, load_run, load_sweep, resolve, users_timeline
+from analysis.ranking import best_trial, format_ranking, rank_trials, trial_table
+from eiperf.errors import EiperfError
+from eiperf.results import RunStatus, SchemaError
+from tests.analysis.results_fixture import T0, write_run, write_sweep
+
+
+def test_run_loads_with_window_and_categoricals(tmp_path):
+    run = load_run(write_run(tmp_path, "r1", n=2000, duration=30.0, warmup=5.0))
+    assert run.id == "r1" and not run.incomplete and run.status is RunStatus.COMPLETE
+    assert run.window == (T0 + 5.0, T0 + 30.0)
+    assert len(run.requests) == 2000
+    assert isinstance(run.requests["node"].dtype, pd.CategoricalDtype)
+    assert set(run.metrics["node"].astype(str)) >= {"node1", "node2", "generator", "host"}
+
+
+@pytest.mark.parametrize("version", [0, 2, 99, "1"])
+def test_unknown_run_schema_is_refused_in_one_line(tmp_path, version):
+    path = write_run(tmp_path, "old", n=100, schema_version=version)
+    with pytest.raises(SchemaError) as e:
+        load_run(path)
+    message = str(e.value)
+    assert "\n" not in message and f"{version!r}" in message and "upgrade eiperf" in message
+
+
+def test_unknown_sweep_schema_is_refused(tmp_path):
+    with pytest.raises(SchemaError, match="schema version 7 is unknown"):
+        load_sweep(write_sweep(tmp_path, schema_version=7))
+
+
+def test_incomplete_run_loads_but_is_flagged(tmp_path):
+    path = write_run(tmp_path, "cut", n=1000, duration=20.0, status=RunStatus.INCOMPLETE)
+    (path / "metrics.parquet").unlink()
+    run = load_run(path)
+    assert run.incomplete and len(run.requests) == 1000 and run.metrics.empty
+    assert any("interrupted" in p for p in run.problems)
+    assert any("metrics.parquet is missing" in p for p in run.problems)
+    # no measure_end: the window ends just after the last request
+    assert run.window[1] > run.requests["ts"].max()
+
+
+def test_sweep_contract_ranking_and_best(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, repetitions=2))
+    assert sweep.params == ("jvm.xmx", "nginx.proxy_read_timeout")
+    assert (sweep.state, sweep.direction, sweep.objective) == ("complete", "maximize",
+                                                                 "throughput_rps")
+    assert len(sweep.trials) == 18 and len(trial_table(sweep)) == 9
+    ranked = rank_trials(sweep)
+    assert ranked["rank"].notna().sum() == 7  # skipped and failed trials are not ranked
+    objectives = ranked.loc[ranked["rank"].notna() & ranked["slo_ok"], "objective"].tolist()
+    assert objectives == sorted(objectives, reverse=True)
+    best = best_trial(sweep)
+    assert int(best["trial"]) == sweep.info["best"]["trial"] == 6
+    assert best["objective"] == pytest.approx(1301.5)  # mean of its two repetitions
+    lines = format_ranking(sweep)
+    assert ("eiperf tune apply --set jvm.xmx=2g --set nginx.proxy_read_timeout=30s"
+            in lines[1])
+    assert any("Unrecognized VM option" in line for line in lines)
+
+
+def test_minimizing_sweep_ranks_the_other_way(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, direction="minimize"))
+    # 512m/30s has the lowest objective but misses the SLO: 512m/5m is best
+    assert int(best_trial(sweep)["trial"]) == sweep.info["best"]["trial"] == 2
+
+
+def test_ids_resolve_under_the_results_folder(tmp_path, monkeypatch):
+    write_run(tmp_path, "r1", n=100)
+    write_sweep(tmp_path, "sw1")
+    assert resolve("r1", tmp_path) == ("run", tmp_path / "r1")
+    assert resolve("sw1", tmp_path) == ("sweep", tmp_path / "sweeps" / "sw1")
+    monkeypatch.setenv("EIPERF_RESULTS", str(tmp_path))
+    assert load("r1").id == "r1"
+    with pytest.raises(EiperfError, match="no run or sweep with that id"):
+        resolve("nope", tmp_path)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(EiperfError, match="not an eiperf run folder"):
+        resolve(tmp_path / "plain")
+
+
+def test_step_timeline_comes_from_the_shape_the_locustfile_recorded(tmp_path):
+    path = write_run(tmp_path, "step", n=500, duration=12.0, warmup=0.0)
+    (path / "metrics.parquet").unlink()
+    start = T0 + 0.4
+    (path / "timeline.json").write_text(json.dumps({
+        "test_start": start, "test_stop": start + 12.0, "warmup": 0.0,
+        "users": [[start + 0.5, 2], [start + 2.6, 4]],
+        "shape": {"shape": "step", "duration": 12.0, "step_users": 2, "step_time": 4.0,
+                  "max_users": 5, "spawn_rate": 50.0}}))
+    timeline = users_timeline(load_run(path))
+    assert timeline["ts"].tolist() == [start, start + 4.0, start + 8.0]
+    assert timeline["users"].tolist() == [2.0, 4.0, 5.0]
