@@ -6,7 +6,8 @@ Series (source "jmx", node = node name):
 - `metaspace_used_bytes` (java.lang:type=MemoryPool,name=Metaspace);
 - `gc_count.<collector>`, `gc_time_ms.<collector>`: cumulative, per garbage collector
   (e.g. `gc_time_ms.G1 Young Generation`);
-- `threads` (java.lang:type=Threading ThreadCount);
+- `jvm_threads` (java.lang:type=Threading ThreadCount: live Java threads; psutil's `threads`
+  counts the OS threads of the process, GC and compiler threads included);
 - `process_cpu_load`: OperatingSystem ProcessCpuLoad, a 0..1 share of the *whole machine*;
 - `pid`: the JVM's own PID (java.lang:type=Runtime), so a restart is visible;
 - `synapse.<Type>.<Name>.<attribute>`: every numeric attribute of the Synapse pass-through
@@ -172,7 +173,8 @@ class JmxCollector(Collector):
                 out.append((f"gc_count.{gc_name}", _number(values["CollectionCount"])))
             if "CollectionTime" in values:
                 out.append((f"gc_time_ms.{gc_name}", _number(values["CollectionTime"])))
-        out.append(("threads", _number(conn.attribute("java.lang:type=Threading", "ThreadCount"))))
+        out.append(("jvm_threads",
+                    _number(conn.attribute("java.lang:type=Threading", "ThreadCount"))))
         load = _number(conn.attribute("java.lang:type=OperatingSystem", "ProcessCpuLoad"))
         if 0.0 <= load <= 1.0:  # -1 or NaN: not available yet
             out.append(("process_cpu_load", load))

@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from eiperf.cluster import Node
@@ -54,6 +55,9 @@ def test_heap_max_is_the_xmx_the_node_runs_with(testbed):
         assert got["heap_used_bytes"] <= got["heap_committed_bytes"] <= got["heap_max_bytes"]
         assert 0.0 <= got["process_cpu_load"] <= 1.0
         assert got["metaspace_used_bytes"] > 1e6
+        # live Java threads: fewer than the OS threads of the same process (GC, JIT, ...)
+        os_threads = psutil.Process(read_pid(T, node)).num_threads()
+        assert 5 <= got["jvm_threads"] < os_threads
 
 
 def test_heap_max_follows_a_new_xmx_in_jvm_mem_opts(fresh_testbed_dir):

@@ -27,7 +27,7 @@ HOST_PSUTIL = {"cpu_percent", "cpus", "load1", "mem_used_bytes", "mem_total_byte
                "net_sent_bytes_per_s", "net_recv_bytes_per_s"}
 GENERATOR_PSUTIL = {"cpu_percent", "cpu_percent_max", "generator_cores"}
 NODE_JMX = {"heap_used_bytes", "heap_committed_bytes", "heap_max_bytes", "metaspace_used_bytes",
-            "threads", "process_cpu_load", "pid"}
+            "jvm_threads", "process_cpu_load", "pid"}
 NODE_JMX_PREFIXES = ("gc_count.", "gc_time_ms.")
 NGINX = {"active", "accepts", "handled", "requests", "reading", "writing", "waiting"}
 
