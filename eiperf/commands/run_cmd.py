@@ -107,6 +107,9 @@ def execute_run(args: argparse.Namespace) -> tuple[int, Path]:
     from loadtests.run import run_load_test
 
     profile = profile_from_args(args)  # bad input fails here, before anything starts
+    if not args.no_collect and not (math.isfinite(args.interval) and args.interval > 0):
+        raise ConfigError(f"--interval {args.interval:g}: the metric sampling interval is a "
+                          "number of seconds above 0 (default 1)")
     try:
         rules = parse_rules(args.slo or [])
     except SloError as e:

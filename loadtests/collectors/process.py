@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from eiperf.cluster import Cluster, load_cluster
-from eiperf.errors import EiperfError
+from eiperf.errors import ConfigError, EiperfError
 from eiperf.fsutil import atomic_write_text
 from loadtests.collectors.base import Collector, Sample, log
 from loadtests.collectors.sink import MetricsSink, finish_spool, spool_path
@@ -71,7 +71,7 @@ class CollectorProcess:
         flush_s: float = 10.0,
     ) -> None:
         if not (interval > 0 and math.isfinite(interval)):
-            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+            raise ConfigError(f"collector interval {interval!r}: give a number of seconds above 0")
         self.cluster_file = Path(cluster_file).absolute()
         self.out_path = Path(out_path).absolute()
         self.interval = interval

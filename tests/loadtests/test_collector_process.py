@@ -123,7 +123,7 @@ def test_bad_cluster_file_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(ConfigError, match="load_balancer"):
         cp.start()
     assert cp.pid is None and not (tmp_path / "m.parquet.spool").exists()
-    with pytest.raises(ValueError, match="interval"):
+    with pytest.raises(ConfigError, match="interval"):
         CollectorProcess(bad, tmp_path / "m.parquet", interval=0)
 
 
