@@ -96,20 +96,20 @@ def test_stopped_node_is_a_gap_and_its_restart_is_followed(pair, spare):
     assert back[1]["heap_max_bytes"] == size_to_bytes(xmx)  # the restarted JVM, from JMX
 
 
-def test_frozen_jvm_is_a_gap_within_the_deadline(pair, spare):
+def test_frozen_jvm_is_a_gap_and_the_round_does_not_wait_for_it(pair, spare):
     first = pair.nodes[0].name
     pid = read_pid(T, spare)
     with JmxCollector(pair, deadline_s=0.5) as jmx:
         assert SPARE in rows_by_node(jmx)
+        (frozen,) = [st for st in jmx._nodes if st.node.name == SPARE]
         os.kill(pid, signal.SIGSTOP)  # a JVM that no longer answers (like a very long GC pause)
         try:
             for _ in range(3):
-                began = time.monotonic()
                 got = rows_by_node(jmx)
-                took = time.monotonic() - began
                 assert SPARE not in got
                 assert "heap_used_bytes" in got[first], "a frozen node held up the others"
-                assert took < 0.9, f"a round took {took:.2f} s with one node frozen"
+                # the round returned while the frozen node's read is still waiting
+                assert frozen.busy is not None and not frozen.busy.done()
         finally:
             os.kill(pid, signal.SIGCONT)
         assert jmx.gaps_by_node[SPARE] >= 3
