@@ -13,13 +13,14 @@ for a step-load run the capacity plan. Rendered with jinja2 (autoescape) from
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
@@ -129,9 +130,38 @@ def _severity(warning: str) -> str:
     return "danger" if any(word in warning for word in serious) else "warn"
 
 
-def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
-    """Everything the template shows about one run."""
+def time_bin_width(run: Run) -> float:
+    """The bin width of a run's plots over time."""
+    last = float(run.requests["ts"].max()) if len(run.requests) else 0.0
+    span = max(run.record.ended_at or 0.0, last) - run.start_ts
+    return plots.bin_width(max(span, 1.0))
+
+
+def run_time_plots(run: Run, fmt: str = "svg") -> dict[str, dict[str, str]]:
+    """The plots over time of a run (they need no summary): throughput, resources, latency."""
+    width = time_bin_width(run)
+    out: dict[str, dict[str, str]] = {}
+    if len(run.requests):
+        out["throughput"] = _plot(
+            "Throughput and errors over time", plots.throughput_over_time(run, bin_s=width),
+            f"Requests started per second in each {width:g} s bin (green ok, red failed), and "
+            "the share that failed.", fmt)
+    if len(run.metrics):
+        out["resources"] = _plot(
+            "Node resources over time", plots.resources_over_time(run),
+            "CPU per node (dotted: the load generator), heap used against the heap maximum "
+            "(dashed), and the share of wall time each JVM spent in GC.", fmt)
+    if len(run.requests):
+        out["latency"] = _plot(
+            "Latency over time", plots.latency_over_time(run, bin_s=width),
+            f"p50, p95 and p99 of successful requests in each {width:g} s bin; grey bands are "
+            "outside the measured window and not in the figures above.", fmt)
+    return out
+
+
+def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None,
+                time_plots: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """Everything the template shows about one run (``time_plots`` from ``run_time_plots``)."""
     run, s, m = figures.run, figures.requests, figures.metrics
     window = run.window
     summary_rows = [
@@ -160,27 +190,17 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
             _fmt(nm.gc_time_share * 100, ".2f", " %") if nm else "n/a",
             _fmt(nm.gc_per_s, ".2f") if nm else "n/a",
         ])
-    span = max(run.record.ended_at or 0.0, float(run.requests["ts"].max()) if len(run.requests)
-               else 0.0) - run.start_ts
-    width = plots.bin_width(max(span, 1.0))
-    section_plots = []
+    if time_plots is None:
+        time_plots = run_time_plots(run, fmt)
+    section_plots = [p for p in (time_plots.get("latency"), time_plots.get("throughput"))
+                     if p is not None]
     if len(run.requests):
-        section_plots += [
-            _plot("Latency over time", plots.latency_over_time(run, bin_s=width),
-                  f"p50, p95 and p99 of successful requests in each {width:g} s bin; grey bands "
-                  "are outside the measured window and not in the figures above.", fmt),
-            _plot("Throughput and errors over time", plots.throughput_over_time(run, bin_s=width),
-                  f"Requests started per second in each {width:g} s bin (green ok, red failed), "
-                  "and the share that failed.", fmt),
-            _plot("Requests per node", plots.node_distribution(s),
-                  "How nginx spread the measured requests over the nodes, and each node's "
-                  "latency percentiles.", fmt),
-        ]
-    if len(run.metrics):
         section_plots.append(_plot(
-            "Node resources over time", plots.resources_over_time(run),
-            "CPU per node (dotted: the load generator), heap used against the heap maximum "
-            "(dashed), and the share of wall time each JVM spent in GC.", fmt))
+            "Requests per node", plots.node_distribution(s),
+            "How nginx spread the measured requests over the nodes, and each node's latency "
+            "percentiles.", fmt))
+    if time_plots.get("resources") is not None:
+        section_plots.append(time_plots["resources"])
     return {
         "id": run.id, "anchor": f"run-{run.id}", "path": str(run.path),
         "status": run.status.value, "incomplete": run.incomplete,
@@ -281,23 +301,37 @@ def comparison_section(runs: Sequence[RunFigures], fmt: str = "svg", **kwargs: A
     }
 
 
+@functools.cache
+def _template() -> Template:
+    """The compiled report template (compiled once per process, like an import)."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
+        default=True, default_for_string=True), trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2")
+
+
 def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
                   fmt: str = "svg", target_rps: float | None = None) -> str:
     """The report's HTML for loaded runs and sweeps (in the order given)."""
     run_list = [t for t in targets if isinstance(t, Run)]
     sweeps = [t for t in targets if isinstance(t, Sweep)]
-    figures = [run_figures(r) for r in run_list]
     sweep_sections = [sweep_section(s, fmt) for s in sweeps]
-    extra: list[RunFigures] = []
+    extra: list[Run] = []
     for sweep, section in zip(sweeps, sweep_sections, strict=True):
         best = section["best"]
         path = sweep.run_path(best["run_id"]) if best and best["run_id"] else None
         if path is not None and (path / "run.json").exists():
             best["anchor"] = f"run-{best['run_id']}"
-            if all(f.id != best["run_id"] for f in figures + extra):
-                extra.append(run_figures(load_run(path)))
-    runs = [run_section(f, fmt, capacity=capacity_section(f.run, fmt, target_rps=target_rps))
-            for f in figures + extra]
+            if all(r.id != best["run_id"] for r in run_list + extra):
+                extra.append(load_run(path))
+    all_runs = run_list + extra
+    # One thread: worker threads for the numpy parts were measured slower (GIL hand-offs with
+    # matplotlib's drawing), see bench/bench_report.py.
+    all_figures = [run_figures(r) for r in all_runs]
+    time_plots = [run_time_plots(r, fmt) for r in all_runs]
+    figures = all_figures[:len(run_list)]
+    runs = [run_section(f, fmt, capacity=capacity_section(f.run, fmt, target_rps=target_rps),
+                        time_plots=tp)
+            for f, tp in zip(all_figures, time_plots, strict=True)]
     warnings = [(r["id"], w, sev) for r in runs for w, sev in r["warnings"]]
     comparison = comparison_section(figures, fmt) if len(figures) >= 2 else None
     if comparison:
@@ -307,9 +341,7 @@ def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
         warnings += [(s["id"], f"run {rid} differs from the first trial's run beyond the swept "
                       f"parameters: {keys}", "warn") for rid, keys in s["flags"]]
     names = [t.id for t in targets]
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
-        default=True, default_for_string=True), trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html.j2").render(
+    return _template().render(
         title=title or f"eiperf report: {', '.join(names)}", generated=_when(time.time()),
         version=__version__, runs=runs, sweeps=sweep_sections, comparison=comparison,
         warnings=warnings, sources=[(t.id, str(t.path)) for t in targets])
