@@ -10,6 +10,7 @@ excluded from the summary figures.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -313,11 +314,31 @@ def throughput_vs_users(steps: pd.DataFrame, fit: USLFit | None = None,
     return fig
 
 
-def _ordered_values(column: pd.Series) -> list:
-    """Distinct values in order of first appearance (grid order), numbers sorted."""
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30,
+               "gb": 2**30, "t": 2**40}
+_TIME_UNITS = {"": 1, "ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def _quantity(value: object, units: dict[str, float]) -> float | None:
+    """A number with an optional unit ("512m", "30s", "16") in base units; None otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _QUANTITY.match(str(value))
+    if match is None or match.group(2).lower() not in units:
+        return None
+    return float(match.group(1)) * units[match.group(2).lower()]
+
+
+def _ordered_values(column: pd.Series, param: str = "") -> list:
+    """Distinct values of a swept parameter, in their natural order when every one is a
+    quantity (numbers; sizes like 512m/2g for jvm.*; durations like 30s/5m for timeouts),
+    else in order of first appearance."""
     values = list(dict.fromkeys(column.dropna().tolist()))
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return sorted(values)
+    units = _SIZE_UNITS if param.startswith("jvm.") else _TIME_UNITS
+    keys = [_quantity(v, units) for v in values]
+    if values and all(k is not None for k in keys):
+        return [v for _, v in sorted(zip(keys, values, strict=True), key=lambda kv: kv[0])]
     return values
 
 
@@ -345,7 +366,7 @@ def sweep_objective(sweep: Sweep, max_cols: int = 3) -> Figure:
     done = sweep.trials[sweep.trials["state"] == "complete"]
     for ax, param in zip(axes.flat, params, strict=False):
         column = done[param] if param == "trial" else done[f"param.{param}"]
-        order = _ordered_values(column)
+        order = _ordered_values(column, param)
         pos = {v: i for i, v in enumerate(order)}
         x = np.array([pos.get(v, np.nan) for v in column], dtype=float)
         jitter = (np.arange(x.size) % 5 - 2) * 0.04
@@ -372,8 +393,8 @@ def sweep_heatmap(sweep: Sweep, x: str | None = None, y: str | None = None) -> F
         raise ValueError("a heat map needs two swept parameters")
     x, y = x or sweep.params[0], y or sweep.params[1]
     done = sweep.trials[sweep.trials["state"] == "complete"]
-    xs = _ordered_values(sweep.trials[f"param.{x}"])
-    ys = _ordered_values(sweep.trials[f"param.{y}"])
+    xs = _ordered_values(sweep.trials[f"param.{x}"], x)
+    ys = _ordered_values(sweep.trials[f"param.{y}"], y)
     grid = np.full((len(ys), len(xs)), np.nan)
     slo = np.ones_like(grid, dtype=bool)
     for (vx, vy), group in done.groupby([f"param.{x}", f"param.{y}"], sort=False):
@@ -383,7 +404,7 @@ def sweep_heatmap(sweep: Sweep, x: str | None = None, y: str | None = None) -> F
     ax = axes[0, 0]
     ax.grid(False)
     cmap = "viridis" if sweep.direction == "maximize" else "viridis_r"
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", origin="lower")
     image.cmap.set_bad("#e0e0e0")
     fig.colorbar(image, ax=ax, label=objective_label(sweep))
     finite = grid[np.isfinite(grid)]

@@ -24,8 +24,8 @@ from analysis.loading import PARAM_PREFIX, Sweep, sweep_records
 
 #: Snapshot keys derived from a swept parameter's group (the JVM's command line changes with
 #: any jvm.* parameter), so they do not count as unswept differences.
-DERIVED_KEYS = {"jvm": ("jvm.flags", "jvm.input_arguments", "jvm.args", "jvm.java_opts",
-                        "jvm.mem_opts")}
+DERIVED_KEYS = {"jvm": ("jvm.flags", "jvm.options_line", "input_arguments", "heap_max_bytes",
+                        "jvm.args", "jvm.java_opts", "jvm.mem_opts")}
 
 
 def _param_value(value: Any) -> Any:
@@ -123,6 +123,34 @@ def objective_noise(sweep: Sweep) -> float | None:
     return max(spreads) if spreads else None
 
 
+#: |Spearman ρ| between trial order and objective from which a sweep is said to drift.
+TREND_RHO = 0.8
+#: Complete trials needed before a trend is judged.
+TREND_MIN_TRIALS = 4
+
+
+def order_trend(sweep: Sweep) -> str | None:
+    """A warning when the objective follows the order the trials ran in (Spearman ρ of start
+    time against objective, |ρ| ≥ ``TREND_RHO`` over ``TREND_MIN_TRIALS`` complete trials or
+    more): warm-up or drift of the machine, not the parameters, may explain the ranking.
+    None when there is no such trend or it cannot be judged."""
+    from scipy.stats import spearmanr
+
+    done = sweep.trials[(sweep.trials["state"] == "complete") & sweep.trials["objective"].notna()]
+    if "started" not in done.columns or len(done) < TREND_MIN_TRIALS:
+        return None
+    started = pd.to_numeric(done["started"], errors="coerce")
+    if started.isna().any() or done["objective"].nunique() < 2:
+        return None
+    rho = float(spearmanr(started, done["objective"]).statistic)
+    if not abs(rho) >= TREND_RHO:
+        return None
+    way = "rose" if rho > 0 else "fell"
+    return (f"the objective {way} with the order the trials ran in (Spearman ρ = {rho:+.2f} over "
+            f"{len(done)} trials): warm-up or drift, not the parameters, may explain the ranking; "
+            "use a longer warm-up or repetitions (the grid order is shuffled with its seed)")
+
+
 def snapshot_flags(sweep: Sweep, records: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
     """Per trial run: snapshot keys that differ from the first trial's run beyond the swept
     parameters (and the keys derived from them). Empty lists are left out."""
@@ -191,4 +219,5 @@ def format_ranking(sweep: Sweep, top: int | None = 10) -> list[str]:
                      f"{_fmt(best['objective'])}): "
                      f"{tune_apply_command(trial_params(best, sweep.params))}")
     header, rows = ranking_table(sweep, top)
-    return lines + format_table(header, rows)
+    trend = order_trend(sweep)
+    return lines + format_table(header, rows) + ([f"check: {trend}"] if trend else [])

@@ -32,6 +32,7 @@ from analysis.planning import format_plan, plan_capacity
 from analysis.ranking import (
     best_trial,
     objective_noise,
+    order_trend,
     ranking_table,
     snapshot_flags,
     trial_params,
@@ -268,6 +269,7 @@ def sweep_section(sweep: Sweep, fmt: str = "svg") -> dict[str, Any]:
         "noise": None if noise is None else f"{noise:.1%}",
         "header": header, "rows": rows,
         "flags": [(run_id, ", ".join(keys)) for run_id, keys in flags.items()],
+        "trend": order_trend(sweep),
         "plots": section_plots,
     }
 
@@ -338,6 +340,8 @@ def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
         warnings += [("comparison", n, "warn") for n in comparison["notes"]
                      if n.startswith("configuration of")]
     for s in sweep_sections:
+        if s["trend"]:
+            warnings.append((s["id"], s["trend"], "warn"))
         warnings += [(s["id"], f"run {rid} differs from the first trial's run beyond the swept "
                       f"parameters: {keys}", "warn") for rid, keys in s["flags"]]
     names = [t.id for t in targets]
@@ -347,10 +351,13 @@ def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
         warnings=warnings, sources=[(t.id, str(t.path)) for t in targets])
 
 
-def write_report(targets: Sequence[Run | Sweep], out_html: str | Path, **kwargs: Any) -> Path:
-    """Render loaded runs/sweeps and write the report atomically; returns its path."""
+def write_report(targets: Sequence[Run | Sweep | str | Path], out_html: str | Path,
+                 **kwargs: Any) -> Path:
+    """Render runs/sweeps (loaded, or their folders) and write the report atomically; returns
+    its path."""
     out = Path(out_html)
-    atomic_write_text(out, render_report(targets, **kwargs))
+    loaded = [t if isinstance(t, Run | Sweep) else load(t) for t in targets]
+    atomic_write_text(out, render_report(loaded, **kwargs))
     return out
 
 

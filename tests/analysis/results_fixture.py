@@ -188,14 +188,17 @@ def write_step_run(results: Path, run_id: str = "step-run", *, step_users: int =
 
 def write_sweep(results: Path, sweep_id: str = "sweep-1", *, with_runs: bool = False,
                 direction: str = "maximize", repetitions: int = 1,
-                status: str = "complete", schema_version: int = 1) -> Path:
+                status: str = "complete", schema_version: int = 1,
+                run_order: Sequence[int] | None = None) -> Path:
     """A grid sweep over jvm.xmx × nginx.proxy_read_timeout written as the sweep contract says
     (sweep.json + trials.parquet with ``param.<name>`` string columns): 9 trials, trial 7
     skipped, trial 8 failed with the JVM's refusal; the objective (throughput) rises with the
-    heap and is best at 60s; 512m/30s misses the SLO."""
+    heap and is best at 60s; 512m/30s misses the SLO. The trials run in grid order (the
+    objective then rises with time) unless ``run_order`` gives each trial's position."""
     sweep_dir = Path(results) / "sweeps" / sweep_id
     sweep_dir.mkdir(parents=True, exist_ok=True)
     heaps, timeouts = ("512m", "1g", "2g"), ("30s", "60s", "5m")
+    order = list(run_order) if run_order is not None else list(range(9))  # position of trial i
     rows = []
     for i, (xmx, timeout) in enumerate((x, t) for x in heaps for t in timeouts):
         for rep in range(repetitions):
@@ -209,7 +212,7 @@ def write_sweep(results: Path, sweep_id: str = "sweep-1", *, with_runs: bool = F
                 "slo_detail": "" if state != "complete" else "p95<200ms: met",
                 "error": "Unrecognized VM option 'UseConcMarkSweepGC'" if state == "failed"
                 else None,
-                "started": T0 + 60 * i + 20 * rep, "duration_s": 20.0,
+                "started": T0 + 60 * order[i] + 20 * rep, "duration_s": 20.0,
                 "param.jvm.xmx": xmx, "param.nginx.proxy_read_timeout": timeout,
             })
     types = {"trial": pa.int64(), "repetition": pa.int64(), "state": pa.string(),

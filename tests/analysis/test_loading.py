@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis.loading import load, load_run, load_sweep, resolve, users_timeline
-from analysis.ranking import best_trial, format_ranking, rank_trials, trial_table
+from analysis.ranking import best_trial, format_ranking, order_trend, rank_trials, trial_table
 from eiperf.errors import EiperfError
 from eiperf.results import RunStatus, SchemaError
 from tests.analysis.results_fixture import T0, write_run, write_sweep
@@ -99,3 +99,13 @@ def test_step_timeline_comes_from_the_shape_the_locustfile_recorded(tmp_path):
     timeline = users_timeline(load_run(path))
     assert timeline["ts"].tolist() == [start, start + 4.0, start + 8.0]
     assert timeline["users"].tolist() == [2.0, 4.0, 5.0]
+
+
+def test_objective_following_the_run_order_is_flagged(tmp_path):
+    in_grid_order = load_sweep(write_sweep(tmp_path, "ordered"))
+    trend = order_trend(in_grid_order)
+    assert trend is not None and "rose with the order the trials ran in" in trend
+    assert f"check: {trend}" in format_ranking(in_grid_order)
+    # the same results run in a shuffled order: no trend
+    shuffled = load_sweep(write_sweep(tmp_path, "shuffled", run_order=[6, 2, 4, 0, 5, 3, 1, 7, 8]))
+    assert order_trend(shuffled) is None
