@@ -297,7 +297,7 @@ def find_knee(
                 trigger = i
                 reason = (
                     f"throughput stopped rising at {row.users:g} users "
-                    f"(+{gain:.2f} req/s per user, initial slope {slope0:.2f})"
+                    f"({gain:+.2f} req/s per user, initial slope {slope0:.2f})"
                 )
                 break
     knee_at = len(rows) - 1 if trigger is None else trigger - 1
@@ -392,19 +392,26 @@ def littles_law(
     )  # fmt: skip
 
 
+#: A USL peak beyond this multiple of the largest measured concurrency is reported as none.
+FAR_PEAK = 100.0
+
+
 def format_usl(fit: USLFit, unit: str = "users") -> list[str]:
     """The USL fit as text lines (no printing)."""
-    peak = (
-        f"peak {fit.x_peak:,.1f} req/s at {fit.n_peak:,.1f} {unit}"
-        if math.isfinite(fit.n_peak)
-        else f"no peak (κ = 0): throughput approaches {fit.x_peak:,.1f} req/s"
-    )
+    if not math.isfinite(fit.n_peak):
+        peak = f"no peak (κ = 0): throughput approaches {fit.x_peak:,.1f} req/s"
+    elif fit.n_peak > FAR_PEAK * fit.n_max:
+        peak = (f"no peak within reach (κ ≈ 0): throughput approaches {fit.x_peak:,.1f} req/s "
+                f"at a peak beyond {FAR_PEAK:g}× the largest measured concurrency, an "
+                "extrapolation of the model")
+    else:
+        peak = f"peak {fit.x_peak:,.1f} req/s at {fit.n_peak:,.1f} {unit}"
     lines = [
         f"USL fit over {fit.points} points: λ = {fit.lambda_:,.2f} req/s per {unit[:-1] or unit}, "
         f"σ = {fit.sigma:.4f}, κ = {fit.kappa:.6f}, R² = {fit.r2:.3f}",
         peak,
     ]
-    if math.isfinite(fit.n_peak) and fit.n_peak > 2 * fit.n_max:
+    if math.isfinite(fit.n_peak) and 2 * fit.n_max < fit.n_peak <= FAR_PEAK * fit.n_max:
         lines.append(
             f"check: the peak lies far beyond the largest measured concurrency ({fit.n_max:g}): "
             "it is an extrapolation; extend the load to see it"
