@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from analysis.loading import load, load_run, load_sweep, resolve, users_timeline
-from analysis.ranking import best_trial, format_ranking, order_trend, rank_trials, trial_table
+from analysis.ranking import (
+    best_trial,
+    format_ranking,
+    order_trend,
+    rank_trials,
+    snapshot_flags,
+    trial_table,
+)
 from eiperf.errors import EiperfError
 from eiperf.results import RunStatus, SchemaError
 from tests.analysis.results_fixture import T0, write_run, write_sweep
@@ -109,3 +116,11 @@ def test_objective_following_the_run_order_is_flagged(tmp_path):
     # the same results run in a shuffled order: no trend
     shuffled = load_sweep(write_sweep(tmp_path, "shuffled", run_order=[6, 2, 4, 0, 5, 3, 1, 7, 8]))
     assert order_trend(shuffled) is None
+
+
+def test_runs_differing_beyond_the_swept_parameters_are_flagged(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, "flagged", with_runs=True))
+    flags = snapshot_flags(sweep)
+    # trial 3's run had node2's worker pool changed by hand; the heap and timeout differences
+    # (and the JVM command line they change) are what was swept
+    assert flags == {"flagged-t3r0": ["nodes.node2.passthru.worker_pool_size_core"]}

@@ -225,3 +225,53 @@ def test_compare_notebook_executes_on_a_sweep(monkeypatch, tmp_path):
 def test_no_step_timeline_means_no_plan_and_env_is_untouched(real_runs):
     assert plan_capacity(load_run(real_runs.a)) is None
     assert "EIPERF_NB_RUN" not in os.environ
+
+
+SWEEP_SPEC = """
+strategy = "grid"
+seed = 1
+repetitions = 1
+slo = ["p95<2s"]
+
+[parameters]
+"nginx.lb_method" = ["round_robin", "least_conn"]
+
+[load]
+scenario = {soap_http = 1}
+users = 4
+duration = "3s"
+warmup = "1s"
+
+[objective]
+metric = "p95_ms"
+direction = "minimize"
+"""
+
+
+def test_report_of_a_real_sweep(testbed, tmp_path):
+    """The sweep engine's own output (sweep.json, trials.parquet, run folders) is read by the
+    report: ranking, best configuration, no configuration flagged beyond the swept one."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SWEEP_SPEC)
+    results = tmp_path / "results"
+    r = eiperf_cli("sweep", str(spec), "--cluster", str(testbed.source), "--out", str(results),
+                   timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (sweep_dir,) = (results / "sweeps").iterdir()
+    from analysis.loading import load_sweep
+    from analysis.ranking import best_trial, snapshot_flags
+
+    sweep = load_sweep(sweep_dir)
+    assert sweep.state == "complete" and sweep.params == ("nginx.lb_method",)
+    assert (sweep.direction, sweep.objective) == ("minimize", "p95_ms")
+    best = best_trial(sweep)
+    assert int(best["trial"]) == sweep.info["best"]["trial"]
+    assert snapshot_flags(sweep) == {}
+    out = tmp_path / "sweep.html"
+    r = eiperf_cli("report", sweep_dir.name, "--results", str(results), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert f"eiperf tune apply --set nginx.lb_method={best['param.nginx.lb_method']}" in html
+    assert f'id="run-{best["run_id"]}"' in html  # the best trial's run is in the report
+    rendering = render(out, tmp_path / "chromium", height=2000)
+    assert rendering.console_messages() == []
