@@ -21,7 +21,6 @@ import pandas as pd
 
 from eiperf.errors import EiperfError
 from eiperf.results import (
-    KNOWN_SCHEMA_VERSIONS,
     METRICS_FILE,
     REQUESTS_FILE,
     RUN_JSON,
@@ -36,6 +35,8 @@ from eiperf.results import (
 #: Environment variable naming the results folder (default ``results`` in the current folder).
 RESULTS_ENV = "EIPERF_RESULTS"
 SWEEP_JSON = "sweep.json"
+#: sweep.json versions this loader reads (history: tuning/sweep.py, SWEEP_SCHEMA_VERSION).
+SWEEP_SCHEMA_VERSIONS = (1,)
 TRIALS_FILE = "trials.parquet"
 SWEEPS_DIR = "sweeps"
 
@@ -249,11 +250,13 @@ def load_sweep(path: str | Path) -> Sweep:
         raise SchemaError(f"{path}: no {SWEEP_JSON}; is this an eiperf sweep folder?") from None
     except json.JSONDecodeError as e:
         raise SchemaError(f"{meta}: not valid JSON ({e})") from None
-    version = info.get("schema_version", KNOWN_SCHEMA_VERSIONS[-1])
-    if version not in KNOWN_SCHEMA_VERSIONS:
+    version = info.get("schema_version")
+    if version not in SWEEP_SCHEMA_VERSIONS:
         raise SchemaError(
-            f"{meta}: results schema version {version!r} is unknown to this eiperf (it reads "
-            f"{', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); upgrade eiperf to read it")
+            f"{meta}: sweep schema version {version!r} is unknown to this eiperf (it reads "
+            f"{', '.join(map(str, SWEEP_SCHEMA_VERSIONS))}); upgrade eiperf to read it")
+    if info.get("kind", "sweep") != "sweep":
+        raise SchemaError(f"{meta}: kind {info.get('kind')!r} is not a sweep")
     direction, objective = _direction(info)
     file = path / TRIALS_FILE
     if file.exists():

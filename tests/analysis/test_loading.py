@@ -40,7 +40,7 @@ def test_unknown_run_schema_is_refused_in_one_line(tmp_path, version):
 
 
 def test_unknown_sweep_schema_is_refused(tmp_path):
-    with pytest.raises(SchemaError, match="schema version 7 is unknown"):
+    with pytest.raises(SchemaError, match="sweep schema version 7 is unknown"):
         load_sweep(write_sweep(tmp_path, schema_version=7))
 
 
