@@ -87,13 +87,17 @@ class CapacityPlan:
 def plan_capacity(run: Run, *, slo_p95: float | None = None, target_rps: float | None = None,
                   headroom: float = 0.2, settle_s: float | None = None,
                   node_runs: Sequence[Run] = ()) -> CapacityPlan | None:
-    """The capacity plan of a step-load run; None when the run records no users timeline.
+    """The capacity plan of a step-load run; None for another shape or a run that records no
+    users timeline.
 
     Requests of the warm-up are left out. ``slo_p95`` defaults to the run's SLO; ``settle_s`` (left out at the start of each step)
     to a tenth of the median step length. With ``node_runs`` (step runs of other cluster sizes,
     3 sizes or more together with this one) the nodes needed come from a USL fit over node
     counts; otherwise from this cluster's capacity per node, assuming linear scaling.
     """
+    shape = str((run.record.load or {}).get("shape", "step")).lower()
+    if shape != "step":  # a ramp-up of a constant run is not a capacity search
+        return None
     timeline = users_timeline(run)
     if timeline is None or timeline["users"].nunique() < 2:
         return None
