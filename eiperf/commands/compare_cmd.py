@@ -49,7 +49,11 @@ def _rich_table(header: list[str], rows: list[list[str]], title: str):
 
     table = Table(title=title, title_justify="left", show_lines=False)
     for i, name in enumerate(header):
-        table.add_column(name, justify="right" if i in (2, 3, 4) else "left", no_wrap=True)
+        if i == 1:  # run ids are long: they fold on a narrow terminal, the figures never do
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right" if i in (2, 3, 4) else "left", no_wrap=True,
+                             min_width=max(len(name), 12 if i == 5 else 0))
     previous = None
     for row in rows:
         if previous is not None and row[0] != previous:
