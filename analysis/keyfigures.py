@@ -31,6 +31,7 @@ from analysis.compare import (
     snapshot_diff,
 )
 from analysis.loading import Run
+from analysis.planning import run_littles_law
 from analysis.summary import (
     MetricsSummary,
     RequestSummary,
@@ -60,11 +61,15 @@ class RunFigures:
 
 
 def run_figures(run: Run) -> RunFigures:
-    """Summaries over the measured window, and every warning about them (problems first)."""
+    """Summaries over the measured window, and every warning about them (problems first; a
+    steady run whose users Little's law does not account for: the generator set the pace)."""
     requests = summarize_requests(run.requests, run.window)
     metrics = summarize_metrics(run.metrics, run.window, processes=run.processes)
-    warnings = (*run.problems, *check_summary(requests, metrics))
-    return RunFigures(run, requests, metrics, warnings)
+    warnings = [*run.problems, *check_summary(requests, metrics)]
+    law = run_littles_law(run, requests)
+    if law is not None and law.generator_bound:
+        warnings.append(f"Little's law: {law.note}")
+    return RunFigures(run, requests, metrics, tuple(warnings))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from analysis.capacity import (
     step_aggregates,
 )
 from analysis.loading import Run, users_timeline
-from analysis.summary import NON_NODE_SERIES, UNATTRIBUTED
+from analysis.summary import NON_NODE_SERIES, UNATTRIBUTED, RequestSummary
 
 _SLO_P95 = re.compile(r"^\s*p95\s*(?:<=?|≤)\s*([0-9.]+)\s*(ms|s)?\s*$", re.IGNORECASE)
 
@@ -63,6 +63,27 @@ def think_time_s(run: Run) -> float:
         except (KeyError, TypeError, ValueError):
             continue
     return 0.0
+
+
+#: Shapes whose users all run for the whole measured window (Little's law applies as a whole).
+STEADY_SHAPES = ("constant", "soak")
+
+
+def run_littles_law(run: Run, summary: RequestSummary) -> LittlesLaw | None:
+    """Little's-law check of a run whose users are steady over its measured window (constant or
+    soak shape, users recorded): X·(R + Z) against N with the ok throughput and mean latency.
+    None for other shapes or when a figure is missing."""
+    load = run.record.load or {}
+    if str(load.get("shape", "")).lower() not in STEADY_SHAPES:
+        return None
+    try:
+        users = float(load["users"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    x, r = summary.ok_throughput_rps, summary.mean_ms / 1000.0
+    if not (users > 0 and math.isfinite(x) and math.isfinite(r)):
+        return None
+    return littles_law(x, r, users, think_time_s(run))
 
 
 @dataclass(frozen=True)

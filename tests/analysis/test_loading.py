@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from analysis.keyfigures import run_figures
 from analysis.loading import load, load_run, load_sweep, resolve, users_timeline
 from analysis.ranking import (
     best_trial,
@@ -18,7 +19,7 @@ from analysis.ranking import (
 )
 from eiperf.errors import EiperfError
 from eiperf.results import RunStatus, SchemaError
-from tests.analysis.results_fixture import T0, write_run, write_sweep
+from tests.analysis.results_fixture import T0, write_run, write_step_run, write_sweep
 
 
 def test_run_loads_with_window_and_categoricals(tmp_path):
@@ -124,3 +125,13 @@ def test_runs_differing_beyond_the_swept_parameters_are_flagged(tmp_path):
     # trial 3's run had node2's worker pool changed by hand; the heap and timeout differences
     # (and the JVM command line they change) are what was swept
     assert flags == {"flagged-t3r0": ["nodes.node2.passthru.worker_pool_size_core"]}
+
+
+def test_little_s_law_flags_a_run_whose_generator_set_the_pace(tmp_path):
+    # 20 users, ~330 req/s at ~2.3 ms: X·R accounts for under one user of the twenty
+    figures = run_figures(load_run(write_run(tmp_path, "slow-generator", n=20_000)))
+    note = next(w for w in figures.warnings if w.startswith("Little's law"))
+    assert "of 20 users are accounted for" in note and "the generator" in note
+    # a step run is judged per step by the capacity plan, not as a whole
+    step = run_figures(load_run(write_step_run(tmp_path)))
+    assert not any(w.startswith("Little's law") for w in step.warnings)

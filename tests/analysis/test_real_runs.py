@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 from analysis.capacity import find_knee
 from analysis.keyfigures import key_figures, repetition_noise, run_figures
 from analysis.loading import load_run, users_timeline
-from analysis.planning import plan_capacity
+from analysis.planning import plan_capacity, run_littles_law
 from analysis.summary import summarize_metrics, summarize_requests
 from tests.analysis.chromium import render
 from tests.analysis.conftest import eiperf_cli
@@ -59,6 +59,12 @@ def test_summary_matches_an_independent_recomputation_from_parquet(real_runs):
         assert summary.nodes[node].p95_ms == nearest_rank(mine, 950) / 1000
     # and eiperf run's own summary in run.json says the same
     assert record["summary"]["percentiles_ms"]["p99"] == summary.p99_ms
+
+    # 4 users, one request each at a time: X·R is at most 4, plus the part of requests started
+    # in the window that ran past its end (at most the longest latency)
+    law = run_littles_law(run, summary)
+    edge = summary.max_ms / 1000 / summary.duration_s
+    assert 0 < law.in_flight <= 4 * (1 + edge) and law.users == 4
 
     metrics = summarize_metrics(run.metrics, run.window)
     for node in ("node1", "node2"):
