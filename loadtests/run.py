@@ -201,7 +201,7 @@ def run_load_test(
         raise EiperfError("the cluster must come from a cluster.toml file (Locust reads it)")
     preflight(cluster, profile)
     run_id = run_id or new_run_id()
-    run_dir = Path(out_dir) / run_id
+    run_dir = Path(out_dir).absolute() / run_id  # Locust runs with cwd=run_dir
     parts = run_dir / "parts"
     locust_dir = run_dir / LOCUST_DIR
     for d in (parts, locust_dir):

@@ -238,3 +238,13 @@ def test_timeline_records_users_for_a_step_run(testbed, results_dir):
     users = [u for _, u in timeline["users"]]
     assert max(users) == 6 and users[0] <= 2
     assert timeline["shape"]["shape"] == "step"
+
+
+def test_relative_results_folder(testbed, tmp_path):
+    # Locust runs inside the run folder: a relative --out must still mean the caller's folder.
+    r = eiperf("run", "--cluster", testbed.source, "-u", "2", "-t", "2s", "--warmup", "0",
+               "--out", "results", "--no-collect", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = only_run(tmp_path / "results")
+    assert len(pd.read_parquet(run / "requests.parquet")) > 0
+    assert not (run / "results").exists()
