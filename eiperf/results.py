@@ -17,7 +17,7 @@ import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ METRICS_FILE = "metrics.parquet"
 LOCUST_DIR = "locust"
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """complete: ran to its end; incomplete: interrupted (data so far kept); failed: no load ran."""
 
     COMPLETE = "complete"

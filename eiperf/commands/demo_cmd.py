@@ -12,8 +12,8 @@ from eiperf.commands.testbed_cmds import print_urls
 from eiperf.verify import format_checks, run_verify
 from testbed import manager
 
-#: The demo's load: every scenario through its vhost, a short warm-up, a few seconds measured.
-DEMO_WEIGHTS = "soap_http=4,soap_https=2,json=2,console=1,static=1"
+#: The demo's load: every vhost (HTTP, HTTPS, console), a short warm-up, a few seconds measured.
+DEMO_WEIGHTS = "soap_http=4,soap_https=2,json=2,console=1"
 STEPS = 4
 
 
