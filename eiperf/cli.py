@@ -15,11 +15,16 @@ from eiperf import __version__
 from eiperf.errors import EiperfError
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, convert: Callable[[str], float], what: str):
+    """`convert(text)`, or the argparse error that names what was expected."""
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
     return value
@@ -33,12 +38,32 @@ def port(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _number(text, int, "a whole number")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float, "a number")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share within [0, 1) given as 0.05 or 5%."""
+    value = _number(text, lambda t: float(t[:-1]) / 100 if t.endswith("%") else float(t),
+                    "a number (e.g. 0.05 or 5%)")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be a share within 0..1 (e.g. 0.05 or 5%)")
+    return value
+
+
+def resamples(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 100:
+        raise argparse.ArgumentTypeError(f"{value} is too few bootstrap resamples (100 or more)")
     return value
 
 
@@ -147,8 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
 
     # -- analysis
-    from eiperf.commands.compare_cmd import fraction, positive_float, resamples
-
     p = sub.add_parser(
         "report", help="one self-contained HTML report of runs and sweeps",
         description="Write one HTML file (plots embedded, no external links) with each run's "

@@ -8,38 +8,6 @@ import sys
 
 from eiperf.errors import EiperfError
 
-
-def fraction(text: str) -> float:
-    """A share within [0, 1) given as 0.05 or 5%."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.05 or 5%)") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be a share within 0..1 (e.g. 0.05 or 5%)")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
-
-
-def resamples(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 100:
-        raise argparse.ArgumentTypeError(f"{value} is too few bootstrap resamples (100 or more)")
-    return value
-
-
 _VERDICT_STYLE = {"faster": "bold green", "slower": "bold red", "within noise": "dim",
                   "unknown": "yellow", "baseline": "cyan"}
 
