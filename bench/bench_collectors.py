@@ -20,27 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import start_testbed  # noqa: E402
+
 TARGET_PERCENT = 1.0
 # The embedded JVM compiles its JMX client code (C1) over the first rounds; steady state is
 # measured after this, the whole life (start-up included) is printed too.
 WARMUP_S = 10.0
-
-
-def start_testbed(dir: Path, nodes: int):
-    """A testbed on free ports; plans again if a port is taken between the check and the bind."""
-    from eiperf.errors import EiperfError
-    from testbed import manager
-    from tests.conftest import free_testbed_ports
-
-    for attempt in range(3):
-        port_base, offset_base = free_testbed_ports(nodes)
-        try:
-            return manager.up(dir, nodes=nodes, port_base=port_base, offset_base=offset_base,
-                              progress=lambda m: None)
-        except EiperfError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def cpu_seconds(proc) -> float:

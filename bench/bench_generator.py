@@ -42,6 +42,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import start_testbed  # noqa: E402
+
 TARGET = 0.95
 PLAIN_LOCUSTFILE = '''\
 from locust import task
@@ -53,23 +55,6 @@ class Plain(FastHttpUser):
     def static(self):
         self.client.get("/static", name="static")
 '''
-
-
-def start_testbed(dir: Path, nodes: int):
-    """A testbed on free ports; plans again if a port is taken between the check and the bind."""
-    from eiperf.errors import EiperfError
-    from testbed import manager
-    from tests.conftest import free_testbed_ports
-
-    for attempt in range(3):
-        port_base, offset_base = free_testbed_ports(nodes)
-        try:
-            return manager.up(dir, nodes=nodes, port_base=port_base, offset_base=offset_base,
-                              progress=lambda m: None)
-        except EiperfError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 class NginxCounter:

@@ -32,9 +32,16 @@ def free_testbed_ports(nodes: int, tries: int = 50) -> tuple[int, int]:
 
 
 def start_testbed(dir: Path, nodes: int = 2):
-    port_base, offset_base = free_testbed_ports(nodes)
-    return manager.up(dir, nodes=nodes, port_base=port_base, offset_base=offset_base,
-                      progress=lambda m: None)
+    """A testbed on free ports; plans again if a port is taken between the check and the bind."""
+    for attempt in range(3):
+        port_base, offset_base = free_testbed_ports(nodes)
+        try:
+            return manager.up(dir, nodes=nodes, port_base=port_base, offset_base=offset_base,
+                              progress=lambda m: None)
+        except EiperfError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
