@@ -128,3 +128,19 @@ def start_sshd(d: Path, tries: int = 5) -> Sshd:
         proc.wait(5)
         last_error = (d / "sshd.log").read_text(errors="replace")[-500:]
     raise RuntimeError(f"sshd did not start: {last_error}")
+
+
+def cluster_file_with_ssh_node(cluster, sshd: Sshd, path: Path, name: str) -> Path:
+    """Write `cluster` to `path` with node `name` reached over `sshd` (key and known_hosts)."""
+    from dataclasses import replace
+
+    from eiperf.cluster import save_cluster
+
+    nodes = tuple(
+        replace(n, transport="ssh", ssh_user=sshd.user, ssh_port=sshd.port,
+                ssh_key=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
+        if n.name == name else n
+        for n in cluster.nodes
+    )
+    save_cluster(cluster.with_nodes(nodes), path)
+    return path

@@ -12,22 +12,15 @@ from eiperf.cli import main
 from eiperf.cluster import load_cluster, save_cluster
 from eiperf.lbclient import LbClient
 from loadtests.messages import soap_envelope
+from tests.tuning.sshd import cluster_file_with_ssh_node
 from tuning import node_control
 from tuning.deploy import deploy_proxy, sample_proxy
 from tuning.proxy_template import render_proxy
 from tuning.transport import LocalTransport
 
 
-def _cluster_file(cluster, sshd, tmp_path: Path, ssh_node: str | None) -> Path:
-    nodes = tuple(
-        replace(n, transport="ssh", ssh_user=sshd.user, ssh_port=sshd.port,
-                ssh_key=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
-        if n.name == ssh_node else n
-        for n in cluster.nodes
-    )
-    path = tmp_path / "cluster.toml"
-    save_cluster(cluster.with_nodes(nodes), path)
-    return path
+def _cluster_file(cluster, sshd, tmp_path: Path, ssh_node: str) -> Path:
+    return cluster_file_with_ssh_node(cluster, sshd, tmp_path / "cluster.toml", ssh_node)
 
 
 def _snapshot(cluster) -> dict[str, dict[str, bytes]]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
-from eiperf.cluster import load_cluster, save_cluster
+from eiperf.cluster import load_cluster
 from eiperf.lbclient import LbClient, Reply
 from loadtests.messages import soap_envelope
+from tests.tuning.sshd import cluster_file_with_ssh_node
 from tuning import node_control
 from tuning.ssh_transport import SSHTransport
 from tuning.transport import local_pid_alive, transport_for
@@ -23,14 +23,7 @@ PACE_S = 0.02
 
 def _with_ssh_node(cluster, sshd, tmp_path, name: str):
     """The testbed's cluster.toml with `name` reached over SSH, written and read back."""
-    nodes = tuple(
-        replace(n, transport="ssh", ssh_user=sshd.user, ssh_port=sshd.port,
-                ssh_key=str(sshd.client_key), known_hosts=str(sshd.known_hosts))
-        if n.name == name else n
-        for n in cluster.nodes
-    )
-    path = tmp_path / "cluster-ssh.toml"
-    save_cluster(cluster.with_nodes(nodes), path)
+    path = cluster_file_with_ssh_node(cluster, sshd, tmp_path / "cluster-ssh.toml", name)
     assert 'transport = "ssh"' in path.read_text()
     return load_cluster(path)
 
