@@ -28,6 +28,7 @@ from eiperf.results import (
     RunStatus,
     SchemaError,
     metrics_schema,
+    read_json_file,
     read_run_record,
     requests_schema,
 )
@@ -244,12 +245,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
     path = Path(path)
     meta = path / SWEEP_JSON
-    try:
-        info = json.loads(meta.read_text())
-    except FileNotFoundError:
-        raise SchemaError(f"{path}: no {SWEEP_JSON}; is this an eiperf sweep folder?") from None
-    except json.JSONDecodeError as e:
-        raise SchemaError(f"{meta}: not valid JSON ({e})") from None
+    info = read_json_file(path, SWEEP_JSON, "sweep")
     version = info.get("schema_version")
     if version not in SWEEP_SCHEMA_VERSIONS:
         raise SchemaError(

@@ -100,15 +100,20 @@ def write_run_record(run_dir: Path, record: RunRecord) -> Path:
     return path
 
 
-def read_run_record(run_dir: Path) -> RunRecord:
-    path = Path(run_dir) / RUN_JSON
+def read_json_file(folder: Path, name: str, kind: str) -> dict[str, Any]:
+    """`folder/name` parsed; SchemaError (one line) when it is missing or not JSON."""
+    path = Path(folder) / name
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise SchemaError(f"{run_dir}: no {RUN_JSON}; is this an eiperf run folder?") from None
+        raise SchemaError(f"{folder}: no {name}; is this an eiperf {kind} folder?") from None
     except json.JSONDecodeError as e:
         raise SchemaError(f"{path}: not valid JSON ({e})") from None
-    return RunRecord.from_dict(data, str(path))
+
+
+def read_run_record(run_dir: Path) -> RunRecord:
+    data = read_json_file(run_dir, RUN_JSON, "run")
+    return RunRecord.from_dict(data, str(Path(run_dir) / RUN_JSON))
 
 
 def requests_schema():
