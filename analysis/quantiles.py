@@ -16,7 +16,7 @@ Percentiles are computed over all the values given (a full per-request record), 
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -29,11 +29,19 @@ PERCENTILE_METHOD = "nearest rank (numpy 'inverted_cdf', rank in exact arithmeti
 REPORTED_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
 
 
-def nearest_rank_index(n: int, percentile: float) -> int:
-    """The 1-based rank k = ceil(percentile/100 * n), clamped to [1, n], computed exactly."""
+@functools.lru_cache(maxsize=256)
+def _fraction(percentile: float) -> tuple[int, int]:
+    """percentile/100 as an exact fraction (numerator, denominator) of the decimal written."""
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be within 0..100, got {percentile}")
-    k = math.ceil(Fraction(str(float(percentile))) * n / 100)
+    frac = Fraction(str(float(percentile))) / 100
+    return frac.numerator, frac.denominator
+
+
+def nearest_rank_index(n: int, percentile: float) -> int:
+    """The 1-based rank k = ceil(percentile/100 * n), clamped to [1, n], computed exactly."""
+    num, den = _fraction(float(percentile))
+    k = -(-num * n // den)  # ceil in integers
     return min(max(k, 1), n)
 
 
@@ -47,7 +55,12 @@ def nearest_rank(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray
     if n == 0:
         return np.full(len(percentiles), np.nan)
     idx = [nearest_rank_index(n, p) - 1 for p in percentiles]
-    selected = np.partition(values, sorted(set(idx)))
+    ranks = sorted(set(idx))
+    # One selection per rank, each in what lies above the previous one: np.partition given
+    # several ranks at once is slower than sorting the whole array.
+    selected = np.partition(values, ranks[0])
+    for below, rank in zip(ranks, ranks[1:], strict=False):
+        selected[below + 1:].partition(rank - below - 1)
     return selected[idx].astype(np.float64)
 
 

@@ -170,10 +170,10 @@ def summarize_requests(
 
     errors: dict[str, int] = {}
     if count > ok_count:
-        err = requests["error"].to_numpy(dtype=object)
-        err = err[mask][~ok] if mask is not None else err[~ok]
-        top = pd.Series(err, dtype=object).fillna("(no message)").astype(str).value_counts()
-        errors = {str(k): int(v) for k, v in top.head(10).items()}
+        error_codes, error_names = _factorize(requests["error"], mask, missing="(no message)")
+        error_counts = np.bincount(error_codes[~ok], minlength=len(error_names))
+        top = pd.Series(error_counts, index=error_names).sort_values(ascending=False, kind="stable")
+        errors = {str(k): int(v) for k, v in top.head(10).items() if v > 0}
 
     return RequestSummary(
         window=window,
@@ -194,15 +194,21 @@ def summarize_requests(
     )
 
 
-def _factorize(column: pd.Series, mask: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
-    """Codes (0..k-1) and labels of a key column inside the window, missing keys as UNATTRIBUTED."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+def _factorize(column: pd.Series, mask: np.ndarray | None, *, missing: str = UNATTRIBUTED
+               ) -> tuple[np.ndarray, list[str]]:
+    """Codes (0..k-1) and labels of a key column inside the window, missing keys as ``missing``.
+
+    A categorical column (how ``analysis.loading`` reads strings) already holds its codes."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
+    else:
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
     if mask is not None:
         codes = codes[mask]
     names = [str(u) for u in uniques]
     if (codes < 0).any():
         codes = np.where(codes < 0, len(names), codes)
-        names.append(UNATTRIBUTED)
+        names.append(missing)
     # Drop labels that only occur outside the window.
     present = np.bincount(codes, minlength=len(names)) > 0
     if not present.all():
