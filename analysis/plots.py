@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis.capacity import Knee, USLFit
 from analysis.loading import Run, Sweep
@@ -36,6 +38,13 @@ TITLE_Y = 1.01
 LOG_SCALE_SPREAD = 30.0
 
 
+#: The look of every axes, given as settings while the axes are made: calling ``ax.grid()``
+#: afterwards restyles ticks already made, a tenth of a figure's cost. Ticks made later copy the
+#: first one's style, so the settings need not hold while drawing.
+_AXES_STYLE = {"axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
+               "axes.spines.top": False, "axes.spines.right": False}
+
+
 def _figure(height: float, rows: int = 1, cols: int = 1, *, left: float = 0.8, right: float = 0.3,
             top: float = 0.45, hspace: float = 0.35, wspace: float = 0.9,
             **kw) -> tuple[Figure, np.ndarray]:
@@ -47,10 +56,13 @@ def _figure(height: float, rows: int = 1, cols: int = 1, *, left: float = 0.8, r
     fig.subplots_adjust(left=left / WIDTH, right=1 - right / WIDTH, bottom=0.55 / height,
                         top=1 - top / height, hspace=hspace / max(panel_h, 0.1),
                         wspace=wspace / ((WIDTH - left - right) / cols))
-    axes = fig.subplots(rows, cols, squeeze=False, **kw)
-    for ax in axes.flat:
-        ax.grid(True, alpha=0.3, linewidth=0.6)
-        ax.spines[["top", "right"]].set_visible(False)
+    with rc_context(_AXES_STYLE):
+        axes = fig.subplots(rows, cols, squeeze=False, **kw)
+    if kw.get("sharex") is True and rows > 1:
+        # Panels stacked on one time axis: only the bottom one draws it. A hidden axis costs
+        # nothing to draw (its tick labels were hidden by sharex anyway; each tick is ~1 ms).
+        for ax in axes[:-1].flat:
+            ax.xaxis.set_visible(False)
     return fig, axes
 
 
@@ -131,17 +143,10 @@ def latency_bins(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0),
     return LatencyBins(edges, width, tuple(percentiles), values)
 
 
-def latency_over_time(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0),
-                      bin_s: float | None = None, *, bins: LatencyBins | None = None) -> Figure:
-    """Nearest-rank latency percentiles of successful requests per time bin (``bins`` from
-    ``latency_bins`` when already computed)."""
-    fig, axes = _figure(3.6)
-    ax = axes[0, 0]
-    bins = bins if bins is not None else latency_bins(run, percentiles, bin_s)
-    if bins is None:
-        return _empty(fig, ax, "no successful requests")
-    edges, width, percentiles, values = bins.edges, bins.width, bins.percentiles, bins.values
-    for i, p in enumerate(percentiles):
+def _draw_latency(ax, run: Run, bins: LatencyBins) -> None:
+    """The latency panel: one step line per percentile, log scale when the bins spread widely."""
+    edges, values = bins.edges, bins.values
+    for i, p in enumerate(bins.percentiles):
         _steps(ax, edges, values[:, i], color=PERCENTILE_COLORS.get(p), lw=1.4, label=f"p{p:g}")
     _shade_excluded(ax, run, edges[-1])
     ax.set_xlim(0, edges[-1])
@@ -155,19 +160,30 @@ def latency_over_time(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0
     else:
         ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # room for the legend
         ax.set_ylabel("latency (ms)")
-    ax.set_xlabel("time since start (s)")
-    ax.set_title(f"Latency percentiles per {width:g} s", y=TITLE_Y)
     ax.legend(loc="upper right", fontsize=8, ncols=5)
+
+
+def latency_over_time(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0),
+                      bin_s: float | None = None, *, bins: LatencyBins | None = None) -> Figure:
+    """Nearest-rank latency percentiles of successful requests per time bin (``bins`` from
+    ``latency_bins`` when already computed)."""
+    fig, axes = _figure(3.6)
+    ax = axes[0, 0]
+    bins = bins if bins is not None else latency_bins(run, percentiles, bin_s)
+    if bins is None:
+        return _empty(fig, ax, "no successful requests")
+    _draw_latency(ax, run, bins)
+    ax.set_xlabel("time since start (s)")
+    ax.set_title(f"Latency percentiles per {bins.width:g} s", y=TITLE_Y)
     return fig
 
 
-def throughput_over_time(run: Run, bin_s: float | None = None) -> Figure:
-    """Requests per second (successful and failed) and the error rate per time bin."""
-    fig, axes = _figure(4.6, 2, 1, sharex=True, height_ratios=(2, 1), hspace=0.15)
-    top, bottom = axes[0, 0], axes[1, 0]
+def _draw_throughput(top, bottom, run: Run, bin_s: float | None) -> float | None:
+    """Throughput (ok and failed, stacked) on ``top`` and the error rate on ``bottom``; returns
+    the bin width, None without requests."""
     elapsed, width, edges, lengths = _time_bins(run, bin_s)
     if not elapsed.size:
-        return _empty(fig, top, "no requests")
+        return None
     ok = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
     codes = np.minimum((elapsed / width).astype(np.int64), edges.size - 2)
     total = np.bincount(codes, minlength=edges.size - 1).astype(float)
@@ -183,101 +199,186 @@ def throughput_over_time(run: Run, bin_s: float | None = None) -> Figure:
         _shade_excluded(ax, run, edges[-1])
         ax.set_xlim(0, edges[-1])
     top.set_ylabel("throughput (req/s)")
-    top.set_title(f"Throughput and errors per {width:g} s", y=TITLE_Y)
     top.legend(loc="upper right", fontsize=8, ncols=3)
     bottom.set_ylabel("errors (%)")
     bottom.set_ylim(0, max(1.0, float(np.nanmax(error_pct, initial=0.0)) * 1.15))
+    return width
+
+
+def throughput_over_time(run: Run, bin_s: float | None = None) -> Figure:
+    """Requests per second (successful and failed) and the error rate per time bin."""
+    fig, axes = _figure(4.6, 2, 1, sharex=True, height_ratios=(2, 1), hspace=0.15)
+    top, bottom = axes[0, 0], axes[1, 0]
+    width = _draw_throughput(top, bottom, run, bin_s)
+    if width is None:
+        return _empty(fig, top, "no requests")
+    top.set_title(f"Throughput and errors per {width:g} s", y=TITLE_Y)
     bottom.set_xlabel("time since start (s)")
     return fig
 
 
-def _series(metrics: pd.DataFrame, node: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    rows = metrics[(metrics["node"] == node) & (metrics["metric"] == metric)].sort_values("ts")
-    return rows["ts"].to_numpy(dtype=np.float64), rows["value"].to_numpy(dtype=np.float64)
+def _split_series(metrics: pd.DataFrame) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """The long metrics frame as (ts, value) arrays per (node, metric), each sorted by time:
+    one sort, instead of one boolean filter of the whole frame per line drawn."""
+    if metrics.empty:
+        return {}
+    node_codes, nodes = pd.factorize(metrics["node"].astype(str))
+    metric_codes, names = pd.factorize(metrics["metric"].astype(str))
+    key = node_codes.astype(np.int64) * len(names) + metric_codes
+    ts = metrics["ts"].to_numpy(dtype=np.float64)
+    order = np.lexsort((ts, key))
+    key, ts = key[order], ts[order]
+    values = metrics["value"].to_numpy(dtype=np.float64)[order]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    starts, stops = np.concatenate(([0], cuts)), np.concatenate((cuts, [key.size]))
+    return {(str(nodes[key[a] // len(names)]), str(names[key[a] % len(names)])): (ts[a:b], values[a:b])
+            for a, b in zip(starts, stops, strict=True)}
 
 
-def _gc_share(metrics: pd.DataFrame, node: str) -> tuple[np.ndarray, np.ndarray]:
+_NO_SERIES = (np.zeros(0), np.zeros(0))
+
+
+def _gc_share(series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], node: str
+              ) -> tuple[np.ndarray, np.ndarray]:
     """(ts, % of wall time in GC over the preceding interval), summed over collectors."""
-    rows = metrics[(metrics["node"] == node)
-                   & metrics["metric"].astype(str).str.startswith("gc_time_ms.")]
-    if rows.empty:
-        return np.zeros(0), np.zeros(0)
-    rows = rows.sort_values(["metric", "ts"], kind="stable")
-    values = rows["value"].to_numpy(dtype=np.float64)
-    inc = np.diff(values, prepend=np.nan)
-    inc = np.where(inc < 0, values, inc)  # counter reset: the JVM restarted
-    same = rows["metric"].to_numpy(dtype=object)
-    inc[1:][same[1:] != same[:-1]] = np.nan
-    per_ts = pd.Series(inc, index=rows["ts"].to_numpy()).groupby(level=0).sum(min_count=1)
+    parts = []
+    for (name, metric), (ts, values) in series.items():
+        if name != node or not metric.startswith("gc_time_ms."):
+            continue
+        inc = np.diff(values, prepend=np.nan)
+        parts.append((ts, np.where(inc < 0, values, inc)))  # counter reset: the JVM restarted
+    if not parts:
+        return _NO_SERIES
+    per_ts = pd.Series(np.concatenate([inc for _, inc in parts]),
+                       index=np.concatenate([ts for ts, _ in parts])).groupby(level=0).sum(min_count=1)
     ts, gc_ms = per_ts.index.to_numpy(dtype=np.float64), per_ts.to_numpy(dtype=np.float64)
     dt = np.diff(ts, prepend=np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         return ts, np.where(dt > 0, gc_ms / (dt * 1000.0) * 100.0, np.nan)
 
 
+def _node_names(run: Run) -> list[str]:
+    return sorted({str(n) for n in run.metrics["node"].unique()} - NON_NODE_SERIES)
+
+
+def _draw_resources(cpu, heap, gc, run: Run) -> tuple[list, list[str]]:
+    """CPU (with the generator's), heap used against heap max, and GC time share per node on
+    three panels; returns the legend's handles and labels (one legend serves all three: a node
+    has one colour in all of them)."""
+    nodes = _node_names(run)
+    origin = run.start_ts
+    span = 0.0
+    heap_max = False
+    series = _split_series(run.metrics)
+    for i, node in enumerate(nodes):
+        color = f"C{i % 10}"
+        ts, v = series.get((node, "cpu_percent"), _NO_SERIES)
+        cpu.plot(ts - origin, v, color=color, lw=1.1, label=node)
+        span = max(span, float((ts - origin).max(initial=0)))
+        ts, v = series.get((node, "heap_used_bytes"), _NO_SERIES)
+        heap.plot(ts - origin, v / 2**20, color=color, lw=1.1)
+        ts, v = series.get((node, "heap_max_bytes"), _NO_SERIES)
+        if v.size:
+            heap.axhline(float(np.nanmax(v)) / 2**20, color=color, ls="--", lw=0.9)
+            heap_max = True
+        ts, v = _gc_share(series, node)
+        gc.plot(ts - origin, v, color=color, lw=1.1)
+    ts, v = series.get(("generator", "cpu_percent"), _NO_SERIES)
+    if v.size:
+        cpu.plot(ts - origin, v, color="0.35", ls=":", lw=1.3, label="load generator")
+    for ax in (cpu, heap, gc):
+        _shade_excluded(ax, run, span)
+        ax.set_xlim(0, max(span, 1e-9))
+        ax.set_ylim(bottom=0)
+    handles, labels = cpu.get_legend_handles_labels()
+    if heap_max:
+        handles.insert(len(nodes), Line2D([], [], color="0.35", ls="--", lw=0.9))
+        labels.insert(len(nodes), "heap max (dashed)")
+    cpu.set_ylabel("CPU (%, 100 = 1 core)")
+    heap.set_ylabel("heap (MiB)")
+    gc.set_ylabel("GC time (% of wall)")
+    return handles, labels
+
+
 def resources_over_time(run: Run) -> Figure:
     """Per node: CPU (with the generator's), heap used against heap max, and GC time share."""
     fig, axes = _figure(6.6, 3, 1, sharex=True, right=1.7, hspace=0.15)
     cpu, heap, gc = axes[:, 0]
-    metrics = run.metrics
-    nodes = sorted({str(n) for n in metrics["node"].unique()} - NON_NODE_SERIES)
-    if not nodes:
+    if not _node_names(run):
         return _empty(fig, cpu, "no node metrics recorded")
-    origin = run.start_ts
-    colors = [f"C{i % 10}" for i in range(len(nodes))]
-    span = 0.0
-    for node, color in zip(nodes, colors, strict=True):
-        ts, v = _series(metrics, node, "cpu_percent")
-        cpu.plot(ts - origin, v, color=color, lw=1.1, label=node)
-        span = max(span, float((ts - origin).max(initial=0)))
-        ts, v = _series(metrics, node, "heap_used_bytes")
-        heap.plot(ts - origin, v / 2**20, color=color, lw=1.1, label=f"{node} used")
-        ts, v = _series(metrics, node, "heap_max_bytes")
-        if v.size:
-            heap.axhline(float(np.nanmax(v)) / 2**20, color=color, ls="--", lw=0.9,
-                         label=f"{node} max")
-        ts, v = _gc_share(metrics, node)
-        gc.plot(ts - origin, v, color=color, lw=1.1, label=node)
-    ts, v = _series(metrics, "generator", "cpu_percent")
-    if v.size:
-        cpu.plot(ts - origin, v, color="0.35", ls=":", lw=1.3, label="load generator")
-    for ax in axes[:, 0]:
-        _shade_excluded(ax, run, span)
-        ax.set_xlim(0, max(span, 1e-9))
-        ax.set_ylim(bottom=0)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    handles, labels = _draw_resources(cpu, heap, gc, run)
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1 - 1.6 / WIDTH, 1 - 0.45 / 6.6),
+               fontsize=8, frameon=False)
     cpu.set_title("Node resources", y=TITLE_Y)
-    cpu.set_ylabel("CPU (%, 100 = 1 core)")
-    heap.set_ylabel("heap (MiB)")
-    gc.set_ylabel("GC time (% of wall)")
     gc.set_xlabel("time since start (s)")
     return fig
 
 
+#: Panels of the run timeline and their heights (inches).
+_TRAFFIC_PANELS = (2.2, 1.5, 0.8)
+_RESOURCE_PANELS = (1.4, 1.2, 0.9)
+
+
+def run_timeline(run: Run, bin_s: float | None = None) -> Figure:
+    """Everything over time in one figure on one time axis, so a latency spike lines up with
+    the CPU, heap and GC of that moment: latency percentiles, throughput, error rate, and per
+    node CPU, heap and GC time share. Panels without data (no requests, no node metrics) are
+    left out.
+
+    Also the cheapest way to draw them: stacked panels share one drawn time axis, and one figure
+    measures each label once."""
+    bins = latency_bins(run, bin_s=bin_s) if len(run.requests) else None
+    traffic = len(run.requests) > 0
+    resources = bool(len(run.metrics)) and bool(_node_names(run))
+    heights = (_TRAFFIC_PANELS if traffic else ()) + (_RESOURCE_PANELS if resources else ())
+    if not heights:
+        fig, axes = _figure(2.0)
+        return _empty(fig, axes[0, 0], "no requests and no node metrics recorded")
+    fig, axes = _figure(sum(heights) + 0.55 + 0.5 + 0.15 * (len(heights) - 1), len(heights), 1,
+                        sharex=True, height_ratios=heights, hspace=0.15, top=0.5)
+    panels = list(axes[:, 0])
+    width = None
+    if traffic:
+        latency, throughput, errors = panels[:3]
+        panels = panels[3:]
+        if bins is None:
+            latency.text(0.5, 0.5, "no successful requests", ha="center", va="center",
+                         transform=latency.transAxes, color="0.4")
+        else:
+            _draw_latency(latency, run, bins)
+        width = _draw_throughput(throughput, errors, run, bin_s)
+    if resources:
+        cpu, heap, gc = panels
+        handles, labels = _draw_resources(cpu, heap, gc, run)
+        cpu.legend(handles, labels, loc="upper right", fontsize=8, ncols=len(labels))
+        cpu.set_ylim(top=cpu.get_ylim()[1] * 1.3)  # room for the legend
+    axes[-1, 0].set_xlabel("time since start (s)")
+    fig.suptitle("Over time" + (f", per {width:g} s bin" if width else "")
+                 + " (grey: outside the measured window)", y=1 - 0.12 / fig.get_figheight())
+    return fig
+
+
 def node_distribution(summary: RequestSummary) -> Figure:
-    """Each node's share of the requests, and its p50/p95/p99 latency."""
-    fig, axes = _figure(3.4, 1, 2)
-    share_ax, lat_ax = axes[0]
+    """Each node's p50/p95/p99 latency, with its share and count of the requests under its name
+    (one panel: a second one costs as much to draw as the whole plot and showed two numbers)."""
+    fig, axes = _figure(3.4, left=0.8)
+    ax = axes[0, 0]
     if not summary.nodes:
-        return _empty(fig, share_ax, "no requests in the window")
+        return _empty(fig, ax, "no requests in the window")
     names = sorted(summary.nodes)
     nodes = [summary.nodes[n] for n in names]
     x = np.arange(len(names))
-    bars = share_ax.bar(x, [n.share * 100 for n in nodes], color=[f"C{i}" for i in x])
-    share_ax.bar_label(bars, labels=[f"{n.count:,}" for n in nodes], fontsize=8, padding=2)
-    share_ax.set_xticks(x, names)
-    share_ax.set_ylabel("share of requests (%)")
-    share_ax.set_xlabel("node")
-    share_ax.set_title("Requests per node (count on top)", y=TITLE_Y)
-    share_ax.margins(y=0.15)
     for i, (p, attr) in enumerate(((50.0, "p50_ms"), (95.0, "p95_ms"), (99.0, "p99_ms"))):
-        lat_ax.bar(x + (i - 1) * 0.27, [getattr(n, attr) for n in nodes], width=0.27,
-                   color=PERCENTILE_COLORS[p], label=f"p{p:g}")
-    lat_ax.set_xticks(x, names)
-    lat_ax.set_ylabel("latency (ms)")
-    lat_ax.set_xlabel("node")
-    lat_ax.set_title("Latency per node (successful requests)", y=TITLE_Y)
-    lat_ax.legend(fontsize=8)
+        bars = ax.bar(x + (i - 1) * 0.27, [getattr(n, attr) for n in nodes], width=0.27,
+                      color=PERCENTILE_COLORS[p], label=f"p{p:g}")
+        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
+    ax.set_xticks(x, [f"{name}\n{n.share:.1%} of requests ({n.count:,})"
+                      for name, n in zip(names, nodes, strict=True)])
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency per node (successful requests) and each node's share of requests",
+                 y=TITLE_Y)
+    ax.legend(fontsize=8)
+    ax.margins(y=0.12)
     return fig
 
 

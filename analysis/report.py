@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis.compare import flatten
+from analysis.forked import ForkedJobs
 from analysis.keyfigures import RunFigures, key_figure_table, key_figures, run_figures
 from analysis.loading import Run, Sweep, load, load_run
 from analysis.planning import format_plan, plan_capacity
@@ -138,31 +139,44 @@ def time_bin_width(run: Run) -> float:
     return plots.bin_width(max(span, 1.0))
 
 
-def run_time_plots(run: Run, fmt: str = "svg") -> dict[str, dict[str, str]]:
-    """The plots over time of a run (they need no summary): throughput, resources, latency."""
+#: What drawing a run's timeline costs against the rest of its report (summaries, node plot),
+#: to share the work out between processes.
+TIMELINE_WEIGHT, OWN_WEIGHT = 2.0, 1.0
+
+
+def timeline_plot(run: Run, fmt: str = "svg") -> dict[str, str] | None:
+    """The run's plots over time, one figure on one time axis (None without any data)."""
+    if not len(run.requests) and not len(run.metrics):
+        return None
     width = time_bin_width(run)
-    out: dict[str, dict[str, str]] = {}
+    panels = []
     if len(run.requests):
-        out["throughput"] = _plot(
-            "Throughput and errors over time", plots.throughput_over_time(run, bin_s=width),
-            f"Requests started per second in each {width:g} s bin (green ok, red failed), and "
-            "the share that failed.", fmt)
+        panels.append(f"p50, p95 and p99 latency of successful requests in each {width:g} s "
+                      "bin; requests started per second (green ok, red failed) and the share "
+                      "that failed")
     if len(run.metrics):
-        out["resources"] = _plot(
-            "Node resources over time", plots.resources_over_time(run),
-            "CPU per node (dotted: the load generator), heap used against the heap maximum "
-            "(dashed), and the share of wall time each JVM spent in GC.", fmt)
-    if len(run.requests):
-        out["latency"] = _plot(
-            "Latency over time", plots.latency_over_time(run, bin_s=width),
-            f"p50, p95 and p99 of successful requests in each {width:g} s bin; grey bands are "
-            "outside the measured window and not in the figures above.", fmt)
-    return out
+        panels.append("CPU per node (dotted: the load generator), heap used against the heap "
+                      "maximum (dashed), and the share of wall time each JVM spent in GC")
+    return _plot("Over time", plots.run_timeline(run, bin_s=width),
+                 "; ".join(panels) + ". Grey bands are outside the measured window and not in "
+                 "the figures above.", fmt)
+
+
+def node_plot(figures: RunFigures, fmt: str = "svg") -> dict[str, str] | None:
+    """How the run's requests were spread over the nodes (None without requests)."""
+    if not len(figures.run.requests):
+        return None
+    return _plot(
+        "Requests per node", plots.node_distribution(figures.requests),
+        "Each node's latency percentiles, and under its name the share of the measured "
+        "requests nginx sent it.", fmt)
 
 
 def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None,
-                time_plots: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
-    """Everything the template shows about one run (``time_plots`` from ``run_time_plots``)."""
+                timeline: dict[str, str] | None = None,
+                nodes: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything the template shows about one run (``timeline`` from ``timeline_plot`` and
+    ``nodes`` from ``node_plot`` when already drawn)."""
     run, s, m = figures.run, figures.requests, figures.metrics
     window = run.window
     summary_rows = [
@@ -191,17 +205,11 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
             _fmt(nm.gc_time_share * 100, ".2f", " %") if nm else "n/a",
             _fmt(nm.gc_per_s, ".2f") if nm else "n/a",
         ])
-    if time_plots is None:
-        time_plots = run_time_plots(run, fmt)
-    section_plots = [p for p in (time_plots.get("latency"), time_plots.get("throughput"))
-                     if p is not None]
-    if len(run.requests):
-        section_plots.append(_plot(
-            "Requests per node", plots.node_distribution(s),
-            "How nginx spread the measured requests over the nodes, and each node's latency "
-            "percentiles.", fmt))
-    if time_plots.get("resources") is not None:
-        section_plots.append(time_plots["resources"])
+    if timeline is None:
+        timeline = timeline_plot(run, fmt)
+    if nodes is None:
+        nodes = node_plot(figures, fmt)
+    section_plots = [p for p in (timeline, nodes) if p is not None]
     return {
         "id": run.id, "anchor": f"run-{run.id}", "path": str(run.path),
         "status": run.status.value, "incomplete": run.incomplete,
@@ -312,8 +320,13 @@ def _template() -> Template:
 
 
 def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
-                  fmt: str = "svg", target_rps: float | None = None) -> str:
-    """The report's HTML for loaded runs and sweeps (in the order given)."""
+                  fmt: str = "svg", target_rps: float | None = None,
+                  workers: int | None = None) -> str:
+    """The report's HTML for loaded runs and sweeps (in the order given).
+
+    The runs' timelines are shared out between ``workers`` processes, this one included
+    (default: one per CPU; 1 draws everything here): forked children draw theirs while this
+    process summarizes the runs and draws the rest."""
     run_list = [t for t in targets if isinstance(t, Run)]
     sweeps = [t for t in targets if isinstance(t, Sweep)]
     sweep_sections = [sweep_section(s, fmt) for s in sweeps]
@@ -326,16 +339,19 @@ def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
             if all(r.id != best["run_id"] for r in run_list + extra):
                 extra.append(load_run(path))
     all_runs = run_list + extra
-    # One thread: worker threads for the numpy parts were measured slower (GIL hand-offs with
-    # matplotlib's drawing), see bench/bench_report.py.
-    all_figures = [run_figures(r) for r in all_runs]
-    time_plots = [run_time_plots(r, fmt) for r in all_runs]
-    figures = all_figures[:len(run_list)]
-    runs = [run_section(f, fmt, capacity=capacity_section(f.run, fmt, target_rps=target_rps),
-                        time_plots=tp)
-            for f, tp in zip(all_figures, time_plots, strict=True)]
+    # Processes, not threads: matplotlib holds the GIL while it draws (bench/bench_report.py).
+    with ForkedJobs([functools.partial(timeline_plot, run, fmt) for run in all_runs],
+                    weights=[TIMELINE_WEIGHT] * len(all_runs), workers=workers,
+                    own_weight=OWN_WEIGHT * len(all_runs)) as drawing:
+        all_figures = [run_figures(r) for r in all_runs]
+        figures = all_figures[:len(run_list)]
+        capacities = [capacity_section(f.run, fmt, target_rps=target_rps) for f in all_figures]
+        node_plots = [node_plot(f, fmt) for f in all_figures]
+        comparison = comparison_section(figures, fmt) if len(figures) >= 2 else None
+        timelines = drawing.results()
+    runs = [run_section(f, fmt, capacity=c, timeline=t, nodes=n)
+            for f, c, t, n in zip(all_figures, capacities, timelines, node_plots, strict=True)]
     warnings = [(r["id"], w, sev) for r in runs for w, sev in r["warnings"]]
-    comparison = comparison_section(figures, fmt) if len(figures) >= 2 else None
     if comparison:
         warnings += [("comparison", n, "warn") for n in comparison["notes"]
                      if n.startswith("configuration of")]
@@ -363,13 +379,15 @@ def write_report(targets: Sequence[Run | Sweep | str | Path], out_html: str | Pa
 
 def build_report(paths: Sequence[str | Path], out_html: str | Path, *,
                  results: str | Path | None = None, title: str | None = None,
-                 fmt: str = "svg", target_rps: float | None = None) -> Path:
+                 fmt: str = "svg", target_rps: float | None = None,
+                 workers: int | None = None) -> Path:
     """Load runs/sweeps (folders, or ids under the results folder), render the report and
     write it atomically to ``out_html``; returns its path."""
     if not paths:
         raise ValueError("build_report needs at least one run or sweep")
     targets = [load(p, results) for p in paths]
-    return write_report(targets, out_html, title=title, fmt=fmt, target_rps=target_rps)
+    return write_report(targets, out_html, title=title, fmt=fmt, target_rps=target_rps,
+                        workers=workers)
 
 
 def default_report_name(targets: Sequence[Run | Sweep]) -> str:

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from analysis.loading import load
+from analysis.report import render_report
 from eiperf.results import RunStatus
 from tests.analysis.chromium import render
 from tests.analysis.results_fixture import write_run, write_step_run, write_sweep
@@ -72,6 +74,15 @@ def test_report_of_runs_step_run_and_sweep_renders_in_chromium(results, tmp_path
     assert rendering.dom.count("<img") == len(images)
     # the plots were drawn: matplotlib's first series colour fills many pixels
     assert has_color(rendering.png, (0x1F, 0x77, 0xB4))
+
+
+def test_plots_drawn_in_forked_children_are_the_ones_drawn_here(results):
+    targets = [load(results / "run-a"), load(results / "run-b")]
+    here = render_report(targets, workers=1)
+    forked = render_report(targets, workers=3)
+    generated = re.compile(r"Generated [0-9: -]+ UTC")
+    assert generated.sub("", forked) == generated.sub("", here)
+    assert here.count("<strong>Over time.</strong>") == 2  # one timeline per run
 
 
 def test_report_flags_an_interrupted_run_and_a_saturated_generator(results, tmp_path):

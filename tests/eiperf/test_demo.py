@@ -26,4 +26,4 @@ def test_demo_verifies_runs_and_reports(fresh_testbed_dir, tmp_path):
     report = run / "report.html"
     assert str(report) in r.stdout
     html = report.read_text()
-    assert record["id"] in html and html.count("data:image/svg+xml;base64,") >= 3  # plots inline
+    assert record["id"] in html and html.count("data:image/svg+xml;base64,") >= 2  # plots inline: timeline, nodes
