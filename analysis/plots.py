@@ -105,17 +105,19 @@ def _time_bins(run: Run, bin_s: float | None) -> tuple[np.ndarray, float, np.nda
     return elapsed, width, edges, lengths
 
 
-def _shade_excluded(ax, run: Run, span: float) -> None:
-    """Grey bands over the warm-up and the time after the measured window."""
+def _shade_excluded(ax, run: Run, span: float, label: bool = True) -> None:
+    """Grey bands over the warm-up and the time after the measured window (in the legend when
+    ``label``; a figure of many panels says it once in its title instead)."""
     window = run.window
     if window is None:
         return
     start, end = window[0] - run.start_ts, window[1] - run.start_ts
     if start > 0:
-        ax.axvspan(0, start, color=EXCLUDED_COLOR, alpha=0.25, lw=0, label="warm-up (excluded)")
+        ax.axvspan(0, start, color=EXCLUDED_COLOR, alpha=0.25, lw=0,
+                   label="warm-up (excluded)" if label else None)
     if end < span:
         ax.axvspan(end, span, color=EXCLUDED_COLOR, alpha=0.25, lw=0,
-                   label=None if start > 0 else "outside the window (excluded)")
+                   label=None if start > 0 or not label else "outside the window (excluded)")
 
 
 @dataclass(frozen=True)
@@ -133,22 +135,50 @@ def latency_bins(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0),
                  bin_s: float | None = None) -> LatencyBins | None:
     """The numbers behind ``latency_over_time`` (a notebook can tabulate them); None without a
     successful request."""
-    elapsed, width, edges, _ = _time_bins(run, bin_s)
+    return traffic_bins(run, bin_s, percentiles).latency
+
+
+@dataclass(frozen=True)
+class TrafficBins:
+    """Everything the traffic panels draw, per time bin: a few hundred numbers computed from
+    every request in one pass, so drawing them (in another process, say) needs no request."""
+
+    edges: np.ndarray
+    width: float
+    rate_ok: np.ndarray
+    rate_all: np.ndarray
+    error_pct: np.ndarray
+    #: None without a successful request.
+    latency: LatencyBins | None
+
+
+def traffic_bins(run: Run, bin_s: float | None = None,
+                 percentiles: Sequence[float] = (50.0, 95.0, 99.0)) -> TrafficBins:
+    """Requests per second (ok, all), error % and latency percentiles of each time bin."""
+    elapsed, width, edges, lengths = _time_bins(run, bin_s)
     ok = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
-    if not ok.any():
-        return None
-    codes = np.minimum((elapsed[ok] / width).astype(np.int64), edges.size - 2)
-    latency = run.requests["latency_us"].to_numpy(dtype=np.float64)[ok] / 1000.0
-    values = grouped_nearest_rank(codes, edges.size - 1, latency, percentiles)
-    return LatencyBins(edges, width, tuple(percentiles), values)
+    codes = np.minimum((elapsed / width).astype(np.int64), edges.size - 2)
+    n_bins = edges.size - 1
+    total = np.bincount(codes, minlength=n_bins).astype(float)
+    failed = np.bincount(codes[~ok], minlength=n_bins).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_ok = (total - failed) / lengths
+        rate_all = total / lengths
+        error_pct = np.where(total > 0, failed / total * 100.0, np.nan)
+    latency = None
+    if ok.any():
+        latency_ms = run.requests["latency_us"].to_numpy()[ok] / 1000.0
+        values = grouped_nearest_rank(codes[ok], n_bins, latency_ms, percentiles)
+        latency = LatencyBins(edges, width, tuple(percentiles), values)
+    return TrafficBins(edges, width, rate_ok, rate_all, error_pct, latency)
 
 
-def _draw_latency(ax, run: Run, bins: LatencyBins) -> None:
+def _draw_latency(ax, run: Run, bins: LatencyBins, excluded_label: bool = True) -> None:
     """The latency panel: one step line per percentile, log scale when the bins spread widely."""
     edges, values = bins.edges, bins.values
     for i, p in enumerate(bins.percentiles):
         _steps(ax, edges, values[:, i], color=PERCENTILE_COLORS.get(p), lw=1.4, label=f"p{p:g}")
-    _shade_excluded(ax, run, edges[-1])
+    _shade_excluded(ax, run, edges[-1], excluded_label)
     ax.set_xlim(0, edges[-1])
     top = float(np.nanmax(values, initial=0.0))
     low = float(np.nanmin(values[:, 0], initial=top)) if np.isfinite(values[:, 0]).any() else 0
@@ -178,41 +208,31 @@ def latency_over_time(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0
     return fig
 
 
-def _draw_throughput(top, bottom, run: Run, bin_s: float | None) -> float | None:
-    """Throughput (ok and failed, stacked) on ``top`` and the error rate on ``bottom``; returns
-    the bin width, None without requests."""
-    elapsed, width, edges, lengths = _time_bins(run, bin_s)
-    if not elapsed.size:
-        return None
-    ok = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
-    codes = np.minimum((elapsed / width).astype(np.int64), edges.size - 2)
-    total = np.bincount(codes, minlength=edges.size - 1).astype(float)
-    failed = np.bincount(codes[~ok], minlength=edges.size - 1).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate_ok = (total - failed) / lengths
-        rate_all = total / lengths
-        error_pct = np.where(total > 0, failed / total * 100.0, np.nan)
-    _steps(top, edges, rate_all, fill=True, color="#d62728", alpha=0.8, label="failed")
-    _steps(top, edges, rate_ok, fill=True, color="#2ca02c", alpha=0.9, label="successful")
-    _steps(bottom, edges, error_pct, color="#d62728", lw=1.2)
+def _draw_throughput(top, bottom, run: Run, bins: TrafficBins, excluded_label: bool = True
+                     ) -> None:
+    """Throughput (ok and failed, stacked) on ``top`` and the error rate on ``bottom``."""
+    edges = bins.edges
+    _steps(top, edges, bins.rate_all, fill=True, color="#d62728", alpha=0.8, label="failed")
+    _steps(top, edges, bins.rate_ok, fill=True, color="#2ca02c", alpha=0.9, label="successful")
+    _steps(bottom, edges, bins.error_pct, color="#d62728", lw=1.2)
     for ax in (top, bottom):
-        _shade_excluded(ax, run, edges[-1])
+        _shade_excluded(ax, run, edges[-1], excluded_label)
         ax.set_xlim(0, edges[-1])
     top.set_ylabel("throughput (req/s)")
     top.legend(loc="upper right", fontsize=8, ncols=3)
     bottom.set_ylabel("errors (%)")
-    bottom.set_ylim(0, max(1.0, float(np.nanmax(error_pct, initial=0.0)) * 1.15))
-    return width
+    bottom.set_ylim(0, max(1.0, float(np.nanmax(bins.error_pct, initial=0.0)) * 1.15))
 
 
 def throughput_over_time(run: Run, bin_s: float | None = None) -> Figure:
     """Requests per second (successful and failed) and the error rate per time bin."""
     fig, axes = _figure(4.6, 2, 1, sharex=True, height_ratios=(2, 1), hspace=0.15)
     top, bottom = axes[0, 0], axes[1, 0]
-    width = _draw_throughput(top, bottom, run, bin_s)
-    if width is None:
+    if not len(run.requests):
         return _empty(fig, top, "no requests")
-    top.set_title(f"Throughput and errors per {width:g} s", y=TITLE_Y)
+    bins = traffic_bins(run, bin_s)
+    _draw_throughput(top, bottom, run, bins)
+    top.set_title(f"Throughput and errors per {bins.width:g} s", y=TITLE_Y)
     bottom.set_xlabel("time since start (s)")
     return fig
 
@@ -261,7 +281,8 @@ def _node_names(run: Run) -> list[str]:
     return sorted({str(n) for n in run.metrics["node"].unique()} - NON_NODE_SERIES)
 
 
-def _draw_resources(cpu, heap, gc, run: Run) -> tuple[list, list[str]]:
+def _draw_resources(cpu, heap, gc, run: Run, excluded_label: bool = True
+                    ) -> tuple[list, list[str]]:
     """CPU (with the generator's), heap used against heap max, and GC time share per node on
     three panels; returns the legend's handles and labels (one legend serves all three: a node
     has one colour in all of them)."""
@@ -287,7 +308,7 @@ def _draw_resources(cpu, heap, gc, run: Run) -> tuple[list, list[str]]:
     if v.size:
         cpu.plot(ts - origin, v, color="0.35", ls=":", lw=1.3, label="load generator")
     for ax in (cpu, heap, gc):
-        _shade_excluded(ax, run, span)
+        _shade_excluded(ax, run, span, excluded_label)
         ax.set_xlim(0, max(span, 1e-9))
         ax.set_ylim(bottom=0)
     handles, labels = cpu.get_legend_handles_labels()
@@ -314,47 +335,56 @@ def resources_over_time(run: Run) -> Figure:
     return fig
 
 
-#: Panels of the run timeline and their heights (inches).
-_TRAFFIC_PANELS = (2.2, 1.5, 0.8)
-_RESOURCE_PANELS = (1.4, 1.2, 0.9)
+#: The run timeline's groups of panels and their heights (inches).
+TIMELINE_PANELS = {"traffic": (2.2, 1.5, 0.8), "resources": (1.4, 1.2, 0.9)}
 
 
-def run_timeline(run: Run, bin_s: float | None = None) -> Figure:
-    """Everything over time in one figure on one time axis, so a latency spike lines up with
-    the CPU, heap and GC of that moment: latency percentiles, throughput, error rate, and per
-    node CPU, heap and GC time share. Panels without data (no requests, no node metrics) are
-    left out.
+def run_timeline(run: Run, bin_s: float | None = None, *,
+                 panels: Sequence[str] = ("traffic", "resources"),
+                 traffic: TrafficBins | None = None) -> Figure:
+    """Everything over time on one time axis, so a latency spike lines up with the CPU, heap and
+    GC of that moment: "traffic" (latency percentiles, throughput, error rate) and "resources"
+    (per node CPU, heap and GC time share). Groups without data (no requests, no node metrics)
+    are left out. ``traffic`` is ``traffic_bins(run, bin_s)`` when already computed.
 
-    Also the cheapest way to draw them: stacked panels share one drawn time axis, and one figure
-    measures each label once."""
-    bins = latency_bins(run, bin_s=bin_s) if len(run.requests) else None
-    traffic = len(run.requests) > 0
-    resources = bool(len(run.metrics)) and bool(_node_names(run))
-    heights = (_TRAFFIC_PANELS if traffic else ()) + (_RESOURCE_PANELS if resources else ())
+    Stacked panels share one drawn time axis (the cheapest way to draw them). Each group drawn
+    alone has the same width and margins, so two figures shown one under the other line up."""
+    unknown = set(panels) - set(TIMELINE_PANELS)
+    if unknown:
+        raise ValueError(f"unknown panels {sorted(unknown)}; choose from {list(TIMELINE_PANELS)}")
+    show_traffic = "traffic" in panels and len(run.requests) > 0
+    resources = "resources" in panels and bool(len(run.metrics)) and bool(_node_names(run))
+    heights = ((TIMELINE_PANELS["traffic"] if show_traffic else ())
+               + (TIMELINE_PANELS["resources"] if resources else ()))
     if not heights:
         fig, axes = _figure(2.0)
-        return _empty(fig, axes[0, 0], "no requests and no node metrics recorded")
+        return _empty(fig, axes[0, 0], "no requests" if panels == ("traffic",)
+                      else "no node metrics recorded" if panels == ("resources",)
+                      else "no requests and no node metrics recorded")
     fig, axes = _figure(sum(heights) + 0.55 + 0.5 + 0.15 * (len(heights) - 1), len(heights), 1,
                         sharex=True, height_ratios=heights, hspace=0.15, top=0.5)
-    panels = list(axes[:, 0])
-    width = None
-    if traffic:
-        latency, throughput, errors = panels[:3]
-        panels = panels[3:]
-        if bins is None:
+    rows = list(axes[:, 0])
+    title = "Traffic and node resources" if show_traffic and resources else (
+        "Traffic" if show_traffic else "Node resources")
+    if show_traffic:
+        latency, throughput, errors = rows[:3]
+        rows = rows[3:]
+        bins = traffic if traffic is not None else traffic_bins(run, bin_s)
+        if bins.latency is None:
             latency.text(0.5, 0.5, "no successful requests", ha="center", va="center",
                          transform=latency.transAxes, color="0.4")
         else:
-            _draw_latency(latency, run, bins)
-        width = _draw_throughput(throughput, errors, run, bin_s)
+            _draw_latency(latency, run, bins.latency, excluded_label=False)
+        _draw_throughput(throughput, errors, run, bins, excluded_label=False)
+        title += f" per {bins.width:g} s"
     if resources:
-        cpu, heap, gc = panels
-        handles, labels = _draw_resources(cpu, heap, gc, run)
+        cpu, heap, gc = rows
+        handles, labels = _draw_resources(cpu, heap, gc, run, excluded_label=False)
         cpu.legend(handles, labels, loc="upper right", fontsize=8, ncols=len(labels))
         cpu.set_ylim(top=cpu.get_ylim()[1] * 1.3)  # room for the legend
     axes[-1, 0].set_xlabel("time since start (s)")
-    fig.suptitle("Over time" + (f", per {width:g} s bin" if width else "")
-                 + " (grey: outside the measured window)", y=1 - 0.12 / fig.get_figheight())
+    fig.suptitle(f"{title} over time (grey: outside the measured window)",
+                 y=1 - 0.12 / fig.get_figheight())
     return fig
 
 

@@ -82,7 +82,8 @@ def test_plots_drawn_in_forked_children_are_the_ones_drawn_here(results):
     forked = render_report(targets, workers=3)
     generated = re.compile(r"Generated [0-9: -]+ UTC")
     assert generated.sub("", forked) == generated.sub("", here)
-    assert here.count("<strong>Over time.</strong>") == 2  # one timeline per run
+    for title in ("Traffic over time", "Node resources over time", "Requests per node"):
+        assert here.count(f"<strong>{title}.</strong>") == 2, title  # for each run
 
 
 def test_report_flags_an_interrupted_run_and_a_saturated_generator(results, tmp_path):
