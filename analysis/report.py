@@ -26,7 +26,6 @@ from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis.compare import flatten
-from analysis.forked import ForkedJobs
 from analysis.keyfigures import RunFigures, key_figure_table, key_figures, run_figures
 from analysis.loading import Run, Sweep, load, load_run
 from analysis.planning import format_plan, plan_capacity
@@ -139,33 +138,22 @@ def time_bin_width(run: Run) -> float:
     return plots.bin_width(max(span, 1.0))
 
 
-#: What drawing each group of a run's timeline costs against the rest of its report
-#: (summaries, the node plot), to share the work out between processes.
-TIMELINE_WEIGHTS = {"traffic": 1.0, "resources": 0.9}
-OWN_WEIGHT = 1.0
-
-
-def timeline_plot(run: Run, panels: str, fmt: str = "svg", *,
-                  traffic: plots.TrafficBins | None = None) -> dict[str, str] | None:
-    """One group of the run's plots over time ("traffic" or "resources"; None without data).
-    Both groups have the same width and margins: shown one under the other, their time axes
-    line up. ``traffic`` is ``plots.traffic_bins(run, time_bin_width(run))`` when already
-    computed."""
+def timeline_plot(run: Run, fmt: str = "svg") -> dict[str, str] | None:
+    """The run's plots over time in one figure on one time axis (None without any data)."""
+    if not len(run.requests) and not len(run.metrics):
+        return None
     width = time_bin_width(run)
-    if panels == "traffic" and len(run.requests):
-        return _plot("Traffic over time", plots.run_timeline(run, bin_s=width, panels=(panels,),
-                                                             traffic=traffic),
-                     f"p50, p95 and p99 latency of successful requests in each {width:g} s bin; "
-                     "requests started per second (green ok, red failed) and the share that "
-                     "failed. Grey bands are outside the measured window and not in the figures "
-                     "above.", fmt)
-    if panels == "resources" and len(run.metrics):
-        return _plot("Node resources over time", plots.run_timeline(run, panels=(panels,)),
-                     "CPU per node (dotted: the load generator), heap used against the heap "
-                     "maximum (dashed), and the share of wall time each JVM spent in GC.", fmt)
-    if panels not in TIMELINE_WEIGHTS:
-        raise ValueError(f"unknown panels {panels!r}; one of {', '.join(TIMELINE_WEIGHTS)}")
-    return None
+    panels = []
+    if len(run.requests):
+        panels.append(f"p50, p95 and p99 latency of successful requests in each {width:g} s "
+                      "bin; requests started per second (green ok, red failed) and the share "
+                      "that failed")
+    if len(run.metrics):
+        panels.append("CPU per node (dotted: the load generator), heap used against the heap "
+                      "maximum (dashed), and the share of wall time each JVM spent in GC")
+    return _plot("Over time", plots.run_timeline(run, bin_s=width),
+                 "; ".join(panels) + ". Grey bands are outside the measured window and not in "
+                 "the figures above.", fmt)
 
 
 def node_plot(figures: RunFigures, fmt: str = "svg") -> dict[str, str] | None:
@@ -178,11 +166,9 @@ def node_plot(figures: RunFigures, fmt: str = "svg") -> dict[str, str] | None:
         "requests nginx sent it.", fmt)
 
 
-def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None,
-                timeline: Sequence[dict[str, str] | None] | None = None,
-                nodes: dict[str, str] | None = None) -> dict[str, Any]:
-    """Everything the template shows about one run (``timeline`` from ``timeline_plot`` for
-    each of ``TIMELINE_WEIGHTS`` and ``nodes`` from ``node_plot`` when already drawn)."""
+def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """Everything the template shows about one run."""
     run, s, m = figures.run, figures.requests, figures.metrics
     window = run.window
     summary_rows = [
@@ -211,11 +197,8 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
             _fmt(nm.gc_time_share * 100, ".2f", " %") if nm else "n/a",
             _fmt(nm.gc_per_s, ".2f") if nm else "n/a",
         ])
-    if timeline is None:
-        timeline = [timeline_plot(run, panels, fmt) for panels in TIMELINE_WEIGHTS]
-    if nodes is None:
-        nodes = node_plot(figures, fmt)
-    section_plots = [p for p in (*timeline, nodes) if p is not None]
+    section_plots = [p for p in (timeline_plot(run, fmt), node_plot(figures, fmt))
+                     if p is not None]
     return {
         "id": run.id, "anchor": f"run-{run.id}", "path": str(run.path),
         "status": run.status.value, "incomplete": run.incomplete,
@@ -326,13 +309,8 @@ def _template() -> Template:
 
 
 def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
-                  fmt: str = "svg", target_rps: float | None = None,
-                  workers: int | None = None) -> str:
-    """The report's HTML for loaded runs and sweeps (in the order given).
-
-    The runs' timelines are shared out between ``workers`` processes, this one included
-    (default: one per CPU; 1 draws everything here): forked children draw theirs while this
-    process summarizes the runs and draws the rest."""
+                  fmt: str = "svg", target_rps: float | None = None) -> str:
+    """The report's HTML for loaded runs and sweeps (in the order given)."""
     run_list = [t for t in targets if isinstance(t, Run)]
     sweeps = [t for t in targets if isinstance(t, Sweep)]
     sweep_sections = [sweep_section(s, fmt) for s in sweeps]
@@ -345,27 +323,13 @@ def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
             if all(r.id != best["run_id"] for r in run_list + extra):
                 extra.append(load_run(path))
     all_runs = run_list + extra
-    # Processes, not threads: matplotlib holds the GIL while it draws (bench/bench_report.py).
-    # The children draw from a few hundred numbers per run, binned here first: work on every
-    # request in a child would write to memory it shares with this process, and each page it
-    # first writes is copied (page faults cost ~10 us here).
-    binned = [plots.traffic_bins(r, time_bin_width(r)) if len(r.requests) else None
-              for r in all_runs]
-    jobs = [(i, panels) for i in range(len(all_runs)) for panels in TIMELINE_WEIGHTS]
-    with ForkedJobs([functools.partial(timeline_plot, all_runs[i], panels, fmt,
-                                       traffic=binned[i]) for i, panels in jobs],
-                    weights=[TIMELINE_WEIGHTS[panels] for _, panels in jobs], workers=workers,
-                    own_weight=OWN_WEIGHT * len(all_runs)) as drawing:
-        all_figures = [run_figures(r) for r in all_runs]
-        figures = all_figures[:len(run_list)]
-        capacities = [capacity_section(f.run, fmt, target_rps=target_rps) for f in all_figures]
-        node_plots = [node_plot(f, fmt) for f in all_figures]
-        comparison = comparison_section(figures, fmt) if len(figures) >= 2 else None
-        drawn = drawing.results()
-    groups = len(TIMELINE_WEIGHTS)
-    timelines = [drawn[i * groups:(i + 1) * groups] for i in range(len(all_runs))]
-    runs = [run_section(f, fmt, capacity=c, timeline=t, nodes=n)
-            for f, c, t, n in zip(all_figures, capacities, timelines, node_plots, strict=True)]
+    # One process: drawing in forked children was measured slower for big runs (each page
+    # either side writes after the fork is copied; see bench/bench_report.py).
+    all_figures = [run_figures(r) for r in all_runs]
+    figures = all_figures[:len(run_list)]
+    runs = [run_section(f, fmt, capacity=capacity_section(f.run, fmt, target_rps=target_rps))
+            for f in all_figures]
+    comparison = comparison_section(figures, fmt) if len(figures) >= 2 else None
     warnings = [(r["id"], w, sev) for r in runs for w, sev in r["warnings"]]
     if comparison:
         warnings += [("comparison", n, "warn") for n in comparison["notes"]
@@ -394,15 +358,13 @@ def write_report(targets: Sequence[Run | Sweep | str | Path], out_html: str | Pa
 
 def build_report(paths: Sequence[str | Path], out_html: str | Path, *,
                  results: str | Path | None = None, title: str | None = None,
-                 fmt: str = "svg", target_rps: float | None = None,
-                 workers: int | None = None) -> Path:
+                 fmt: str = "svg", target_rps: float | None = None) -> Path:
     """Load runs/sweeps (folders, or ids under the results folder), render the report and
     write it atomically to ``out_html``; returns its path."""
     if not paths:
         raise ValueError("build_report needs at least one run or sweep")
     targets = [load(p, results) for p in paths]
-    return write_report(targets, out_html, title=title, fmt=fmt, target_rps=target_rps,
-                        workers=workers)
+    return write_report(targets, out_html, title=title, fmt=fmt, target_rps=target_rps)
 
 
 def default_report_name(targets: Sequence[Run | Sweep]) -> str:

@@ -2,10 +2,9 @@
 just to read that run's requests.parquet (target: ratio < 3).
 
 Measured in this one process, side by side: each round reads the file with pandas, then builds
-the report as `eiperf report` does (plots shared out between this process and forked children,
-one per CPU), then builds it with every plot drawn in this process; the best round of each is
-reported (pandas reads with pyarrow's thread pool, so every figure falls most when the machine is
-idle). The run is synthetic (tests/analysis/results_fixture.py): 1,000,000 request rows over 10
+the report as `eiperf report` does; the best round of each is reported (pandas reads with
+pyarrow's thread pool, so its time falls most when the machine is idle). Then each part of the
+report alone, to show where the time goes. The run is synthetic (tests/analysis/results_fixture.py): 1,000,000 request rows over 10
 minutes, two nodes, metrics sampled once a second (~12,000 rows).
 """
 
@@ -23,7 +22,6 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from analysis import plots  # noqa: E402
-from analysis.forked import default_workers  # noqa: E402
 from analysis.keyfigures import run_figures  # noqa: E402
 from analysis.loading import load_run  # noqa: E402
 from analysis.report import build_report, figure_data_uri, node_plot, time_bin_width  # noqa: E402
@@ -55,11 +53,9 @@ def main() -> int:
         parquet = run_dir / "requests.parquet"
         out = Path(tmp) / "report.html"
         build_report([run_dir], out)  # warm imports and caches once, untimed
-        workers = default_workers()
         best = best_of(args.rounds, {
             "read": lambda: pd.read_parquet(parquet),
             "report": lambda: build_report([run_dir], out),
-            "report, one process": lambda: build_report([run_dir], out, workers=1),
         })
         run = load_run(run_dir)
         figures = run_figures(run)
@@ -67,21 +63,16 @@ def main() -> int:
         parts = best_of(args.rounds, {
             "load_run": lambda: load_run(run_dir),
             "summaries": lambda: run_figures(run),
-            "traffic plot": lambda: figure_data_uri(
-                plots.run_timeline(run, bin_s=width, panels=("traffic",))),
-            "resources plot": lambda: figure_data_uri(
-                plots.run_timeline(run, bin_s=width, panels=("resources",))),
+            "timeline plot": lambda: figure_data_uri(plots.run_timeline(run, bin_s=width)),
             "node plot": lambda: node_plot(figures),
         })
         metric_rows = len(run.metrics)
         size_mib = parquet.stat().st_size / 2**20
     read = best["read"]
     print(f"run: {args.rows:,} request rows ({size_mib:.1f} MiB) and "
-          f"{metric_rows:,} metric rows; best of {args.rounds} rounds; {workers} process(es)")
+          f"{metric_rows:,} metric rows; best of {args.rounds} rounds")
     print(f"  pandas.read_parquet(requests.parquet)  {read * 1000:7.1f} ms")
-    for name in ("report", "report, one process"):
-        print(f"  build_report ({name + ')':21s}  {best[name] * 1000:7.1f} ms   "
-              f"ratio {best[name] / read:.2f}")
+    print(f"  build_report (load, summaries, plots)   {best['report'] * 1000:7.1f} ms")
     print("  of which, each alone in this process: "
           + ", ".join(f"{name} {value * 1000:.0f} ms" for name, value in parts.items()))
     ratio = best["report"] / read
