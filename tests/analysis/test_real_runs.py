@@ -167,7 +167,8 @@ def test_report_of_real_runs_renders_in_chromium(real_runs, tmp_path):
                    str(real_runs.step), "-o", str(out))
     assert r.returncode == 0, r.stderr
     html = out.read_text()
-    for needed in ("Node resources over time", "Throughput against users", "jvm_runtime",
+    for needed in ("<strong>Over time.</strong>", "CPU per node", "Throughput against users",
+                   "jvm_runtime",
                    "-Xmx1024m", "slower"):
         assert needed in html, needed
     rendering = render(out, tmp_path / "chromium", height=2500)
