@@ -364,8 +364,7 @@ def run_timeline(run: Run, bin_s: float | None = None, *,
     fig, axes = _figure(sum(heights) + 0.55 + 0.5 + 0.15 * (len(heights) - 1), len(heights), 1,
                         sharex=True, height_ratios=heights, hspace=0.15, top=0.5)
     rows = list(axes[:, 0])
-    title = "Traffic and node resources" if show_traffic and resources else (
-        "Traffic" if show_traffic else "Node resources")
+    parts = []
     if show_traffic:
         latency, throughput, errors = rows[:3]
         rows = rows[3:]
@@ -376,14 +375,15 @@ def run_timeline(run: Run, bin_s: float | None = None, *,
         else:
             _draw_latency(latency, run, bins.latency, excluded_label=False)
         _draw_throughput(throughput, errors, run, bins, excluded_label=False)
-        title += f" per {bins.width:g} s"
+        parts.append(f"traffic per {bins.width:g} s bin")
     if resources:
         cpu, heap, gc = rows
         handles, labels = _draw_resources(cpu, heap, gc, run, excluded_label=False)
         cpu.legend(handles, labels, loc="upper right", fontsize=8, ncols=len(labels))
         cpu.set_ylim(top=cpu.get_ylim()[1] * 1.3)  # room for the legend
+        parts.append("node resources per sample")
     axes[-1, 0].set_xlabel("time since start (s)")
-    fig.suptitle(f"{title} over time (grey: outside the measured window)",
+    fig.suptitle(f"Over time: {', '.join(parts)} (grey: outside the measured window)",
                  y=1 - 0.12 / fig.get_figheight())
     return fig
 
