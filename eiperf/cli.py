@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "from its template) into every node's proxy-services folder over the node's "
                     "transport (local or SSH), then poll each node's own pass-through port until "
                     "a POST to /services/<Name> answers. One line per node; exit 1 if a node "
-                    "does not serve it. A bad proxy file is refused before anything is written.")
+                    "does not serve it, and then every file written is put back. A bad proxy "
+                    "file is refused before anything is written. What the folders held is kept "
+                    "in a change journal: 'eiperf tune restore' puts it back.")
     _add_cluster(p)
     p.add_argument("--proxy", metavar="FILE", default=None,
                    help="a Synapse proxy XML file to deploy instead of the sample "
@@ -298,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log mediator level of the sample proxy (default simple)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds to wait for each node to serve the proxy (default 30)")
+    _add_results(p)
     p.set_defaults(func=_lazy("eiperf.commands.deploy_cmd", "cmd_deploy"))
 
     # -- demo

@@ -427,13 +427,14 @@ def restore_cluster(cluster: Cluster | None, journal: Journal, *, progress: Prog
 
     A node restarts when the journal says it was restarted with the new files, or when it is
     down though it ran before; nginx reloads when its files changed and it runs. Returns the
-    "host:path" of each file restored. Without a cluster only the files come back.
+    "host:path" of each file restored. Without a cluster, or for a journal noted "files_only"
+    (`eiperf deploy`: EI picks up its proxy files by itself), only the files come back.
     """
     changed = journal.changed_files()
     restored = journal.restore()
     for item in restored:
         progress(f"restored {item}")
-    if cluster is None or not changed:
+    if cluster is None or not changed or journal.notes.get("files_only"):
         return restored
     notes = journal.notes
     transports = _Transports(cluster)

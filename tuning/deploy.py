@@ -4,6 +4,10 @@ Why check, not just copy: EI hot-deploys the files it finds in its proxy-service
 a file it refuses (bad XML, a name already deployed from another file) only shows in its log.
 So after writing, each node is polled on its own pass-through port until a POST to
 /services/<Name> answers, and the node's deployer log lines say what happened.
+
+Writes go through a change journal when one is given (as `eiperf deploy` does): a proxy file
+that is replaced keeps its original bytes, a new one is noted as absent, so `eiperf tune restore`
+puts every node's folder back as it was (EI undeploys a removed file by itself).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from eiperf.cluster import Cluster, Node
 from eiperf.errors import ConfigError, EiperfError
+from tuning.journal import Journal
 from tuning.transport import NodeTransport, TransportError, transport_for
 
 SYNAPSE_NS = "http://ws.apache.org/ns/synapse"
@@ -110,11 +115,13 @@ def deploy_proxy(
     *,
     timeout: float = SERVE_TIMEOUT_S,
     on_result: Callable[[DeployResult], None] | None = None,
+    journal: Journal | None = None,
 ) -> list[DeployResult]:
     """Write the proxy into every node's proxy-services folder and wait until each serves it.
 
     Every node's folder is checked first: if one is missing, nothing is written anywhere.
-    A node whose file already holds these bytes is not written again ('unchanged').
+    A node whose file already holds these bytes is not written again ('unchanged'). With a
+    ``journal``, every write goes through it (the original saved first).
     """
     transports = {n.name: transport_for(n) for n in cluster.nodes}
     try:
@@ -125,7 +132,7 @@ def deploy_proxy(
                                   "ei_home right in the cluster file? Nothing was deployed")
         results = []
         for node in cluster.nodes:
-            r = _deploy_one(transports[node.name], node, artifact, timeout)
+            r = _deploy_one(transports[node.name], node, artifact, timeout, journal)
             results.append(r)
             if on_result:
                 on_result(r)
@@ -135,7 +142,8 @@ def deploy_proxy(
             t.close()
 
 
-def _deploy_one(t: NodeTransport, node: Node, artifact: ProxyArtifact, timeout: float) -> DeployResult:
+def _deploy_one(t: NodeTransport, node: Node, artifact: ProxyArtifact, timeout: float,
+                journal: Journal | None) -> DeployResult:
     began = time.monotonic()
     path = f"{node.proxy_services_dir}/{artifact.file_name}"
     try:
@@ -147,7 +155,10 @@ def _deploy_one(t: NodeTransport, node: Node, artifact: ProxyArtifact, timeout: 
         if old == artifact.xml:
             action = "unchanged"
         else:
-            t.write_bytes(path, artifact.xml)
+            if journal is not None:
+                journal.write(t, path, artifact.xml)
+            else:
+                t.write_bytes(path, artifact.xml)
             action = "new" if old is None else "replaced"
         problem = _wait_served(t, node, artifact.name, path, offset, action != "unchanged", timeout)
     except (TransportError, OSError) as e:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +29,25 @@ def _snapshot(cluster) -> dict[str, dict[str, bytes]]:
     """Every node's proxy-services folder: file name -> bytes."""
     return {n.name: {f: Path(n.proxy_services_dir, f).read_bytes()
                      for f in sorted(os.listdir(n.proxy_services_dir))} for n in cluster.nodes}
+
+
+@pytest.fixture(autouse=True)
+def results(tmp_path, monkeypatch) -> Path:
+    """The results folder holding the change journals of `eiperf deploy` (not the work tree)."""
+    folder = tmp_path / "results"
+    monkeypatch.setenv("EIPERF_RESULTS", str(folder))
+    return folder
+
+
+def _post_status(node, name: str) -> int:
+    """Status of a POST to the proxy on the node's own pass-through port (not through nginx)."""
+    conn = http.client.HTTPConnection(node.host, node.http_port, timeout=5)
+    try:
+        conn.request("POST", f"/services/{name}", soap_envelope(64),
+                     {"Content-Type": "text/xml; charset=utf-8"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -75,11 +96,40 @@ def test_cli_deploys_a_given_proxy_file(testbed, sshd, tmp_path, cleanup, capsys
     assert main(["deploy", "--cluster", str(path), "--proxy", str(proxy)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("deploying proxy EiperfCliProxy")
-    assert len(out) == 1 + len(testbed.nodes)
+    assert len(out) == 2 + len(testbed.nodes)
     for line, n in zip(out[1:], testbed.nodes):
         assert line.startswith(f"ok   {n.name}: new - EiperfCliProxy.xml written to ")
         assert f"POST http://{n.host}:{n.http_port}/services/EiperfCliProxy answers" in line
         assert Path(n.proxy_services_dir, "EiperfCliProxy.xml").read_bytes() == proxy.read_bytes()
+    assert out[-1].endswith("'eiperf tune restore' puts it back")
+
+
+def test_restore_puts_back_a_replaced_proxy_and_removes_a_new_one(testbed, sshd, tmp_path,
+                                                                  cleanup, capsys):
+    """The first node already has the proxy (another log level), over SSH; the others do not."""
+    path = _cluster_file(testbed, sshd, tmp_path, testbed.nodes[0].name)
+    first, *others = testbed.nodes
+    original = render_proxy("EiperfRestored", log_level="simple").encode() + b"<!-- mine -->\n"
+    target = Path(first.proxy_services_dir, "EiperfRestored.xml")
+    target.write_bytes(original)
+    target.chmod(0o640)
+    before = _snapshot(testbed)
+    assert main(["deploy", "--cluster", str(path), "--name", "EiperfRestored",
+                 "--log-level", "full"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"ok   {first.name}: replaced - ")
+    assert all(line.startswith(f"ok   {n.name}: new - ") for line, n in zip(out[2:], others))
+    assert _snapshot(testbed) != before
+    assert main(["tune", "restore"]) == 0
+    out = capsys.readouterr().out
+    assert "journal " in out and "(applied, deploy EiperfRestored.xml)" in out
+    assert _snapshot(testbed) == before  # byte for byte, the new files gone
+    assert oct(target.stat().st_mode & 0o777) == oct(0o640)
+    # EI noticed: the node that did not have it no longer serves it.
+    deadline = time.monotonic() + 10
+    while _post_status(others[0], "EiperfRestored") != 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _post_status(others[0], "EiperfRestored") == 404
 
 
 @pytest.mark.parametrize(
@@ -148,3 +198,9 @@ def test_a_stopped_node_is_reported_and_the_exit_is_1(testbed, tmp_path, cleanup
     assert out[1].startswith(f"ok   {testbed.nodes[0].name}: new")
     assert out[2].startswith(f"FAIL {victim.name}: new - written to ")
     assert "did not log its deployment within 2 s; is it running?" in out[2]
+    # No node keeps a proxy the others lack, and no journal is left to restore.
+    assert out[3].startswith(f"put back {len(testbed.nodes)} file(s) written")
+    for n in testbed.nodes:
+        assert not Path(n.proxy_services_dir, "EiperfWhileDown.xml").exists()
+    assert main(["tune", "restore"]) == 0
+    assert capsys.readouterr().out == "nothing to restore\n"
