@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from eiperf.errors import EiperfError
+from eiperf.fsutil import lock_held
 from eiperf.results import (
     METRICS_FILE,
     REQUESTS_FILE,
@@ -36,6 +37,8 @@ from eiperf.results import (
 #: Environment variable naming the results folder (default ``results`` in the current folder).
 RESULTS_ENV = "EIPERF_RESULTS"
 SWEEP_JSON = "sweep.json"
+#: The file a running sweep holds an flock on (tuning.sweep.SweepFolder.lock).
+SWEEP_LOCK = "lock"
 #: sweep.json versions this loader reads (history: tuning/sweep.py, SWEEP_SCHEMA_VERSION).
 SWEEP_SCHEMA_VERSIONS = (1,)
 TRIALS_FILE = "trials.parquet"
@@ -191,8 +194,17 @@ class Sweep:
 
     @property
     def state(self) -> str:
-        """running | complete | incomplete | failed (sweep.json ``status``)."""
+        """running | complete | incomplete | failed (sweep.json ``status``; a sweep that says
+        running but that no eiperf process runs any more is incomplete)."""
+        if self.interrupted:
+            return "incomplete"
         return str(self.info.get("status", self.info.get("state", "unknown")))
+
+    @property
+    def interrupted(self) -> bool:
+        """sweep.json says running, yet no process holds the sweep's lock: it was killed."""
+        return (self.info.get("status") == "running"
+                and lock_held(self.path / SWEEP_LOCK) is False)
 
     @property
     def incomplete(self) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from matplotlib import rc_context
+from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -534,9 +534,9 @@ def sweep_heatmap(sweep: Sweep, x: str | None = None, y: str | None = None) -> F
     fig, axes = _figure(0.6 * len(ys) + 2.4, left=1.1, right=0.2)
     ax = axes[0, 0]
     ax.grid(False)
-    cmap = "viridis" if sweep.direction == "maximize" else "viridis_r"
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", origin="lower")
-    image.cmap.set_bad("#e0e0e0")
+    cmap = colormaps["viridis" if sweep.direction == "maximize" else "viridis_r"]
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap.with_extremes(bad="#e0e0e0"),
+                      aspect="auto", origin="lower")
     fig.colorbar(image, ax=ax, label=objective_label(sweep))
     finite = grid[np.isfinite(grid)]
     mid = (finite.min() + finite.max()) / 2 if finite.size else 0

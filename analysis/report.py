@@ -255,7 +255,8 @@ def sweep_section(sweep: Sweep, fmt: str = "svg") -> dict[str, Any]:
     noise = objective_noise(sweep)
     return {
         "id": sweep.id, "anchor": f"sweep-{sweep.id}", "path": str(sweep.path),
-        "strategy": sweep.strategy, "state": sweep.state, "direction": sweep.direction,
+        "strategy": sweep.strategy, "state": sweep.state, "interrupted": sweep.interrupted,
+        "direction": sweep.direction,
         "objective": sweep.objective, "trials": len(sweep.trials),
         "counts": sweep.trials["state"].value_counts().to_dict(),
         "best": None if best is None else {
@@ -335,6 +336,10 @@ def render_report(targets: Sequence[Run | Sweep], *, title: str | None = None,
         warnings += [("comparison", n, "warn") for n in comparison["notes"]
                      if n.startswith("configuration of")]
     for s in sweep_sections:
+        if s["interrupted"]:
+            warnings.append((s["id"], "the sweep was interrupted: sweep.json says running but no "
+                             f"eiperf process runs it; 'eiperf sweep --resume {s['id']}' "
+                             "continues it", "danger"))
         if s["trend"]:
             warnings.append((s["id"], s["trend"], "warn"))
         warnings += [(s["id"], f"run {rid} differs from the first trial's run beyond the swept "

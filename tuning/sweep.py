@@ -49,6 +49,8 @@ from tuning.sweep_spec import SweepSpec, parse_spec_data
 SWEEP_SCHEMA_VERSION = 1
 SWEEPS_DIR = "sweeps"
 SWEEP_JSON = "sweep.json"
+#: Held (flock) by the process running the sweep: a "running" sweep without it was killed.
+SWEEP_LOCK = "lock"
 TRIALS_FILE = "trials.parquet"
 PARAM_PREFIX = "param."
 
@@ -316,7 +318,7 @@ class SweepFolder:
         return parse_spec_data(data, data.get("source") or self.id)
 
     def lock(self) -> None:
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path / SWEEP_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from analysis.ranking import (
     snapshot_flags,
     trial_table,
 )
+from analysis.report import render_report
 from eiperf.errors import EiperfError
 from eiperf.results import RunStatus, SchemaError
 from tests.analysis.results_fixture import T0, write_run, write_step_run, write_sweep
@@ -73,6 +76,24 @@ def test_sweep_contract_ranking_and_best(tmp_path):
     assert ("eiperf tune apply --set jvm.xmx=2g --set nginx.proxy_read_timeout=30s"
             in lines[1])
     assert any("Unrecognized VM option" in line for line in lines)
+
+
+def test_a_running_sweep_no_process_holds_is_shown_as_interrupted(tmp_path):
+    folder = write_sweep(tmp_path / "results", "killed", status="running")
+    sweep = load_sweep(folder)
+    assert (sweep.state, sweep.interrupted, sweep.incomplete) == ("incomplete", True, True)
+    html = render_report([sweep])
+    assert "the sweep was interrupted" in html and "eiperf sweep --resume killed" in html
+    # While a process holds its lock (as `eiperf sweep` does), it is running.
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        sweep = load_sweep(folder)
+        assert (sweep.state, sweep.interrupted) == ("running", False)
+        assert "the sweep was interrupted" not in render_report([sweep])
+    finally:
+        os.close(fd)
+    assert load_sweep(folder).state == "incomplete"  # lock released: the process is gone
 
 
 def test_minimizing_sweep_ranks_the_other_way(tmp_path):
