@@ -51,17 +51,21 @@ def nearest_rank(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray
     NaN for every percentile when ``values`` is empty. ``values`` must not contain NaN.
     """
     values = np.asarray(values)
-    n = values.size
-    if n == 0:
+    if values.size == 0:
         return np.full(len(percentiles), np.nan)
-    idx = [nearest_rank_index(n, p) - 1 for p in percentiles]
+    return _select_in_place(values.copy(), percentiles)
+
+
+def _select_in_place(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
+    """``nearest_rank`` of a non-empty array it may reorder (a temporary of the caller's)."""
+    idx = [nearest_rank_index(values.size, p) - 1 for p in percentiles]
     ranks = sorted(set(idx))
     # One selection per rank, each in what lies above the previous one: np.partition given
     # several ranks at once is slower than sorting the whole array.
-    selected = np.partition(values, ranks[0])
+    values.partition(ranks[0])
     for below, rank in zip(ranks, ranks[1:], strict=False):
-        selected[below + 1:].partition(rank - below - 1)
-    return selected[idx].astype(np.float64)
+        values[below + 1:].partition(rank - below - 1)
+    return values[idx].astype(np.float64)
 
 
 def grouped_nearest_rank(
@@ -91,5 +95,5 @@ def grouped_nearest_rank(
     for g in range(n_groups):
         start, stop = bounds[g], bounds[g + 1]
         if stop > start:
-            out[g] = nearest_rank(ordered[start:stop], qs)
+            out[g] = _select_in_place(ordered[start:stop], qs)  # ``ordered`` is our own copy
     return out

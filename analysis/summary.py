@@ -133,24 +133,27 @@ def summarize_requests(
     window = check_window(window)
     ts = requests["ts"].to_numpy(dtype=np.float64)
     mask = window_mask(ts, window)
-    latency = requests["latency_us"].to_numpy(dtype=np.float64)
-    ok = requests["ok"].to_numpy(dtype=bool, na_value=False)
-    if mask is not None:
-        ts, latency, ok = ts[mask], latency[mask], ok[mask]
-    count = int(ts.size)
+    # Latency stays in its recorded unit (integer microseconds) through the selections: the
+    # percentiles are the same values, converted to ms once chosen.
+    latency_us = requests["latency_us"].to_numpy()
+    ok_all = requests["ok"].to_numpy(dtype=bool, na_value=False)
+    ok = ok_all[mask] if mask is not None else ok_all
+    count = int(ok.size)
     ok_count = int(ok.sum())
     duration = window_duration(ts, window)
 
+    # basis: the requests the latency figures describe, over all rows and within the window
+    basis_all = mask if include_errors else (ok_all if mask is None else mask & ok_all)
     basis = np.ones(count, dtype=bool) if include_errors else ok
-    basis_latency_ms = latency[basis] / 1000.0
-    pcts = nearest_rank(basis_latency_ms, REPORTED_PERCENTILES)
+    basis_latency = latency_us if basis_all is None else latency_us[basis_all]
+    pcts = nearest_rank(basis_latency, REPORTED_PERCENTILES) / 1000.0
 
     node_codes, node_names = _factorize(requests["node"], mask)
     counts = np.bincount(node_codes, minlength=len(node_names)) if count else np.zeros(0, int)
     basis_counts = np.bincount(node_codes[basis], minlength=len(node_names)) if count else counts
     node_pcts = grouped_nearest_rank(
-        node_codes[basis], len(node_names), basis_latency_ms, _NODE_PERCENTILES
-    )
+        node_codes[basis], len(node_names), basis_latency, _NODE_PERCENTILES
+    ) / 1000.0
     nodes = {
         name: NodeLatency(
             node=name,
@@ -184,10 +187,10 @@ def summarize_requests(
         throughput_rps=count / duration if duration > 0 else math.nan,
         ok_throughput_rps=ok_count / duration if duration > 0 else math.nan,
         include_errors=include_errors,
-        latency_count=int(basis_latency_ms.size),
+        latency_count=int(basis_latency.size),
         percentiles_ms=dict(zip(REPORTED_PERCENTILES, map(float, pcts), strict=True)),
-        mean_ms=float(basis_latency_ms.mean()) if basis_latency_ms.size else math.nan,
-        max_ms=float(basis_latency_ms.max()) if basis_latency_ms.size else math.nan,
+        mean_ms=float(basis_latency.mean()) / 1000.0 if basis_latency.size else math.nan,
+        max_ms=float(basis_latency.max()) / 1000.0 if basis_latency.size else math.nan,
         nodes=nodes,
         scenarios=scenarios,
         errors=errors,
@@ -215,7 +218,7 @@ def _factorize(column: pd.Series, mask: np.ndarray | None, *, missing: str = UNA
         remap = np.cumsum(present) - 1
         codes = remap[codes]
         names = [n for n, p in zip(names, present, strict=True) if p]
-    return codes.astype(np.intp), names
+    return codes, names
 
 
 def summarize_metrics(
