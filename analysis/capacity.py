@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
 from analysis.quantiles import grouped_nearest_rank
 
@@ -89,6 +88,8 @@ def fit_usl(concurrency: np.ndarray, throughput: np.ndarray) -> USLFit:
             f"a USL fit needs at least 3 distinct concurrencies, got {np.unique(n).size}: "
             "run more load steps"
         )
+    from scipy import optimize  # here: importing scipy costs a report without a step run ~0.3 s
+
     n_min = n.min()
     lambda0 = float(x[n == n_min].mean() / n_min)
     design = np.column_stack((n - 1.0, n * (n - 1.0)))
