@@ -34,9 +34,17 @@ class EiUser(FastHttpUser):
     network_timeout = 30.0
     connection_timeout = 10.0
 
+    @staticmethod
+    def _status_failure(resp, what: str = "HTTP") -> str:
+        """Why a response with the wrong status failed: its status, or for no response at all
+        (status 0) the connection error itself, so a reset, a refusal and a timeout differ."""
+        if resp.status_code == 0 and getattr(resp, "error", None) is not None:
+            return f"connection error: {resp.error!r}"
+        return f"{what} {resp.status_code}"
+
     def _check_echo(self, resp, sent: bytes) -> None:
         if resp.status_code != 200:
-            resp.failure(f"HTTP {resp.status_code}")
+            resp.failure(self._status_failure(resp))
         elif resp.content and b":Fault>" in resp.content[:2048]:
             resp.failure("SOAP fault")
         elif resp.content != sent:
@@ -108,7 +116,7 @@ class ConsoleUser(EiUser):
         with self.client.get("/carbon/", headers=self._headers({}), name="console",
                              catch_response=True, context={"scenario": self.scenario}) as r:
             if r.status_code != 200 or b"Management Console" not in (r.content or b""):
-                r.failure(f"console answered HTTP {r.status_code}")
+                r.failure(self._status_failure(r, "console answered HTTP"))
 
 
 class StaticUser(EiUser):
@@ -122,7 +130,7 @@ class StaticUser(EiUser):
         with self.client.get("/static", name="static", catch_response=True,
                              context={"scenario": self.scenario}) as r:
             if r.status_code != 200:
-                r.failure(f"HTTP {r.status_code}")
+                r.failure(self._status_failure(r))
 
 
 SCENARIOS: dict[str, type[EiUser]] = {

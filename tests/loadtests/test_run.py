@@ -18,6 +18,7 @@ import pytest
 from eiperf.cluster import save_cluster
 from eiperf.results import RunStatus, read_run_record
 from tests.loadtests.conftest import ROOT, eiperf
+from tests.tuning.sshd import free_port
 from tuning import node_control
 from tuning.transport import LocalTransport
 
@@ -78,6 +79,21 @@ def test_plain_locust_with_only_host(testbed, tmp_path):
         capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"POST\s+soap_http\s+\d+\s+0\(0.00%\)", r.stdout + r.stderr)
+
+
+def test_a_request_without_a_response_records_its_connection_error(tmp_path):
+    """Nothing listens on the port: each failure says why (refused), not just "HTTP 0"."""
+    port = free_port()
+    out = tmp_path / "parts"
+    r = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "1", "-t", "2s",
+         "--host", f"http://127.0.0.1:{port}", "--eiperf-out", str(out), "--only-summary"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    rows = pd.concat(pd.read_parquet(p) for p in out.glob("requests-*.parquet"))
+    assert len(rows) > 0 and not rows.ok.any(), r.stderr[-2000:]
+    assert (rows.status == 0).all()
+    assert rows.error.astype(str).str.startswith("connection error: ").all()
+    assert rows.error.astype(str).str.contains("Connection refused").all(), rows.error.unique()
 
 
 def test_run_writes_a_complete_result_that_matches_locust(testbed, results_dir):
