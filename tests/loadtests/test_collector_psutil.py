@@ -28,15 +28,19 @@ def values(rows, node: str) -> dict[str, float]:
 
 
 def test_pid_follows_the_pid_file(testbed):
+    procs = {n.name: psutil.Process(read_pid(T, n)) for n in testbed.nodes}
+    fds_before = {name: proc.num_fds() for name, proc in procs.items()}
     with PsutilCollector(testbed) as collector:
         rows = collector.sample(time.time())
     for node in testbed.nodes:
         got = values(rows, node.name)
         assert got["pid"] == read_pid(T, node)
-        proc = psutil.Process(read_pid(T, node))
         assert got["rss_bytes"] > 10 * 2**20
         assert got["threads"] >= 10
-        assert got["open_files"] == proc.num_fds()
+        # A JVM opens and closes descriptors on its own (sockets of the shared testbed closing,
+        # jars), so the count is bracketed by reads before and after the sample.
+        counts = (fds_before[node.name], procs[node.name].num_fds())
+        assert min(counts) - 2 <= got["open_files"] <= max(counts) + 2, (got, counts)
 
 
 def test_tcp_connections_counts_established_sockets_of_the_jvm(testbed):
