@@ -141,7 +141,7 @@ def latency_bins(run: Run, percentiles: Sequence[float] = (50.0, 95.0, 99.0),
 @dataclass(frozen=True)
 class TrafficBins:
     """Everything the traffic panels draw, per time bin: a few hundred numbers computed from
-    every request in one pass, so drawing them (in another process, say) needs no request."""
+    every request in one pass (throughput, errors and latency share the bin of each request)."""
 
     edges: np.ndarray
     width: float
@@ -339,28 +339,20 @@ def resources_over_time(run: Run) -> Figure:
 TIMELINE_PANELS = {"traffic": (2.2, 1.5, 0.8), "resources": (1.4, 1.2, 0.9)}
 
 
-def run_timeline(run: Run, bin_s: float | None = None, *,
-                 panels: Sequence[str] = ("traffic", "resources"),
-                 traffic: TrafficBins | None = None) -> Figure:
+def run_timeline(run: Run, bin_s: float | None = None) -> Figure:
     """Everything over time on one time axis, so a latency spike lines up with the CPU, heap and
     GC of that moment: "traffic" (latency percentiles, throughput, error rate) and "resources"
-    (per node CPU, heap and GC time share). Groups without data (no requests, no node metrics)
-    are left out. ``traffic`` is ``traffic_bins(run, bin_s)`` when already computed.
+    (per node CPU, heap and GC time share). A group without data (no requests, no node metrics)
+    is left out.
 
-    Stacked panels share one drawn time axis (the cheapest way to draw them). Each group drawn
-    alone has the same width and margins, so two figures shown one under the other line up."""
-    unknown = set(panels) - set(TIMELINE_PANELS)
-    if unknown:
-        raise ValueError(f"unknown panels {sorted(unknown)}; choose from {list(TIMELINE_PANELS)}")
-    show_traffic = "traffic" in panels and len(run.requests) > 0
-    resources = "resources" in panels and bool(len(run.metrics)) and bool(_node_names(run))
+    Stacked panels share one drawn time axis: the cheapest way to draw them."""
+    show_traffic = len(run.requests) > 0
+    resources = bool(len(run.metrics)) and bool(_node_names(run))
     heights = ((TIMELINE_PANELS["traffic"] if show_traffic else ())
                + (TIMELINE_PANELS["resources"] if resources else ()))
     if not heights:
         fig, axes = _figure(2.0)
-        return _empty(fig, axes[0, 0], "no requests" if panels == ("traffic",)
-                      else "no node metrics recorded" if panels == ("resources",)
-                      else "no requests and no node metrics recorded")
+        return _empty(fig, axes[0, 0], "no requests and no node metrics recorded")
     fig, axes = _figure(sum(heights) + 0.55 + 0.5 + 0.15 * (len(heights) - 1), len(heights), 1,
                         sharex=True, height_ratios=heights, hspace=0.15, top=0.5)
     rows = list(axes[:, 0])
@@ -368,7 +360,7 @@ def run_timeline(run: Run, bin_s: float | None = None, *,
     if show_traffic:
         latency, throughput, errors = rows[:3]
         rows = rows[3:]
-        bins = traffic if traffic is not None else traffic_bins(run, bin_s)
+        bins = traffic_bins(run, bin_s)
         if bins.latency is None:
             latency.text(0.5, 0.5, "no successful requests", ha="center", va="center",
                          transform=latency.transAxes, color="0.4")
