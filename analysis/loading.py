@@ -187,6 +187,9 @@ class Sweep:
     direction: str = "maximize"
     objective: str = "objective"
     results: Path = field(default=Path("results"))
+    #: sweep.json says running, yet no process held the sweep's lock when it was loaded: the
+    #: process running it was killed.
+    interrupted: bool = False
 
     @property
     def id(self) -> str:
@@ -199,12 +202,6 @@ class Sweep:
         if self.interrupted:
             return "incomplete"
         return str(self.info.get("status", self.info.get("state", "unknown")))
-
-    @property
-    def interrupted(self) -> bool:
-        """sweep.json says running, yet no process holds the sweep's lock: it was killed."""
-        return (self.info.get("status") == "running"
-                and lock_held(self.path / SWEEP_LOCK) is False)
 
     @property
     def incomplete(self) -> bool:
@@ -287,7 +284,9 @@ def load_sweep(path: str | Path) -> Sweep:
     trials["state"] = trials["state"].astype(str)
     params = tuple(c[len(PARAM_PREFIX):] for c in trials.columns if c.startswith(PARAM_PREFIX))
     trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
-    return Sweep(path, info, trials, params, direction, objective, path.parent.parent)
+    interrupted = info.get("status") == "running" and lock_held(path / SWEEP_LOCK) is False
+    return Sweep(path, info, trials, params, direction, objective, path.parent.parent,
+                 interrupted)
 
 
 def load_sweep_runs(sweep: Sweep, run_ids: Iterable[str] | None = None,
