@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from eiperf.errors import EiperfError
-from eiperf.fsutil import atomic_write_bytes
+from eiperf.fsutil import atomic_write_bytes, lock_held
 from tuning.transport import LocalTransport, NodeTransport
 
 SCHEMA_VERSION = 1  # 1: first version (state, cluster, label, files, notes)
@@ -364,11 +364,4 @@ def unfinished_journals(results_dir: Path, include_applied: bool = False) -> lis
 
 def busy_journals(results_dir: Path) -> list[str]:
     """Ids of journals a running eiperf process holds (for messages)."""
-    busy = []
-    for path in _journal_dirs(results_dir):
-        fd = _try_lock(path / "lock")
-        if fd is None:
-            busy.append(path.name)
-        else:
-            os.close(fd)
-    return busy
+    return [path.name for path in _journal_dirs(results_dir) if lock_held(path / "lock")]
