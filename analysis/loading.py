@@ -1,7 +1,7 @@
 """Loading results: a run folder into a ``Run``, a sweep folder into a ``Sweep``, and the
 resolution of a command-line argument (a run folder, a sweep folder, or an id under results/).
 
-Layout and schema: ``eiperf.results``. Parquet is read with pyarrow, only the columns analysis
+Layout and schema: ``eicore.results``. Parquet is read with pyarrow, only the columns analysis
 needs, string columns dictionary-encoded (pandas categoricals), so a million request rows load
 in a few tens of milliseconds. An unknown schema version is refused with ``SchemaError`` (one
 line); an interrupted run loads but is flagged ``incomplete`` with the reasons in ``problems``.
@@ -10,7 +10,6 @@ line); an interrupted run loads but is flagged ``incomplete`` with the reasons i
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,45 +18,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eiperf.errors import EiperfError
-from eiperf.fsutil import lock_held
-from eiperf.results import (
+from eicore.errors import EiperfError
+from eicore.fsutil import lock_held
+from eicore.results import (
     METRICS_FILE,
     REQUESTS_FILE,
+    RESULTS_ENV,
     RUN_JSON,
+    TIMELINE_JSON,
     RunRecord,
     RunStatus,
     SchemaError,
     metrics_schema,
-    read_json_file,
     read_run_record,
     requests_schema,
+    results_dir,
 )
-
-#: Environment variable naming the results folder (default ``results`` in the current folder).
-RESULTS_ENV = "EIPERF_RESULTS"
-SWEEP_JSON = "sweep.json"
-#: The file a running sweep holds an flock on (tuning.sweep.SweepFolder.lock).
-SWEEP_LOCK = "lock"
-#: sweep.json versions this loader reads (history: tuning/sweep.py, SWEEP_SCHEMA_VERSION).
-SWEEP_SCHEMA_VERSIONS = (1,)
-TRIALS_FILE = "trials.parquet"
-SWEEPS_DIR = "sweeps"
+from eicore.sweeps import (
+    PARAM_PREFIX,
+    SWEEP_JSON,
+    SWEEP_LOCK,
+    TRIALS_FILE,
+    SweepStatus,
+    TrialRow,
+    read_sweep_info,
+    row_from_record,
+    sweeps_root,
+)
 
 #: Columns of requests.parquet that analysis reads by default (``bytes`` and ``name`` are not).
 REQUEST_COLUMNS: tuple[str, ...] = ("ts", "scenario", "latency_us", "status", "ok", "error", "node")
 METRIC_COLUMNS: tuple[str, ...] = ("ts", "node", "source", "metric", "value")
-#: Trial states a sweep writes (tuning's TrialState values).
-TRIAL_STATES = ("complete", "failed", "running", "skipped")
-#: The load shape's own record of users over time, written by the locustfile next to run.json.
-TIMELINE_JSON = "timeline.json"
-PARAM_PREFIX = "param."
-
-
-def results_dir(explicit: str | Path | None = None) -> Path:
-    """The results folder: ``explicit``, else $EIPERF_RESULTS, else ``results``."""
-    return Path(explicit or os.environ.get(RESULTS_ENV) or "results")
-
 
 @dataclass(frozen=True)
 class Run:
@@ -190,6 +181,8 @@ class Sweep:
     #: sweep.json says running, yet no process held the sweep's lock when it was loaded: the
     #: process running it was killed.
     interrupted: bool = False
+    #: the trials as the foundation's records (what ``eicore.trials`` folds and ranks)
+    rows: tuple[TrialRow, ...] = ()
 
     @property
     def id(self) -> str:
@@ -200,13 +193,13 @@ class Sweep:
         """running | complete | incomplete | failed (sweep.json ``status``; a sweep that says
         running but that no eiperf process runs any more is incomplete)."""
         if self.interrupted:
-            return "incomplete"
-        return str(self.info.get("status", self.info.get("state", "unknown")))
+            return SweepStatus.INCOMPLETE.value
+        return str(self.info.get("status", "unknown"))
 
     @property
     def incomplete(self) -> bool:
         """True unless the sweep ran to its end."""
-        return self.state != "complete"
+        return self.state != SweepStatus.COMPLETE.value
 
     @property
     def slo(self) -> list[str]:
@@ -236,32 +229,13 @@ def _direction(info: dict[str, Any]) -> tuple[str, str]:
     return direction, str(objective)
 
 
-def _expand_params(trials: pd.DataFrame) -> pd.DataFrame:
-    """Turn a JSON ``params`` column into ``param.<name>`` columns (kept as they are if flat)."""
-    if "params" not in trials.columns:
-        return trials
-    parsed = [json.loads(p) if isinstance(p, str) and p else (p or {}) for p in trials["params"]]
-    flat = pd.DataFrame.from_records(parsed, index=trials.index)
-    flat.columns = [f"{PARAM_PREFIX}{c}" for c in flat.columns]
-    keep = trials.drop(columns=["params"])
-    return pd.concat([keep, flat.drop(columns=[c for c in flat if c in keep])], axis=1)
-
-
 def load_sweep(path: str | Path) -> Sweep:
     """Load a sweep folder (sweep.json and trials.parquet); runs stay on disk (``load_run``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
-    meta = path / SWEEP_JSON
-    info = read_json_file(path, SWEEP_JSON, "sweep")
-    version = info.get("schema_version")
-    if version not in SWEEP_SCHEMA_VERSIONS:
-        raise SchemaError(
-            f"{meta}: sweep schema version {version!r} is unknown to this eiperf (it reads "
-            f"{', '.join(map(str, SWEEP_SCHEMA_VERSIONS))}); upgrade eiperf to read it")
-    if info.get("kind", "sweep") != "sweep":
-        raise SchemaError(f"{meta}: kind {info.get('kind')!r} is not a sweep")
+    info = read_sweep_info(path)
     direction, objective = _direction(info)
     file = path / TRIALS_FILE
     if file.exists():
@@ -271,11 +245,10 @@ def load_sweep(path: str | Path) -> Sweep:
             raise SchemaError(f"{file}: not a readable Parquet file ({e})") from None
     else:
         trials = pd.DataFrame({"trial": pd.Series([], dtype="int64")})
-    missing = [c for c in ("trial",) if c not in trials.columns]
-    if missing:
-        raise SchemaError(f"{file}: trials lack column(s) {', '.join(missing)}")
-    trials = _expand_params(trials)
-    for column, default in (("run_id", None), ("objective", np.nan), ("slo_ok", True),
+    if "trial" not in trials.columns:
+        raise SchemaError(f"{file}: trials lack column trial")
+    rows = tuple(row_from_record(rec, str(file)) for rec in trials.to_dict("records"))
+    for column, default in (("run_id", None), ("objective", np.nan), ("slo_ok", False),
                             ("state", "complete")):
         if column not in trials.columns:
             trials[column] = default
@@ -284,20 +257,10 @@ def load_sweep(path: str | Path) -> Sweep:
     trials["state"] = trials["state"].astype(str)
     params = tuple(c[len(PARAM_PREFIX):] for c in trials.columns if c.startswith(PARAM_PREFIX))
     trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
-    interrupted = info.get("status") == "running" and lock_held(path / SWEEP_LOCK) is False
+    interrupted = (info.get("status") == SweepStatus.RUNNING.value
+                   and lock_held(path / SWEEP_LOCK) is False)
     return Sweep(path, info, trials, params, direction, objective, path.parent.parent,
-                 interrupted)
-
-
-def load_sweep_runs(sweep: Sweep, run_ids: Iterable[str] | None = None,
-                    **kwargs: Any) -> dict[str, Run]:
-    """The sweep's runs that exist on disk, by run id (all trials' runs, or ``run_ids``)."""
-    ids = run_ids if run_ids is not None else sweep.trials["run_id"].dropna().astype(str)
-    runs = {}
-    for run_id in ids:
-        if (sweep.run_path(run_id) / RUN_JSON).exists():
-            runs[str(run_id)] = load_run(sweep.run_path(run_id), **kwargs)
-    return runs
+                 interrupted, rows)
 
 
 def sweep_records(sweep: Sweep) -> dict[str, RunRecord]:
@@ -326,8 +289,8 @@ def resolve(target: str | Path, results: str | Path | None = None) -> tuple[str,
     if len(path.parts) == 1:
         if (base / path / RUN_JSON).exists():
             return "run", base / path
-        if (base / SWEEPS_DIR / path / SWEEP_JSON).exists():
-            return "sweep", base / SWEEPS_DIR / path
+        if (sweeps_root(base) / path / SWEEP_JSON).exists():
+            return "sweep", sweeps_root(base) / path
     raise EiperfError(f"{target}: no such run folder, and no run or sweep with that id under "
                       f"{base}/ (pass a path, or set {RESULTS_ENV})")
 

@@ -1,18 +1,17 @@
-"""The ranking of a sweep's trials, its best configuration, and its consistency checks.
+"""A sweep's ranking as tables for reports and notebooks, and its consistency checks.
 
-Ranking: complete trials that met the SLO, best objective first (the sweep's direction); then
-complete trials that missed the SLO; failed, skipped and running trials are listed unranked
-(a failed trial shows its error, e.g. the JVM refusing a flag). Repetitions of a trial are
-merged first (``trial_table``).
-The best configuration is the first ranked trial that met the SLO, given as the arguments of
-``eiperf tune apply``. Trials repeated with the same parameters give the run-to-run noise of the
+The ranking itself -- repetitions folded, the order, the best configuration -- is
+``eicore.trials`` (the one the sweep engine uses too): complete trials that met the SLO, best
+objective first (the sweep's direction); then complete trials that missed the SLO; then partial
+trials (some repetitions failed); failed and running trials are listed unranked (a failed
+trial shows its error, e.g. the JVM refusing a flag). The best configuration is given as the
+arguments of ``eiperf tune apply``. Trials repeated with the same parameters give the run-to-run noise of the
 objective (``analysis.compare.noise_estimate``); trials within that noise of the best are tied.
 """
 
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import noise_estimate, snapshot_diff
-from analysis.loading import PARAM_PREFIX, Sweep, sweep_records
+from analysis.keyfigures import format_table
+from analysis.loading import Sweep, sweep_records
+from eicore.sweeps import PARAM_PREFIX, TrialState
+from eicore.trials import TrialResult, aggregate, best_of, rank_group, ranked, tune_apply_command
 
 #: Snapshot keys derived from a swept parameter's group (the JVM's command line changes with
 #: any jvm.* parameter), so they do not count as unswept differences.
@@ -42,75 +44,54 @@ def trial_params(row: pd.Series | Mapping[str, Any], params: tuple[str, ...]) ->
             if not pd.isna(row[f"{PARAM_PREFIX}{p}"])}
 
 
+def _frame(results: list[TrialResult], params: tuple[str, ...]) -> pd.DataFrame:
+    """Folded trials as rows: trial, state, objective, slo_ok, run_id, repetitions, error,
+    started and the ``param.<name>`` columns."""
+    records = []
+    for r in results:
+        rec: dict[str, Any] = {
+            "trial": r.trial, "state": r.state.value,
+            "objective": np.nan if r.objective is None else r.objective,
+            "slo_ok": bool(r.slo_ok), "run_id": r.run_id, "repetitions": r.repetitions,
+            "error": r.error, "started": r.started}
+        rec.update({f"{PARAM_PREFIX}{p}": r.params.get(p) for p in params})
+        records.append(rec)
+    columns = ["trial", "state", "objective", "slo_ok", "run_id", "repetitions", "error",
+               "started", *(f"{PARAM_PREFIX}{p}" for p in params)]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame["objective"] = frame["objective"].astype(float)
+    return frame
+
+
 def trial_table(sweep: Sweep) -> pd.DataFrame:
-    """One row per trial, its repetitions merged: objective = mean over complete repetitions,
-    slo_ok = every complete repetition met the SLO, state = complete when one repetition
-    completed (else the first repetition's), run_id = the first complete repetition's run,
+    """One row per trial, its repetitions folded as ``eicore.trials.aggregate`` says: objective
+    = mean over complete repetitions, slo_ok = every complete repetition met the SLO, state
+    complete / partial / failed / running, run_id = the first complete repetition's run,
     ``repetitions`` = how many rows the trial has, ``error`` = the first error seen."""
-    trials = sweep.trials
-    if "repetition" not in trials.columns or trials["trial"].is_unique:
-        out = trials.copy()
-        out["repetitions"] = 1
-        return out
-    rows = []
-    for _, group in trials.groupby("trial", sort=True):
-        done = group[group["state"] == "complete"]
-        first = (done if len(done) else group).iloc[0].copy()
-        if len(done):
-            first["objective"] = done["objective"].mean()
-            first["slo_ok"] = bool(done["slo_ok"].all())
-        first["repetitions"] = len(group)
-        if "error" in group.columns and group["error"].notna().any():
-            first["error"] = group["error"].dropna().iloc[0]
-        rows.append(first)
-    return pd.DataFrame(rows).reset_index(drop=True)
+    return _frame(aggregate(list(sweep.rows)), sweep.params)
 
 
 def rank_trials(sweep: Sweep) -> pd.DataFrame:
-    """Trials (repetitions merged, ``trial_table``) in ranking order with a ``rank`` column
-    (NA for unranked trials)."""
-    trials = trial_table(sweep)
-    complete = (trials["state"] == "complete") & trials["objective"].notna()
-    ascending = sweep.direction == "minimize"
-    key = trials["objective"] if ascending else -trials["objective"]
-    trials["_group"] = np.where(complete & trials["slo_ok"], 0, np.where(complete, 1, 2))
-    trials["_key"] = key.fillna(np.inf)
-    trials = trials.sort_values(["_group", "_key", "trial"], kind="stable")
-    ranked = trials["_group"] < 2
-    trials["rank"] = pd.array([pd.NA] * len(trials), dtype="Int64")
-    trials.loc[ranked, "rank"] = np.arange(1, int(ranked.sum()) + 1)
-    return trials.drop(columns=["_group", "_key"]).reset_index(drop=True)
+    """Trials (folded) in ranking order with a ``rank`` column (NA for unranked trials)."""
+    order = ranked(aggregate(list(sweep.rows)), sweep.direction)
+    trials = _frame(order, sweep.params)
+    ranks = [i + 1 if rank_group(t) is not None else None for i, t in enumerate(order)]
+    trials["rank"] = pd.array(ranks, dtype="Int64")
+    return trials
 
 
 def best_trial(sweep: Sweep) -> pd.Series | None:
-    """The best complete trial that met the SLO, or None."""
-    ranked = rank_trials(sweep)
-    best = ranked[(ranked["state"] == "complete") & ranked["slo_ok"] & ranked["rank"].notna()]
-    return None if best.empty else best.iloc[0]
-
-
-def _cli_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def tune_apply_args(params: Mapping[str, Any]) -> list[str]:
-    """``--set name=value`` arguments of ``eiperf tune apply`` for a parameter set."""
-    args: list[str] = []
-    for name, value in params.items():
-        args += ["--set", f"{name}={_cli_value(value)}"]
-    return args
-
-
-def tune_apply_command(params: Mapping[str, Any]) -> str:
-    """The whole ``eiperf tune apply`` command line, shell-quoted."""
-    return shlex.join(["eiperf", "tune", "apply", *tune_apply_args(params)])
+    """The best complete trial that met the SLO (``eicore.trials.best_of``), or None."""
+    best = best_of(aggregate(list(sweep.rows)), sweep.direction)
+    if best is None:
+        return None
+    return _frame([best], sweep.params).iloc[0]
 
 
 def objective_noise(sweep: Sweep) -> float | None:
     """Largest run-to-run spread of the objective over repeated parameter sets, or None."""
-    done = sweep.trials[(sweep.trials["state"] == "complete") & sweep.trials["objective"].notna()]
+    done = sweep.trials[(sweep.trials["state"] == TrialState.COMPLETE.value)
+                        & sweep.trials["objective"].notna()]
     columns = [f"{PARAM_PREFIX}{p}" for p in sweep.params]
     if not columns or done.empty:
         return None
@@ -136,7 +117,8 @@ def order_trend(sweep: Sweep) -> str | None:
     None when there is no such trend or it cannot be judged."""
     from scipy.stats import spearmanr
 
-    done = sweep.trials[(sweep.trials["state"] == "complete") & sweep.trials["objective"].notna()]
+    done = sweep.trials[(sweep.trials["state"] == TrialState.COMPLETE.value)
+                        & sweep.trials["objective"].notna()]
     if "started" not in done.columns or len(done) < TREND_MIN_TRIALS:
         return None
     started = pd.to_numeric(done["started"], errors="coerce")
@@ -199,7 +181,7 @@ def ranking_table(sweep: Sweep, top: int | None = None) -> tuple[list[str], list
             "" if pd.isna(rank) else str(int(rank)), str(series["trial"]),
             *(str(params.get(p, "")) for p in sweep.params),
             _fmt(series["objective"]),
-            ("met" if series["slo_ok"] else "missed") if series["state"] == "complete" else "",
+            ("met" if series["slo_ok"] else "missed") if pd.notna(rank) else "",
             str(series["state"]), "" if pd.isna(series["run_id"]) else str(series["run_id"]), note,
         ])
     return header, rows
@@ -207,8 +189,6 @@ def ranking_table(sweep: Sweep, top: int | None = None) -> tuple[list[str], list
 
 def format_ranking(sweep: Sweep, top: int | None = 10) -> list[str]:
     """The best configuration and the ranking as lines (uses ``keyfigures.format_table``)."""
-    from analysis.keyfigures import format_table
-
     best = best_trial(sweep)
     lines = [f"sweep {sweep.id} ({sweep.strategy}, {sweep.state}): {len(sweep.trials)} trials, "
              f"{sweep.direction} {sweep.objective}"]

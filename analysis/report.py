@@ -36,12 +36,11 @@ from analysis.ranking import (
     ranking_table,
     snapshot_flags,
     trial_params,
-    tune_apply_args,
-    tune_apply_command,
 )
 from analysis.summary import format_summary
-from eiperf import __version__
-from eiperf.fsutil import atomic_write_text
+from eicore import __version__
+from eicore.fsutil import atomic_write_text
+from eicore.trials import tune_apply_args, tune_apply_command
 
 TEMPLATES = Path(__file__).parent / "templates"
 _SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "eiperf"}

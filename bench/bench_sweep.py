@@ -27,16 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eiperf.cluster import load_cluster  # noqa: E402
+from eicore import node_control  # noqa: E402
+from eicore.cluster import load_cluster  # noqa: E402
+from eicore.transport import LocalTransport  # noqa: E402
 from loadtests.profile import LoadProfile  # noqa: E402
 from loadtests.run import run_load_test  # noqa: E402
 from testbed import manager  # noqa: E402
 from tests.conftest import start_testbed  # noqa: E402
-from tuning import node_control  # noqa: E402
 from tuning.apply import apply_settings, node_java, restore_cluster  # noqa: E402
 from tuning.journal import Journal  # noqa: E402
 from tuning.params import ParamSet  # noqa: E402
-from tuning.transport import LocalTransport  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from eicore import node_control  # noqa: E402
+from eicore.transport import LocalTransport  # noqa: E402
 from testbed import manager  # noqa: E402
 from tests.conftest import free_testbed_ports  # noqa: E402
-from tuning import node_control  # noqa: E402
-from tuning.transport import LocalTransport  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -1,3 +1,5 @@
-"""eiperf: load tests and tuning for WSO2 Enterprise Integrator clusters behind NGINX."""
+"""eiperf: the command line on top of eicore, analysis, testbed, loadtests and tuning."""
 
-__version__ = "0.1.0"
+from eicore import __version__
+
+__all__ = ["__version__"]

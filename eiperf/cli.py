@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Callable
 
-from eiperf import __version__
-from eiperf.errors import EiperfError
+from eicore import __version__
+from eicore.errors import EiperfError
+from eicore.results import journal_root, results_dir
 
 
 def _number(text: str, convert: Callable[[str], float], what: str):
@@ -72,20 +73,19 @@ def _add_cluster(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cluster", metavar="FILE", default=os.environ.get("EIPERF_CLUSTER"),
                    help="cluster.toml of the cluster to use [env EIPERF_CLUSTER]; "
                         "default: the testbed (started when needed)")
-    g.add_argument("--testbed-dir", metavar="DIR", default=None,
-                   help="folder of the testbed used when no --cluster is given "
-                        "[env EIPERF_TESTBED_DIR, default ~/.eiperf/testbed]")
+    _add_testbed_dir(g, "folder of the testbed used when no --cluster is given")
 
 
-def _add_testbed_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", metavar="DIR", default=None,
-                   help="testbed folder [env EIPERF_TESTBED_DIR, default ~/.eiperf/testbed]")
+def _add_testbed_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                     what: str = "testbed folder") -> None:
+    p.add_argument("--testbed-dir", "--dir", dest="testbed_dir", metavar="DIR", default=None,
+                   help=f"{what} [env EIPERF_TESTBED_DIR, default ~/.eiperf/testbed]")
 
 
-def _add_results(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", metavar="DIR", default=os.environ.get("EIPERF_RESULTS"),
-                   help="results folder holding the change journals (.journal/) "
-                        "[env EIPERF_RESULTS, default ./results]")
+def _add_results(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                 what: str = "results folder") -> None:
+    p.add_argument("--results", "--out", dest="results", metavar="DIR", default=None,
+                   help=f"{what} [env EIPERF_RESULTS, default ./results]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,8 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("results")
     g.add_argument("--slo", action="append", metavar="RULE",
                    help="e.g. 'p95<200ms', 'errors<0.1%%', 'rps>=500'; repeatable; exit 1 if broken")
-    g.add_argument("--out", default=os.environ.get("EIPERF_RESULTS", "results"),
-                   help="results folder [env EIPERF_RESULTS, default ./results]")
+    _add_results(g, "results folder: the run goes to <DIR>/<run-id>/")
     g.add_argument("--interval", type=float, default=1.0, help="metric sampling interval in s")
     g.add_argument("--no-collect", action="store_true", help="do not collect node metrics")
     p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
@@ -182,8 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run folder, a sweep folder, or a run/sweep id under the results folder")
     p.add_argument("-o", "--output", metavar="FILE", default=None,
                    help="where to write the report (default ./report-<id>.html)")
-    p.add_argument("--results", metavar="DIR", default=os.environ.get("EIPERF_RESULTS"),
-                   help="results folder ids are looked up in [env EIPERF_RESULTS, default results]")
+    _add_results(p, "results folder ids are looked up in")
     p.add_argument("--title", default=None, help="the report's title (default: the ids)")
     p.add_argument("--format", choices=("svg", "png"), default="svg",
                    help="how plots are embedded (default svg)")
@@ -198,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "within noise / unknown), and the configuration differences.")
     p.add_argument("baseline", metavar="A", help="the baseline run (folder or id)")
     p.add_argument("runs", nargs="+", metavar="B", help="runs to compare with it")
-    p.add_argument("--results", metavar="DIR", default=os.environ.get("EIPERF_RESULTS"),
-                   help="results folder ids are looked up in [env EIPERF_RESULTS, default results]")
+    _add_results(p, "results folder ids are looked up in")
     p.add_argument("--noise", type=fraction, default=None, metavar="SHARE",
                    help="run-to-run noise of the latency figures from repeated runs, e.g. 0.05 "
                         "or 5%%: smaller differences are 'within noise'")
@@ -269,9 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", metavar="SPEC.toml",
                    help="the sweep spec; optional with --resume (the stored spec is used)")
     _add_cluster(p)
-    p.add_argument("--out", default=os.environ.get("EIPERF_RESULTS", "results"),
-                   help="results folder: runs, sweeps/ and the change journal "
-                        "[env EIPERF_RESULTS, default ./results]")
+    _add_results(p, "results folder: runs, sweeps/ and the change journal")
     p.add_argument("--resume", metavar="ID",
                    help="continue the interrupted sweep results/sweeps/ID without repeating "
                         "its finished trials")
@@ -312,8 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_testbed_dir(p)
     p.add_argument("-u", "--users", type=int, default=10, help="users of the load run (default 10)")
     p.add_argument("-t", "--duration", default="10s", help="measured time of the run (default 10s)")
-    p.add_argument("--out", default=os.environ.get("EIPERF_RESULTS", "results"),
-                   help="results folder [env EIPERF_RESULTS, default ./results]")
+    _add_results(p, "results folder of the demo's run")
     p.set_defaults(func=_lazy("eiperf.commands.demo_cmd", "cmd_demo"))
     return parser
 
@@ -331,16 +325,13 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 def _recover_journals(args: argparse.Namespace) -> int:
     """Restore change journals a killed eiperf left open (one stat when there are none)."""
-    results = (getattr(args, "results", None) or getattr(args, "out", None)
-               or os.environ.get("EIPERF_RESULTS") or "results")
-    if not os.path.isdir(os.path.join(results, ".journal")):
+    results = results_dir(getattr(args, "results", None))
+    if not journal_root(results).is_dir():
         return 0
-    from pathlib import Path
-
-    from tuning.apply import recover
+    from tuning.apply import recover  # only when a journal exists: keeps every command quick
 
     try:
-        recover(Path(results))
+        recover(results)
     except EiperfError as e:
         print(f"eiperf: error: restoring an unfinished change journal failed: {e}; "
               "fix that and run 'eiperf tune restore'", file=sys.stderr)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eiperf.cluster import Cluster, load_cluster
-from eiperf.errors import EiperfError
+from eicore.cluster import Cluster, load_cluster
+from eicore.errors import EiperfError
 
 
 def resolve_cluster(args: argparse.Namespace, start_testbed: bool = True) -> Cluster:

@@ -20,6 +20,13 @@ import gevent
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
+from eicore.cluster import load_cluster
+from eicore.errors import EiperfError
+from eicore.fsutil import atomic_write_text
+from eicore.results import TIMELINE_JSON
+from loadtests.messages import parse_size
+from loadtests.recorder import RequestRecorder
+
 # The scenario classes must be names of this module for Locust to find them.
 from loadtests.scenarios import (  # noqa: F401
     ConsoleUser,
@@ -32,6 +39,7 @@ from loadtests.scenarios import (  # noqa: F401
     configure_scenarios,
     parse_weights,
 )
+from loadtests.shapes import build_shape
 
 _state: dict = {"recorder": None, "timeline": [], "t0": None, "shape": None}
 
@@ -77,11 +85,6 @@ def on_init(environment, runner=None, **_kw) -> None:
     opts = environment.parsed_options
     if opts is None:  # used as a library without Locust's parser
         return
-    from eiperf.cluster import load_cluster
-    from eiperf.errors import EiperfError
-    from loadtests.messages import parse_size
-    from loadtests.shapes import build_shape
-
     try:
         cluster = load_cluster(opts.cluster) if opts.cluster else None
         weights = parse_weights(opts.weights)
@@ -107,8 +110,6 @@ def on_init(environment, runner=None, **_kw) -> None:
     if shape is None:
         environment.shape_class = None
     if opts.eiperf_out and not isinstance(runner, MasterRunner):
-        from loadtests.recorder import RequestRecorder
-
         rec = RequestRecorder(Path(opts.eiperf_out),
                               upstream_header=cluster.load_balancer.upstream_header if cluster
                               else "X-Upstream-Addr",
@@ -148,10 +149,8 @@ def on_test_stop(environment, **_kw) -> None:
         sampler.kill(block=False)
     out = getattr(environment.parsed_options, "eiperf_out", None)
     if out:
-        from eiperf.fsutil import atomic_write_text
-
         shape = _state["shape"]
-        atomic_write_text(Path(out) / "timeline.json", json.dumps({
+        atomic_write_text(Path(out) / TIMELINE_JSON, json.dumps({
             "test_start": _state["t0"],
             "test_stop": time.time(),
             "warmup": float(environment.parsed_options.warmup or 0),

@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from eiperf.errors import ConfigError
+from eicore.errors import ConfigError
 from loadtests.catalog import parse_weights
 from loadtests.messages import parse_size
 from loadtests.shapes import SHAPES

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eiperf.results import REQUESTS_FILE, requests_schema
+from eicore.results import REQUESTS_FILE, requests_schema
 
 FLUSH_ROWS = 50_000
 FLUSH_SECONDS = 5.0

@@ -2,7 +2,7 @@
 
 `run_load_test` checks the load balancer answers before any load, records the cluster
 snapshot, starts the collectors (their own process), runs Locust headless in a subprocess, and
-writes results/<run-id>/ (see eiperf.results). An `incomplete` run.json is written first, so an
+writes results/<run-id>/ (see eicore.results). An `incomplete` run.json is written first, so an
 interrupted or crashed run still leaves a valid result marked incomplete; Ctrl-C stops Locust
 gracefully and keeps every row recorded so far.
 """
@@ -21,14 +21,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from eiperf import __version__
-from eiperf.cluster import Cluster, cluster_to_dict
-from eiperf.errors import EiperfError
-from eiperf.lbclient import LbClient
-from eiperf.results import (
+from eicore import __version__
+from eicore.cluster import Cluster, cluster_to_dict
+from eicore.errors import EiperfError
+from eicore.lbclient import LbClient
+from eicore.results import (
     LOCUST_DIR,
     METRICS_FILE,
     REQUESTS_FILE,
+    TIMELINE_JSON,
     RunRecord,
     RunStatus,
     host_facts,
@@ -42,6 +43,8 @@ from loadtests.recorder import merge_request_files
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 Progress = Callable[[str], None]
 Finalize = Callable[[Path, RunRecord], RunRecord]
+#: reads a cluster's settings from its files for the snapshot ({"nginx": ..., "nodes": ...})
+Settings = Callable[[Cluster], dict[str, Any]]
 
 
 class LoadBalancerUnreachable(EiperfError):
@@ -76,11 +79,11 @@ def preflight(cluster: Cluster, profile: LoadProfile) -> None:
                     "check nginx ('eiperf status') -- no load was started")
 
 
-def snapshot(cluster: Cluster) -> dict[str, Any]:
-    """The cluster as the run found it: model, settings from files, and live JVM flags (JMX)."""
-    from tuning.settings import cluster_settings
-
-    snap: dict[str, Any] = {"model": cluster_to_dict(cluster), **cluster_settings(cluster)}
+def snapshot(cluster: Cluster, settings: Settings | None = None) -> dict[str, Any]:
+    """The cluster as the run found it: model, settings from its files (read by `settings`,
+    which the caller passes in: tuning's readers), and live JVM flags (JMX)."""
+    snap: dict[str, Any] = {"model": cluster_to_dict(cluster),
+                            **(settings(cluster) if settings is not None else {})}
     jvm_args: dict[str, Any] = {}
     try:
         from loadtests.collectors.jmx import JmxConnection
@@ -177,10 +180,10 @@ def _window(run_dir: Path, parts: Path, started: float, warmup: float, planned: 
     stopping its users wait on the stop (hundreds of ms seen here) and are not load the cluster
     saw, so they stay in requests.parquet but out of the statistics.
     """
-    timeline = parts / "timeline.json"
+    timeline = parts / TIMELINE_JSON
     if timeline.exists():
         t = json.loads(timeline.read_text())
-        shutil.copy2(timeline, run_dir / "timeline.json")
+        shutil.copy2(timeline, run_dir / TIMELINE_JSON)
         return (t["test_start"] + t.get("warmup", warmup),
                 min(t["test_stop"], t["test_start"] + planned))
     import pyarrow.parquet as pq
@@ -195,8 +198,14 @@ def run_load_test(
     cluster: Cluster, profile: LoadProfile, out_dir: Path, slo: list[str] | None = None,
     finalize: Finalize | None = None, progress: Progress = print, collect: bool = True,
     interval: float = 1.0, run_id: str | None = None, labels: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> RunOutcome:
-    """Run one load test and write its result folder; returns the folder and final record."""
+    """Run one load test and write its result folder; returns the folder and final record.
+
+    `finalize` fills in the figures of the finished run (analysis.record.record_figures);
+    `settings` reads the cluster's settings for the snapshot (tuning.settings.cluster_settings).
+    Both are passed in by the caller, so this layer imports neither.
+    """
     if not cluster.source or not Path(cluster.source).exists():
         raise EiperfError("the cluster must come from a cluster.toml file (Locust reads it)")
     preflight(cluster, profile)
@@ -211,7 +220,7 @@ def run_load_test(
         id=run_id, status=RunStatus.INCOMPLETE, started_at=started, ended_at=None,
         measure_start=None, measure_end=None,
         load={**profile.as_dict(), **({"labels": labels} if labels else {})},
-        cluster=snapshot(cluster), slo=list(slo or []),
+        cluster=snapshot(cluster, settings), slo=list(slo or []),
         generator={"processes": profile.processes, "cpus": os.cpu_count()},
         versions=_versions(), host=host_facts(),
     )

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from locust import constant_throughput, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from eiperf.cluster import Cluster
+from eicore.cluster import Cluster
 from loadtests.catalog import SCENARIO_VHOSTS, parse_weights  # noqa: F401 (re-exported)
 from loadtests.messages import json_document, soap_envelope
 

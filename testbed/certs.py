@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from eiperf.fsutil import atomic_write_bytes
+from eicore.fsutil import atomic_write_bytes
 
 VALID_DAYS = 825
 

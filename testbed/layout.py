@@ -13,10 +13,10 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from eiperf.cluster import Cluster, LoadBalancer, Node, save_cluster
+from eicore.cluster import Cluster, LoadBalancer, Node, save_cluster
+from eicore.proxy_template import render_proxy
 from testbed.certs import generate_tls
 from testbed.node_build import MAIN_CLASS, install_classes
-from tuning.proxy_template import render_proxy
 
 TEMPLATES = Path(__file__).parent / "templates"
 DOMAIN = "wso2.ei.domain"

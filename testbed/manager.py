@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from eiperf.cluster import Cluster, load_cluster
-from eiperf.errors import EiperfError
+from eicore import lb_control, node_control
+from eicore.cluster import Cluster, load_cluster
+from eicore.errors import EiperfError
+from eicore.transport import LocalTransport
 from testbed.layout import DEFAULT_OFFSET_BASE, DEFAULT_PORT_BASE, TestbedPlan, render_testbed
 from testbed.node_build import compiled_classes, find_javac
-from tuning import lb_control, node_control
-from tuning.transport import LocalTransport
 
 Progress = Callable[[str], None]
 

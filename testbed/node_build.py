@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
 
 NODE_SOURCE = Path(__file__).parent / "node" / "EiNode.java"
 MAIN_CLASS = "EiNode"

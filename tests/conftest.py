@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
+from eicore.transport import SSHTransport
 from testbed import manager
 from testbed.layout import TestbedPlan
+from tests.sshd import start_sshd
 
 
 def free_testbed_ports(nodes: int, tries: int = 50) -> tuple[int, int]:
@@ -60,3 +62,20 @@ def fresh_testbed_dir(tmp_path):
     yield d
     if (d / "cluster.toml").exists():
         manager.down(d, progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """One real sshd for the session (own host key, key-only login), stopped by PID at the end."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ssh_transport(sshd):
+    """An SSHTransport to the test sshd, closed after the test."""
+    t = SSHTransport("127.0.0.1", sshd.user, port=sshd.port, key_file=str(sshd.client_key),
+                     known_hosts=str(sshd.known_hosts))
+    yield t
+    t.close()

@@ -25,9 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eiperf.cluster import Cluster, Node, load_cluster
-from eiperf.errors import ConfigError, EiperfError
-from tuning import lb_control, node_control
+from eicore import lb_control, node_control
+from eicore.cluster import Cluster, Node, load_cluster
+from eicore.errors import ConfigError, EiperfError
+from eicore.transport import NodeTransport, transport_for
 from tuning.edit import Edit, EditorError, unified_diff
 from tuning.integrator_sh import (
     apply_jvm_changes,
@@ -41,7 +42,6 @@ from tuning.journal import Journal, JournalState, unfinished_journals
 from tuning.nginx_conf import apply_nginx_changes
 from tuning.params import ParamSet, Target, format_value, target_of
 from tuning.passthru_properties import apply_passthru_changes
-from tuning.transport import NodeTransport, transport_for
 
 Progress = Callable[[str], None]
 NGINX = "nginx"
@@ -431,7 +431,7 @@ def restore_cluster(cluster: Cluster | None, journal: Journal, *, progress: Prog
     (`eiperf deploy`: EI picks up its proxy files by itself), only the files come back.
     """
     changed = journal.changed_files()
-    restored = journal.restore()
+    restored = journal.restore(cluster=cluster)
     for item in restored:
         progress(f"restored {item}")
     if cluster is None or not changed or journal.notes.get("files_only"):

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from eiperf.cluster import Cluster, Node
-from eiperf.errors import ConfigError, EiperfError
+from eicore.cluster import Cluster, Node
+from eicore.errors import ConfigError, EiperfError
+from eicore.transport import NodeTransport, TransportError, transport_for
 from tuning.journal import Journal
-from tuning.transport import NodeTransport, TransportError, transport_for
 
 SYNAPSE_NS = "http://ws.apache.org/ns/synapse"
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -100,7 +100,7 @@ def load_proxy(path: str | Path) -> ProxyArtifact:
 
 def sample_proxy(name: str = "SampleProxy", log_level: str = "simple") -> ProxyArtifact:
     """The sample log-mediator proxy rendered from tuning/templates/SampleProxy.xml.j2."""
-    from tuning.proxy_template import render_proxy
+    from eicore.proxy_template import render_proxy
 
     try:
         text = render_proxy(name=name, log_level=log_level)

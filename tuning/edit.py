@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
 
 NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
 

@@ -35,12 +35,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from eiperf.errors import EiperfError
-from eiperf.fsutil import atomic_write_bytes, lock_held
-from tuning.transport import LocalTransport, NodeTransport
+from eicore.cluster import Cluster
+from eicore.errors import ConfigError, EiperfError
+from eicore.fsutil import atomic_write_bytes, lock_held
+from eicore.results import journal_root
+from eicore.transport import LocalTransport, NodeTransport, transport_for_host
 
 SCHEMA_VERSION = 1  # 1: first version (state, cluster, label, files, notes)
-JOURNAL_DIR = ".journal"
 PAUSE_ENV = "EIPERF_TEST_PAUSE_AFTER_WRITE"
 
 
@@ -52,11 +53,6 @@ class JournalState(StrEnum):
 
 class JournalError(EiperfError):
     """A journal that cannot be read or restored as it stands."""
-
-
-def journal_root(results_dir: Path) -> Path:
-    """Where journals live: `<results>/.journal`."""
-    return Path(results_dir) / JOURNAL_DIR
 
 
 def _fsync_dir(path: Path) -> None:
@@ -210,7 +206,7 @@ class Journal:
         entry: dict[str, Any] = {
             "host": transport.host,
             "path": path,
-            "transport": "local" if isinstance(transport, LocalTransport) else "remote",
+            "transport": transport.kind,
             "original": None,
             "mode": None,
             "size": None,
@@ -242,34 +238,24 @@ class Journal:
 
     # ---- restoring -----------------------------------------------------------------------------
 
-    def _transport(self, entry: dict[str, Any]) -> NodeTransport:
+    def _transport(self, entry: dict[str, Any], cluster: Cluster | None) -> NodeTransport:
         host = entry["host"]
-        if host in self._transports:
-            return self._transports[host]
-        if entry.get("transport") == "local":
-            t: NodeTransport = LocalTransport(host)
-        else:
-            t = self._remote_transport(host)
-        self._transports[host] = t
-        return t
+        if host not in self._transports:
+            kind = entry.get("transport", "local")
+            kind = "ssh" if kind == "remote" else kind  # journals of eiperf <= 0.1 said "remote"
+            try:
+                self._transports[host] = transport_for_host(cluster, host, kind)
+            except ConfigError as e:
+                raise JournalError(f"journal {self.id}: {e}; restore its files by hand from "
+                                   f"{self.path / 'orig'}") from None
+        return self._transports[host]
 
-    def _remote_transport(self, host: str) -> NodeTransport:
-        from eiperf.cluster import load_cluster
-        from tuning.transport import transport_for
-
-        if self.cluster_file is None:
-            raise JournalError(f"journal {self.id}: no cluster file to reach {host}")
-        cluster = load_cluster(self.cluster_file)
-        for item in (*cluster.nodes, cluster.load_balancer):
-            if getattr(item, "host", "127.0.0.1") == host and getattr(item, "transport", "") != "local":
-                return transport_for(item)
-        raise JournalError(
-            f"journal {self.id}: {self.cluster_file} names no remote node on {host}; "
-            "restore its files by hand from " + str(self.path / "orig")
-        )
-
-    def restore(self, only: list[tuple[str, str]] | None = None) -> list[str]:
+    def restore(self, only: list[tuple[str, str]] | None = None,
+                cluster: Cluster | None = None) -> list[str]:
         """Put the originals back (mode too; files that were absent are removed).
+
+        Hosts this process wrote to are reached as they were; other remote hosts (a journal
+        left by a killed eiperf) as `cluster` -- the cluster file it names -- says.
 
         Returns "host:path" of each file restored. With `only`, just those files are restored
         and forgotten (the journal stays open for the rest); otherwise every file is, and the
@@ -282,7 +268,7 @@ class Journal:
             if only is not None and key not in only:
                 keep.append(entry)
                 continue
-            t = self._transport(entry)
+            t = self._transport(entry, cluster)
             if entry["original"] is None:
                 t.remove(entry["path"])
             else:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from eiperf.errors import ConfigError
+from eicore.errors import ConfigError
 
 Value = str | int | bool
 

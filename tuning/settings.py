@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from eiperf.cluster import Cluster, Node
-from eiperf.errors import EiperfError
+from eicore.cluster import Cluster, Node
+from eicore.errors import EiperfError
+from eicore.transport import transport_for
 from tuning.integrator_sh import read_jvm_options
 from tuning.nginx_conf import read_nginx_settings
 from tuning.passthru_properties import read_properties
-from tuning.transport import transport_for
 
 
 def node_settings(node: Node) -> dict[str, Any]:

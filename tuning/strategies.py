@@ -108,7 +108,7 @@ def _optuna():
     try:
         import optuna
     except ImportError:  # pragma: no cover - a declared dependency
-        from eiperf.errors import EiperfError
+        from eicore.errors import EiperfError
 
         raise EiperfError("strategy = \"optuna\" needs Optuna: .venv/bin/pip install optuna") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -46,20 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eiperf.errors import ConfigError
+from eicore.errors import ConfigError
+from eicore.sweeps import OBJECTIVES
 from tuning.params import ParameterError, ParamSet, lookup, size_to_bytes, validate
 
 STRATEGIES = ("grid", "optuna")
-#: objective metric -> its natural direction
-OBJECTIVES = {
-    "throughput_rps": "maximize",
-    "p50_ms": "minimize",
-    "p95_ms": "minimize",
-    "p99_ms": "minimize",
-    "mean_ms": "minimize",
-    "max_ms": "minimize",
-    "error_pct": "minimize",
-}
 DIRECTIONS = ("maximize", "minimize")
 TOP_KEYS = ("strategy", "seed", "repetitions", "slo", "parameters", "load", "objective", "budget")
 LOAD_KEYS = ("scenario", "weights", "users", "spawn_rate", "duration", "warmup", "shape",

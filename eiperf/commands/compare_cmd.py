@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
 
 _VERDICT_STYLE = {"faster": "bold green", "slower": "bold red", "within noise": "dim",
                   "unknown": "yellow", "baseline": "cyan"}

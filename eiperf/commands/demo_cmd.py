@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eicore.results import results_dir
 from eiperf.commands.testbed_cmds import print_urls
-from eiperf.verify import format_checks, run_verify
+from loadtests.verify import format_checks, run_verify
 from testbed import manager
 
 #: The demo's load: every vhost (HTTP, HTTPS, console), a short warm-up, a few seconds measured.
@@ -26,14 +27,14 @@ def _run_args(cluster_file: str, args: argparse.Namespace) -> argparse.Namespace
 
     return build_parser().parse_args([
         "run", "--cluster", cluster_file, "--weights", DEMO_WEIGHTS, "-u", str(args.users),
-        "-t", args.duration, "--warmup", "3s", "--out", str(args.out)])
+        "-t", args.duration, "--warmup", "3s", "--results", str(results_dir(args.results))])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from eiperf.commands.run_cmd import execute_run
 
     _step(1, "testbed")
-    cluster = manager.up(args.dir, progress=lambda m: print(m, flush=True))
+    cluster = manager.up(args.testbed_dir, progress=lambda m: print(m, flush=True))
     print_urls(cluster)
     _step(2, "verify (the clustering guide's checklist)")
     checks = run_verify(cluster, n=200)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from eicore.errors import ConfigError
+from eicore.results import results_dir
 from eiperf.context import resolve_cluster
-from eiperf.errors import ConfigError
+from tuning.deploy import deploy_proxy, load_proxy, sample_proxy
+from tuning.journal import Journal
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from eiperf.commands.tune_cmd import results_dir
-    from tuning.deploy import deploy_proxy, load_proxy, sample_proxy
-    from tuning.journal import Journal
-
     # The proxy is checked before the cluster is touched: a bad file changes nothing anywhere.
     if args.proxy:
         artifact = load_proxy(args.proxy)
@@ -30,7 +29,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     cluster = resolve_cluster(args)
     print(f"deploying proxy {artifact.name} ({artifact.source}) to {len(cluster.nodes)} "
           f"node(s) of cluster '{cluster.name}'", flush=True)
-    journal = Journal.begin(results_dir(args), Path(cluster.source) if cluster.source else None,
+    journal = Journal.begin(results_dir(args.results), Path(cluster.source) if cluster.source else None,
                             f"deploy {artifact.file_name}")
     journal.note("files_only", True)  # restoring needs no restart: EI undeploys by itself
     try:

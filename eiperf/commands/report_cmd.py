@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
 
 
 def cmd_report(args: argparse.Namespace) -> int:

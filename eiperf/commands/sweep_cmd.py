@@ -9,7 +9,18 @@ Exit codes: 0 complete, 1 no trial met the SLO, 2 error, 3 interrupted (resume i
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from analysis.loading import load_sweep
+from analysis.ranking import format_ranking
+from eicore.errors import ConfigError
+from eicore.results import results_dir
+from eicore.sweeps import SweepStatus
+from eicore.trials import tune_apply_command
+from eiperf.context import resolve_cluster
+from tuning.strategies import GridStrategy
+from tuning.sweep import run_sweep
+from tuning.sweep_folder import SweepFolder
+from tuning.sweep_spec import SweepSpec, load_spec
 
 EXIT_NO_TRIAL_MET_SLO = 1
 EXIT_INCOMPLETE = 3
@@ -18,7 +29,7 @@ EXIT_INCOMPLETE = 3
 class RichSweepUI:
     """Progress bar on stderr: trial n/N, its parameters, the best so far, elapsed and ETA."""
 
-    def __init__(self, objective: str, direction: str) -> None:
+    def __init__(self, objective: str) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -69,10 +80,8 @@ class RichSweepUI:
         self.progress.stop()
 
 
-def plan_lines(spec) -> list[str]:
+def plan_lines(spec: SweepSpec) -> list[str]:
     """What a sweep would run, without running it (for --dry-run)."""
-    from tuning.strategies import GridStrategy
-
     load = spec.load
     per_run = load.warmup + load.duration
     lines = [f"spec {spec.source}: strategy {spec.strategy}, seed {spec.seed}, "
@@ -102,15 +111,10 @@ def plan_lines(spec) -> list[str]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from eiperf.context import resolve_cluster
-    from eiperf.errors import ConfigError
-    from tuning.sweep import SweepFolder, format_table, run_sweep, tune_apply_command
-    from tuning.sweep_spec import load_spec
-
     if not args.spec and not args.resume:
         raise ConfigError("give a sweep spec file (e.g. sweeps/heap_gc.toml) or --resume <id>")
     spec = load_spec(args.spec) if args.spec else None
-    out = Path(args.out)
+    out = results_dir(args.results)
     if args.dry_run:
         if spec is None:
             spec = SweepFolder.open(out, args.resume).spec()
@@ -119,13 +123,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     cluster = resolve_cluster(args)
     shown = spec or SweepFolder.open(out, args.resume).spec()
-    ui = RichSweepUI(shown.objective.metric, shown.objective.direction)
+    ui = RichSweepUI(shown.objective.metric)
     outcome = run_sweep(spec, cluster, out, resume=args.resume, ui=ui)
     print()
-    for line in format_table(outcome.results, shown):
+    for line in format_ranking(load_sweep(outcome.path), top=None):
         print(line)
     print(f"\nsweep: {outcome.path}  ({outcome.status.value})")
-    if outcome.status.value == "incomplete":
+    if outcome.status is SweepStatus.INCOMPLETE:
         print(f"interrupted: the original settings are back; continue with "
               f"'eiperf sweep --resume {outcome.path.name}'")
         return EXIT_INCOMPLETE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eiperf.cluster import Cluster, load_cluster
+from eicore.cluster import Cluster, load_cluster
 from testbed import manager
 
 
@@ -20,7 +20,7 @@ def print_urls(cluster: Cluster) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    cluster = manager.up(args.dir, nodes=args.nodes, port_base=args.port_base,
+    cluster = manager.up(args.testbed_dir, nodes=args.nodes, port_base=args.port_base,
                          offset_base=args.offset_base, progress=lambda m: print(m, flush=True))
     print("testbed is up:")
     print_urls(cluster)
@@ -28,12 +28,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    manager.down(args.dir, purge=args.purge, progress=lambda m: print(m, flush=True))
+    manager.down(args.testbed_dir, purge=args.purge, progress=lambda m: print(m, flush=True))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    tb_dir = Path(args.dir or manager.default_dir())
+    tb_dir = Path(args.testbed_dir or manager.default_dir())
     if args.cluster:
         cluster = load_cluster(args.cluster)
     elif (tb_dir / "cluster.toml").exists():

@@ -9,18 +9,13 @@ killed mid-change: every eiperf command restores those first, automatically.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
+from eicore.errors import ConfigError
+from eicore.results import results_dir
 from eiperf.context import resolve_cluster
-from eiperf.errors import ConfigError
 from tuning.journal import Journal, busy_journals, unfinished_journals
-
-
-def results_dir(args: argparse.Namespace) -> Path:
-    return Path(getattr(args, "results", None) or os.environ.get("EIPERF_RESULTS") or "results")
-
 
 # ---- show --------------------------------------------------------------------------------------
 
@@ -69,7 +64,7 @@ def cmd_tune_show(args: argparse.Namespace) -> int:
     print(f"cluster {cluster.name} ({cluster.source})")
     for line in settings_table(cluster_settings(cluster)):
         print(line)
-    applied = unfinished_journals(results_dir(args), include_applied=True)
+    applied = unfinished_journals(results_dir(args.results), include_applied=True)
     for j in applied:
         j.release()
     if applied:
@@ -117,7 +112,7 @@ def cmd_tune_apply(args: argparse.Namespace) -> int:
         _print_diffs(outcome.diffs)
         print(f"dry run: {len(outcome.diffs)} file(s) would change; nothing was changed")
         return 0
-    journal = Journal.begin(results_dir(args), Path(cluster.source or ""), "tune apply "
+    journal = Journal.begin(results_dir(args.results), Path(cluster.source or ""), "tune apply "
                             + " ".join(params.assignments()))
     try:
         outcome = apply_settings(cluster, params, journal, rolling=args.rolling)
@@ -143,8 +138,8 @@ def cmd_tune_apply(args: argparse.Namespace) -> int:
 
 
 def _apply_file(args: argparse.Namespace, params) -> int:
+    from eicore.transport import LocalTransport
     from tuning.apply import edit_file
-    from tuning.transport import LocalTransport
 
     path = Path(args.file)
     try:
@@ -167,7 +162,7 @@ def _apply_file(args: argparse.Namespace, params) -> int:
     if args.dry_run:
         print(f"dry run: {path} would change; nothing was changed")
         return 0
-    journal = Journal.begin(results_dir(args), None, f"tune apply --file {path.absolute()}")
+    journal = Journal.begin(results_dir(args.results), None, f"tune apply --file {path.absolute()}")
     try:
         journal.write(LocalTransport(), str(path.absolute()), edit.new_text.encode("utf-8"))
     except BaseException:
@@ -185,7 +180,7 @@ def _apply_file(args: argparse.Namespace, params) -> int:
 def cmd_tune_restore(args: argparse.Namespace) -> int:
     from tuning.apply import restore_journals
 
-    results = results_dir(args)
+    results = results_dir(args.results)
     journals = unfinished_journals(results, include_applied=True)
     if not journals:
         busy = busy_journals(results)

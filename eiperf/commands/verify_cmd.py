@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from eiperf.context import resolve_cluster
-from eiperf.verify import format_check, format_checks, run_verify
+from loadtests.verify import format_check, format_checks, run_verify
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The collector contract: what every source of node metrics promises the sampling loop.
 
-A collector turns "now" into rows of the long metrics table (`eiperf.results.metrics_schema`:
+A collector turns "now" into rows of the long metrics table (`eicore.results.metrics_schema`:
 ts, node, source, metric, value). The sampling loop (`loadtests.collectors.process`) calls
 `start()` once, `sample(now)` once per tick, and `close()` at the end; every implementation
 passes the shared suite in tests/loadtests/test_collectors.py.

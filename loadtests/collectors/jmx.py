@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
 
 _lock = threading.Lock()
 

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from eiperf.cluster import Cluster, Node
+from eicore.cluster import Cluster, Node
 from loadtests.collectors.base import Collector, Sample, log
 from loadtests.collectors.jmx import JmxConnection, JmxError, JmxUnreachable, ensure_jvm
 

@@ -13,7 +13,7 @@ import re
 import ssl
 import urllib.parse
 
-from eiperf.cluster import Cluster
+from eicore.cluster import Cluster
 from loadtests.collectors.base import Collector, Sample, log
 
 NODE = "lb"

@@ -30,9 +30,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from eiperf.cluster import Cluster, load_cluster
-from eiperf.errors import ConfigError, EiperfError
-from eiperf.fsutil import atomic_write_text
+from eicore.cluster import Cluster, load_cluster
+from eicore.errors import ConfigError, EiperfError
+from eicore.fsutil import atomic_write_text
 from loadtests.collectors.base import Collector, Sample, log
 from loadtests.collectors.sink import MetricsSink, finish_spool, spool_path
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import psutil
 
-from eiperf.cluster import Cluster, Node
+from eicore.cluster import Cluster, Node
+from eicore.node_control import read_pid
+from eicore.transport import NodeTransport, transport_for
 from loadtests.collectors.base import Collector, Sample, log
 from loadtests.collectors.sockets import SocketCounter
-from tuning.node_control import read_pid
-from tuning.transport import NodeTransport, transport_for
 
 GeneratorPids = Callable[[], Iterable[int]] | Iterable[int] | None
 

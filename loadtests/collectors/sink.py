@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from itertools import accumulate
 from pathlib import Path
 
-from eiperf.results import metrics_schema
+from eicore.results import metrics_schema
 from loadtests.collectors.base import Sample
 
 ROW_GROUP_ROWS = 65536

@@ -1,7 +1,7 @@
-"""Synthetic run and sweep folders written through ``eiperf.results`` (until real runs exist).
+"""Synthetic run and sweep folders written through ``eicore.results`` (until real runs exist).
 
 ``write_run`` makes results/<id>/ with run.json (``write_run_record``), requests.parquet and
-metrics.parquet (the schemas of ``eiperf.results``), from numpy-generated data: lognormal
+metrics.parquet (the schemas of ``eicore.results``), from numpy-generated data: lognormal
 latencies (slower during warm-up), a few errors, two nodes, per-node psutil/JMX samples once a
 second, generator CPU. ``write_step_run`` makes a step-load run whose throughput follows the USL.
 ``write_sweep`` makes results/sweeps/<id>/ with sweep.json and trials.parquet.
@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eiperf.fsutil import atomic_write_text
-from eiperf.results import (
+from eicore.fsutil import atomic_write_text
+from eicore.results import (
     METRICS_FILE,
     REQUESTS_FILE,
     RunRecord,
@@ -192,7 +192,7 @@ def write_sweep(results: Path, sweep_id: str = "sweep-1", *, with_runs: bool = F
                 run_order: Sequence[int] | None = None) -> Path:
     """A grid sweep over jvm.xmx × nginx.proxy_read_timeout written as the sweep contract says
     (sweep.json + trials.parquet with ``param.<name>`` string columns): 9 trials, trial 7
-    skipped, trial 8 failed with the JVM's refusal; the objective (throughput) rises with the
+    still running (an interrupted sweep's row), trial 8 failed with the JVM's refusal; the objective (throughput) rises with the
     heap and is best at 60s; 512m/30s misses the SLO. The trials run in grid order (the
     objective then rises with time) unless ``run_order`` gives each trial's position."""
     sweep_dir = Path(results) / "sweeps" / sweep_id
@@ -203,7 +203,7 @@ def write_sweep(results: Path, sweep_id: str = "sweep-1", *, with_runs: bool = F
     for i, (xmx, timeout) in enumerate((x, t) for x in heaps for t in timeouts):
         for rep in range(repetitions):
             objective = 1000 + 150 * heaps.index(xmx) + (40 if timeout == "60s" else 0) + 3 * rep
-            state = "skipped" if i == 7 else "failed" if i == 8 else "complete"
+            state = "running" if i == 7 else "failed" if i == 8 else "complete"
             rows.append({
                 "trial": i, "repetition": rep, "state": state,
                 "run_id": None if state != "complete" else f"{sweep_id}-t{i}r{rep}",

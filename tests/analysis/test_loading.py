@@ -20,8 +20,8 @@ from analysis.ranking import (
     trial_table,
 )
 from analysis.report import render_report
-from eiperf.errors import EiperfError
-from eiperf.results import RunStatus, SchemaError
+from eicore.errors import EiperfError
+from eicore.results import RunStatus, SchemaError
 from tests.analysis.results_fixture import T0, write_run, write_step_run, write_sweep
 
 
@@ -66,7 +66,7 @@ def test_sweep_contract_ranking_and_best(tmp_path):
                                                                  "throughput_rps")
     assert len(sweep.trials) == 18 and len(trial_table(sweep)) == 9
     ranked = rank_trials(sweep)
-    assert ranked["rank"].notna().sum() == 7  # skipped and failed trials are not ranked
+    assert ranked["rank"].notna().sum() == 7  # running and failed trials are not ranked
     objectives = ranked.loc[ranked["rank"].notna() & ranked["slo_ok"], "objective"].tolist()
     assert objectives == sorted(objectives, reverse=True)
     best = best_trial(sweep)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from analysis.loading import load
 from analysis.report import render_report
-from eiperf.results import RunStatus
+from eicore.results import RunStatus
 from tests.analysis.chromium import render
 from tests.analysis.results_fixture import write_run, write_step_run, write_sweep
 

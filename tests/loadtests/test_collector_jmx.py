@@ -10,15 +10,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from eiperf.cluster import Node
+from eicore import node_control
+from eicore.cluster import Node
+from eicore.node_control import read_pid
+from eicore.transport import LocalTransport
 from loadtests.collectors.jmx import JmxConnection, ensure_jvm
 from loadtests.collectors.jmx_collector import JmxCollector, _synapse_prefix
 from tests.conftest import start_testbed
-from tuning import node_control
 from tuning.integrator_sh import apply_jvm_changes, read_jvm_options
-from tuning.node_control import read_pid
 from tuning.params import size_to_bytes
-from tuning.transport import LocalTransport
 
 T = LocalTransport()
 SIZE = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
+from eicore.node_control import read_pid, start_node, stop_node
+from eicore.transport import LocalTransport
 from loadtests.collectors.base import Collector
 from loadtests.collectors.jmx_collector import JmxCollector
 from loadtests.collectors.psutil_collector import PsutilCollector
 from testbed import manager
 from tests.conftest import start_testbed
 from tuning.integrator_sh import read_jvm_options
-from tuning.node_control import read_pid, start_node, stop_node
 from tuning.params import size_to_bytes
-from tuning.transport import LocalTransport
 
 T = LocalTransport()
 SPARE = "spare"

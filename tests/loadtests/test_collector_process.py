@@ -15,11 +15,11 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from eiperf.errors import ConfigError
-from eiperf.results import metrics_schema
+from eicore.errors import ConfigError
+from eicore.results import metrics_schema
+from eicore.transport import local_pid_alive
 from loadtests.collectors.process import CollectorProcess
 from loadtests.collectors.sink import spool_path
-from tuning.transport import local_pid_alive
 
 INTERVAL = 0.25
 

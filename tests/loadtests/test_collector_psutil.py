@@ -10,6 +10,8 @@ import time
 
 import psutil
 
+from eicore.node_control import read_pid
+from eicore.transport import LocalTransport
 from loadtests.collectors.psutil_collector import PsutilCollector
 from loadtests.collectors.sockets import (
     SocketCounter,
@@ -17,8 +19,6 @@ from loadtests.collectors.sockets import (
     established_inodes_proc,
     established_via_pidfd,
 )
-from tuning.node_control import read_pid
-from tuning.transport import LocalTransport
 
 T = LocalTransport()
 

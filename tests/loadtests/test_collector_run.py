@@ -19,13 +19,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from eiperf.cluster import save_cluster
-from eiperf.results import RunStatus, metrics_schema, read_run_record
+from eicore import node_control
+from eicore.cluster import save_cluster
+from eicore.results import RunStatus, metrics_schema, read_run_record
+from eicore.transport import LocalTransport
 from tests.loadtests.conftest import eiperf
-from tuning import node_control
 from tuning.integrator_sh import read_jvm_options
 from tuning.params import size_to_bytes
-from tuning.transport import LocalTransport
 
 T = LocalTransport()
 

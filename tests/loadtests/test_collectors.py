@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from eiperf.cluster import Cluster, Node
+from eicore.cluster import Cluster, Node
 from loadtests.collectors.base import Collector, Sample
 from loadtests.collectors.jmx_collector import JmxCollector
 from loadtests.collectors.nginx_collector import NginxCollector

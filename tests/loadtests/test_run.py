@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eiperf.cluster import save_cluster
-from eiperf.results import RunStatus, read_run_record
+from eicore import node_control
+from eicore.cluster import save_cluster
+from eicore.results import RunStatus, read_run_record
+from eicore.transport import LocalTransport
 from tests.loadtests.conftest import ROOT, eiperf
-from tests.tuning.sshd import free_port
-from tuning import node_control
-from tuning.transport import LocalTransport
+from tests.sshd import free_port
 
 LOCUSTFILE = str(ROOT / "loadtests" / "locustfile.py")
 

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from eiperf.carbon_log import current_members, member_events, parse_lines
-from eiperf.cluster import load_cluster
-from eiperf.errors import EiperfError
-from eiperf.lbclient import LbClient
+from eicore import lb_control, node_control
+from eicore.carbon_log import current_members, member_events, parse_lines
+from eicore.cluster import load_cluster
+from eicore.errors import EiperfError
+from eicore.lbclient import LbClient
+from eicore.node_control import NodeStartError
+from eicore.proxy_template import render_proxy
+from eicore.transport import LocalTransport, local_pid_alive
 from loadtests.collectors.jmx import JmxConnection
 from loadtests.messages import json_document, soap_envelope
 from testbed import manager
 from tests.conftest import free_testbed_ports, start_testbed
-from tuning import lb_control, node_control
-from tuning.node_control import NodeStartError
-from tuning.proxy_template import render_proxy
-from tuning.transport import LocalTransport, local_pid_alive
 
 T = LocalTransport()
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from eiperf.cluster import Cluster
-from eiperf.lbclient import LbClient
-from eiperf.verify import SERVICE, soap_envelope
-from tuning import lb_control, node_control
+from eicore import lb_control, node_control
+from eicore.cluster import Cluster
+from eicore.lbclient import LbClient
+from eicore.transport import LocalTransport
+from loadtests.verify import SERVICE, soap_envelope
 from tuning.apply import ApplyError, apply_settings, edit_file, restore_cluster
 from tuning.journal import Journal
 from tuning.params import ParamSet
-from tuning.transport import LocalTransport
 
 RUNTIME = ("logs", "tmp", "temp")  # folders whose files the running processes change
 
@@ -200,7 +200,7 @@ def test_same_value_changes_no_file(testbed, journal):
     ],
 )
 def test_edit_file_refuses_mismatches_in_one_line(name, text, params, needle):
-    from eiperf.errors import EiperfError
+    from eicore.errors import EiperfError
 
     with pytest.raises(EiperfError) as err:
         edit_file(name, text, ParamSet(params))

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from eicore import node_control
+from eicore.cluster import load_cluster, save_cluster
+from eicore.lbclient import LbClient
+from eicore.proxy_template import render_proxy
+from eicore.transport import LocalTransport
 from eiperf.cli import main
-from eiperf.cluster import load_cluster, save_cluster
-from eiperf.lbclient import LbClient
 from loadtests.messages import soap_envelope
-from tests.tuning.sshd import cluster_file_with_ssh_node
-from tuning import node_control
+from tests.sshd import cluster_file_with_ssh_node
 from tuning.deploy import deploy_proxy, sample_proxy
-from tuning.proxy_template import render_proxy
-from tuning.transport import LocalTransport
 
 
 def _cluster_file(cluster, sshd, tmp_path: Path, ssh_node: str) -> Path:

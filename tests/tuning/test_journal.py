@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from eicore.results import journal_root
+from eicore.transport import LocalTransport
 from tuning.journal import (
     PAUSE_ENV,
     Journal,
     JournalError,
     JournalState,
     busy_journals,
-    journal_root,
     unfinished_journals,
 )
-from tuning.transport import LocalTransport
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -146,7 +146,7 @@ def test_sigkill_after_first_write_leaves_an_unfinished_journal(tmp_path, files)
         "import sys\n"
         "from pathlib import Path\n"
         "from tuning.journal import Journal\n"
-        "from tuning.transport import LocalTransport\n"
+        "from eicore.transport import LocalTransport\n"
         "j = Journal.begin(Path(sys.argv[1]), None, 'killed')\n"
         "j.write(LocalTransport(), sys.argv[2], b'half-way\\n')\n"
         "j.write(LocalTransport(), sys.argv[3], b'never\\n')\n"

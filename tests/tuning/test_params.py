@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eiperf.errors import EiperfError
+from eicore.errors import EiperfError
 from tuning.params import (
     PARAMETERS,
     ParameterError,

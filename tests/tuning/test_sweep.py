@@ -18,14 +18,14 @@ import pandas as pd
 import psutil
 import pytest
 
-from eiperf.cluster import Cluster
-from eiperf.lbclient import LbClient
-from eiperf.verify import SERVICE, soap_envelope
-from tuning import node_control
+from eicore import node_control
+from eicore.cluster import Cluster
+from eicore.lbclient import LbClient
+from eicore.transport import LocalTransport
+from loadtests.verify import SERVICE, soap_envelope
 from tuning.params import size_to_bytes
 from tuning.sweep import SweepStatus, TrialState, read_trials, run_sweep
 from tuning.sweep_spec import load_spec
-from tuning.transport import LocalTransport
 
 EIPERF = [sys.executable, "-m", "eiperf.cli"]
 RUNTIME = ("logs", "tmp", "temp")

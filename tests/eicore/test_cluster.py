@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eiperf.cluster import Cluster, LoadBalancer, Node, dump_cluster, load_cluster, save_cluster
-from eiperf.errors import ConfigError
+from eicore.cluster import Cluster, LoadBalancer, Node, dump_cluster, load_cluster, save_cluster
+from eicore.errors import ConfigError
 
 GOOD = """
 schema_version = 1

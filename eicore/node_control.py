@@ -15,9 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from eiperf.cluster import Cluster, Node
-from eiperf.errors import EiperfError
-from tuning.transport import NodeTransport, transport_for
+from eicore.cluster import Cluster, Node
+from eicore.errors import EiperfError
+from eicore.transport import NodeTransport, transport_for
 
 STARTED_RE = re.compile(rb"WSO2 Carbon started in ([0-9.]+) sec")
 # What a JVM prints when it refuses its flags or cannot come up (JDK 8..21).
@@ -260,7 +260,7 @@ def wait_routed(cluster: Cluster, node: Node, timeout: float = ROUTED_TIMEOUT_S)
     round, a round every ROUTE_PROBE_S, bounded by `timeout`. Returns None when the load
     balancer does not name the serving node; raises NodeStartError when it never routes there.
     """
-    from eiperf.lbclient import LbClient
+    from eicore.lbclient import LbClient
 
     start = time.monotonic()
     rounds = int(timeout / ROUTE_PROBE_S) + 1

@@ -23,8 +23,8 @@ from typing import Any
 
 import paramiko
 
-from eiperf.errors import ConfigError
-from tuning.transport import CommandResult, NodeTransport, TransportError
+from eicore.errors import ConfigError
+from eicore.transport.base import CommandResult, NodeTransport, TransportError
 
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -59,6 +59,8 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
 
 class SSHTransport(NodeTransport):
     """One host reached over SSH with a key; the connection is opened on first use."""
+
+    kind = "ssh"
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-from eiperf.errors import ConfigError
+from eicore.errors import ConfigError
 
 SCHEMA_VERSION = 1
 TRANSPORTS = ("local", "ssh")
@@ -333,6 +333,6 @@ def dump_cluster(cluster: Cluster) -> str:
 
 def save_cluster(cluster: Cluster, path: str | os.PathLike[str]) -> None:
     """Write cluster.toml atomically."""
-    from eiperf.fsutil import atomic_write_text
+    from eicore.fsutil import atomic_write_text
 
     atomic_write_text(Path(path), dump_cluster(cluster))

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from eiperf.cluster import Cluster
+from eicore.cluster import Cluster
 
 VHOSTS = ("http", "https", "console")
 

@@ -134,7 +134,7 @@ def cluster_file_with_ssh_node(cluster, sshd: Sshd, path: Path, name: str) -> Pa
     """Write `cluster` to `path` with node `name` reached over `sshd` (key and known_hosts)."""
     from dataclasses import replace
 
-    from eiperf.cluster import save_cluster
+    from eicore.cluster import save_cluster
 
     nodes = tuple(
         replace(n, transport="ssh", ssh_user=sshd.user, ssh_port=sshd.port,

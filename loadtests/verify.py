@@ -13,12 +13,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from eiperf.carbon_log import count_log_mediator, current_members, member_events, parse_lines
-from eiperf.cluster import Cluster, Node
-from eiperf.lbclient import LbClient, Reply
+from eicore import node_control
+from eicore.carbon_log import count_log_mediator, current_members, member_events, parse_lines
+from eicore.cluster import Cluster, Node
+from eicore.lbclient import LbClient, Reply
+from eicore.transport import NodeTransport, transport_for
 from loadtests.messages import soap_envelope
-from tuning import node_control
-from tuning.transport import NodeTransport, transport_for
 
 SERVICE = "/services/SampleProxy"
 MEMBERSHIP_WAIT_S = 15.0

@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-from tuning.ssh_transport import SSHTransport
-from tuning.transport import CommandResult, LocalTransport, NodeTransport, TransportError
+from eicore.transport import CommandResult, LocalTransport, NodeTransport, TransportError
+from eicore.transport.ssh import SSHTransport
 
 
 @pytest.fixture(params=["local", "ssh"])
@@ -182,7 +182,7 @@ def _alive_here(pid: int, wait_s: float = 5.0) -> bool:
     """True if `pid` still runs (not a zombie) after up to `wait_s` seconds."""
     import time
 
-    from tuning.transport import local_pid_alive
+    from eicore.transport import local_pid_alive
 
     deadline = time.monotonic() + wait_s
     while local_pid_alive(pid) and time.monotonic() < deadline:
@@ -304,7 +304,7 @@ def test_ssh_unknown_host_key_is_refused_with_how_to_add_it(sshd, tmp_path):
 
 
 def test_ssh_changed_host_key_is_refused(sshd, tmp_path):
-    from tests.tuning.sshd import keygen
+    from tests.sshd import keygen
 
     other = keygen(tmp_path / "other_host", "other")
     known = tmp_path / "known_hosts"
@@ -318,7 +318,7 @@ def test_ssh_changed_host_key_is_refused(sshd, tmp_path):
 
 
 def test_ssh_wrong_key_is_refused(sshd, tmp_path):
-    from tests.tuning.sshd import keygen
+    from tests.sshd import keygen
 
     wrong = keygen(tmp_path / "wrong", "wrong")
     t = SSHTransport("127.0.0.1", sshd.user, port=sshd.port, key_file=str(wrong),
@@ -332,7 +332,7 @@ def test_ssh_wrong_key_is_refused(sshd, tmp_path):
 
 
 def test_ssh_nothing_listening_is_a_transport_error(sshd):
-    from tests.tuning.sshd import free_port
+    from tests.sshd import free_port
 
     t = SSHTransport("127.0.0.1", sshd.user, port=free_port(), key_file=str(sshd.client_key),
                      known_hosts=str(sshd.known_hosts), connect_timeout=3)
@@ -341,7 +341,7 @@ def test_ssh_nothing_listening_is_a_transport_error(sshd):
 
 
 def test_ssh_missing_key_or_known_hosts_file_is_a_config_error(sshd, tmp_path):
-    from eiperf.errors import ConfigError
+    from eicore.errors import ConfigError
 
     with pytest.raises(ConfigError, match="SSH key .*nokey.* not found; fix ssh_key"):
         SSHTransport("127.0.0.1", "root", key_file=str(tmp_path / "nokey"))
@@ -351,8 +351,8 @@ def test_ssh_missing_key_or_known_hosts_file_is_a_config_error(sshd, tmp_path):
 
 
 def test_ssh_transport_for_a_cluster_node(sshd, tmp_path):
-    from eiperf.cluster import Node
-    from tuning.transport import transport_for
+    from eicore.cluster import Node
+    from eicore.transport import transport_for
 
     node = Node(name="n1", host="127.0.0.1", ei_home=str(tmp_path), transport="ssh",
                 ssh_user=sshd.user, ssh_port=sshd.port, ssh_key=str(sshd.client_key),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from eiperf.verify import format_checks, run_verify
-from tuning import node_control
-from tuning.transport import LocalTransport
+from eicore import node_control
+from eicore.transport import LocalTransport
+from loadtests.verify import format_checks, run_verify
 
 
 def test_verify_passes_on_a_healthy_testbed_through_the_cli(testbed):

@@ -4,6 +4,9 @@
     results/<run-id>/requests.parquet  REQUESTS_SCHEMA, one row per request
     results/<run-id>/metrics.parquet   METRICS_SCHEMA, long format
     results/<run-id>/locust/           Locust's own CSV and HTML
+    results/<run-id>/timeline.json     the load shape's users over time (TIMELINE_JSON)
+
+Sweeps: eicore.sweeps.
 
 Schema history (bump SCHEMA_VERSION and keep a golden file of the old one in tests/):
     1  eiperf 0.1 -- first layout.
@@ -19,10 +22,10 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from eiperf.errors import EiperfError
-from eiperf.fsutil import atomic_write_text
+from eicore.errors import EiperfError
+from eicore.fsutil import atomic_write_text
 
 SCHEMA_VERSION = 1
 KNOWN_SCHEMA_VERSIONS = (1,)
@@ -31,6 +34,19 @@ RUN_JSON = "run.json"
 REQUESTS_FILE = "requests.parquet"
 METRICS_FILE = "metrics.parquet"
 LOCUST_DIR = "locust"
+#: The load shape's own record of users over time, written by the locustfile next to run.json.
+TIMELINE_JSON = "timeline.json"
+#: Environment variable naming the results folder (default ``results`` in the current folder).
+RESULTS_ENV = "EIPERF_RESULTS"
+DEFAULT_RESULTS = "results"
+#: Change journals (tuning.journal) live in <results>/.journal/<id>/.
+JOURNAL_DIR = ".journal"
+
+
+def results_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The results folder: `explicit`, else $EIPERF_RESULTS, else ./results (the one place
+    that says so; every command and the notebooks use it)."""
+    return Path(explicit or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
 
 
 class RunStatus(StrEnum):
@@ -39,6 +55,54 @@ class RunStatus(StrEnum):
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"
     FAILED = "failed"
+
+
+class NodeShare(TypedDict):
+    """One node's part of a run's requests (run.json ``summary.nodes.<name>``)."""
+
+    count: int
+    share: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class NodeResources(TypedDict):
+    """One node's resources over the measured window (``summary.node_metrics.<name>``)."""
+
+    cpu_percent_mean: float | None
+    heap_used_bytes_max: float | None
+    heap_max_bytes: float | None
+    gc_time_share: float | None
+
+
+class RunSummary(TypedDict, total=False):
+    """run.json ``summary``: the key figures of the measured window, written once when the run
+    is final (by ``analysis.record``) and read by sweeps and reports. JSON-safe: a figure that
+    could not be computed is None. The metric keys are present only when metrics were collected.
+    """
+
+    count: int
+    ok_count: int
+    error_rate: float | None          # share 0..1 of failed requests
+    throughput_rps: float | None
+    duration_s: float | None
+    mean_ms: float | None
+    max_ms: float | None
+    percentiles_ms: dict[str, float | None]   # "p50", "p90", "p95", "p99", "p99.9"
+    nodes: dict[str, NodeShare]
+    generator_cpu_percent_mean: float | None
+    generator_saturated: bool | None
+    node_metrics: dict[str, NodeResources]
+
+
+class SloVerdict(TypedDict):
+    """One SLO rule's verdict in run.json ``slo_results``."""
+
+    rule: str
+    actual: float | None
+    ok: bool
+    verdict: str
 
 
 class SchemaError(EiperfError):
@@ -58,8 +122,8 @@ class RunRecord:
     load: dict[str, Any]
     cluster: dict[str, Any]
     slo: list[str] = field(default_factory=list)
-    slo_results: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    slo_results: list[SloVerdict] = field(default_factory=list)
+    summary: RunSummary = field(default_factory=dict)  # type: ignore[assignment]
     generator: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +150,11 @@ class RunRecord:
             return cls(**kwargs)
         except (KeyError, TypeError, ValueError) as e:
             raise SchemaError(f"{where}: not a valid run record ({e})") from None
+
+
+def journal_root(results: Path) -> Path:
+    """Where change journals live: `<results>/.journal`."""
+    return Path(results) / JOURNAL_DIR
 
 
 def new_run_id(now: float | None = None) -> str:

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from eiperf.cluster import load_cluster
-from eiperf.lbclient import LbClient, Reply
+from eicore import node_control
+from eicore.cluster import load_cluster
+from eicore.lbclient import LbClient, Reply
+from eicore.transport import local_pid_alive, transport_for
+from eicore.transport.ssh import SSHTransport
 from loadtests.messages import soap_envelope
-from tests.tuning.sshd import cluster_file_with_ssh_node
-from tuning import node_control
-from tuning.ssh_transport import SSHTransport
-from tuning.transport import local_pid_alive, transport_for
+from tests.sshd import cluster_file_with_ssh_node
 
 SERVICE = "/services/SampleProxy"
 MAX_REQUESTS = 2000

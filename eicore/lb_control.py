@@ -9,9 +9,9 @@ from __future__ import annotations
 import signal
 import time
 
-from eiperf.cluster import LoadBalancer
-from eiperf.errors import EiperfError
-from tuning.transport import CommandResult, NodeTransport
+from eicore.cluster import LoadBalancer
+from eicore.errors import EiperfError
+from eicore.transport import CommandResult, NodeTransport
 
 POLL_S = 0.05
 
