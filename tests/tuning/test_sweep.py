@@ -21,10 +21,11 @@ import pytest
 from eicore import node_control
 from eicore.cluster import Cluster
 from eicore.lbclient import LbClient
+from eicore.sweeps import SweepStatus, TrialState, read_trials
 from eicore.transport import LocalTransport
 from loadtests.verify import SERVICE, soap_envelope
 from tuning.params import size_to_bytes
-from tuning.sweep import SweepStatus, TrialState, read_trials, run_sweep
+from tuning.sweep import run_sweep
 from tuning.sweep_spec import load_spec
 
 EIPERF = [sys.executable, "-m", "eiperf.cli"]
