@@ -321,20 +321,6 @@ def _draw_resources(cpu, heap, gc, run: Run, excluded_label: bool = True
     return handles, labels
 
 
-def resources_over_time(run: Run) -> Figure:
-    """Per node: CPU (with the generator's), heap used against heap max, and GC time share."""
-    fig, axes = _figure(6.6, 3, 1, sharex=True, right=1.7, hspace=0.15)
-    cpu, heap, gc = axes[:, 0]
-    if not _node_names(run):
-        return _empty(fig, cpu, "no node metrics recorded")
-    handles, labels = _draw_resources(cpu, heap, gc, run)
-    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1 - 1.6 / WIDTH, 1 - 0.45 / 6.6),
-               fontsize=8, frameon=False)
-    cpu.set_title("Node resources", y=TITLE_Y)
-    gc.set_xlabel("time since start (s)")
-    return fig
-
-
 #: The run timeline's groups of panels and their heights (inches).
 TIMELINE_PANELS = {"traffic": (2.2, 1.5, 0.8), "resources": (1.4, 1.2, 0.9)}
 

@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 
 from eicore.errors import ConfigError
+from eicore.fsutil import atomic_write_text
 
 SCHEMA_VERSION = 1
 TRANSPORTS = ("local", "ssh")
@@ -247,6 +248,10 @@ def _lb_from(table: dict[str, Any], path: str) -> LoadBalancer:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}: {where}.{key} {url!r} must start with http:// or https://")
     vhosts = _opt(table, "vhost_files", list, where, path, [])
+    transport = _opt(table, "transport", str, where, path, "local")
+    if transport not in TRANSPORTS:
+        raise ConfigError(
+            f"{path}: {where}.transport is {transport!r}; use one of {', '.join(TRANSPORTS)}")
     return LoadBalancer(
         http_url=table["http_url"].rstrip("/"),
         https_url=table["https_url"].rstrip("/"),
@@ -260,7 +265,7 @@ def _lb_from(table: dict[str, Any], path: str) -> LoadBalancer:
         vhost_files=tuple(str(v) for v in vhosts),
         status_url=_opt(table, "status_url", str, where, path, None),
         upstream_header=_opt(table, "upstream_header", str, where, path, "X-Upstream-Addr"),
-        transport=_opt(table, "transport", str, where, path, "local"),
+        transport=transport,
         pid_file=_opt(table, "pid_file", str, where, path, "logs/nginx.pid"),
         reload_command=tuple(_opt(table, "reload_command", list, where, path, [])),
     )
@@ -333,6 +338,4 @@ def dump_cluster(cluster: Cluster) -> str:
 
 def save_cluster(cluster: Cluster, path: str | os.PathLike[str]) -> None:
     """Write cluster.toml atomically."""
-    from eicore.fsutil import atomic_write_text
-
     atomic_write_text(Path(path), dump_cluster(cluster))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from eicore.cluster import Cluster, Node
 from eicore.errors import EiperfError
+from eicore.lbclient import LbClient
 from eicore.transport import NodeTransport, transport_for
 
 STARTED_RE = re.compile(rb"WSO2 Carbon started in ([0-9.]+) sec")
@@ -260,8 +261,6 @@ def wait_routed(cluster: Cluster, node: Node, timeout: float = ROUTED_TIMEOUT_S)
     round, a round every ROUTE_PROBE_S, bounded by `timeout`. Returns None when the load
     balancer does not name the serving node; raises NodeStartError when it never routes there.
     """
-    from eicore.lbclient import LbClient
-
     start = time.monotonic()
     rounds = int(timeout / ROUTE_PROBE_S) + 1
     answered = with_header = 0

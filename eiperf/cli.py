@@ -7,13 +7,17 @@ dispatches, and turns an EiperfError into one clear line and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from eicore import __version__
 from eicore.errors import EiperfError
-from eicore.results import journal_root, results_dir
+from eicore.results import DEFAULT_RESULTS, RESULTS_ENV, journal_root, results_dir
+
+# ---- converters: each turns one option's text into its value or rejects it in one line ---------
 
 
 def _number(text: str, convert: Callable[[str], float], what: str):
@@ -25,6 +29,7 @@ def _number(text: str, convert: Callable[[str], float], what: str):
 
 
 def positive_int(text: str) -> int:
+    """A whole number, 1 or more."""
     value = _number(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
@@ -32,6 +37,7 @@ def positive_int(text: str) -> int:
 
 
 def port(text: str) -> int:
+    """A TCP port, 1..65535."""
     value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1..65535)")
@@ -39,13 +45,23 @@ def port(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
+    """A whole number, 0 or more."""
     value = _number(text, int, "a whole number")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
     return value
 
 
+def process_count(text: str) -> int:
+    """A number of processes: 1 or more, or -1 for one per core."""
+    value = _number(text, int, "a whole number")
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more, or -1 for one per core")
+    return value
+
+
 def positive_float(text: str) -> float:
+    """A finite number above 0."""
     value = _number(text, float, "a number")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a positive number")
@@ -62,10 +78,14 @@ def fraction(text: str) -> float:
 
 
 def resamples(text: str) -> int:
+    """A number of bootstrap resamples, 100 or more."""
     value = _number(text, int, "a whole number")
     if value < 100:
         raise argparse.ArgumentTypeError(f"{value} is too few bootstrap resamples (100 or more)")
     return value
+
+
+# ---- options several commands share -------------------------------------------------------------
 
 
 def _add_cluster(p: argparse.ArgumentParser) -> None:
@@ -85,19 +105,15 @@ def _add_testbed_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup,
 def _add_results(p: argparse.ArgumentParser | argparse._ArgumentGroup,
                  what: str = "results folder") -> None:
     p.add_argument("--results", "--out", dest="results", metavar="DIR", default=None,
-                   help=f"{what} [env EIPERF_RESULTS, default ./results]")
+                   help=f"{what} [env {RESULTS_ENV}, default ./{DEFAULT_RESULTS}]")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="eiperf",
-        description="Load tests and tuning for WSO2 Enterprise Integrator clusters behind NGINX. "
-                    "Without --cluster every command uses the embedded testbed.",
-    )
-    parser.add_argument("--version", action="version", version=f"eiperf {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+# ---- one function per subcommand, in the order `eiperf --help` lists them ----------------------
 
-    # -- testbed
+_Subparsers = argparse._SubParsersAction
+
+
+def _add_up(sub: _Subparsers) -> None:
     p = sub.add_parser("up", help="build and start the testbed cluster (nginx + N JVM nodes)",
                        description="Build (first time) and start the testbed on loopback: nginx "
                                    "with the guide's three vhosts and N miniature EI nodes. "
@@ -110,18 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port offset of the first node; node i gets base+i (default 10)")
     p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_up"))
 
+
+def _add_down(sub: _Subparsers) -> None:
     p = sub.add_parser("down", help="stop the testbed (nginx and every node)")
     _add_testbed_dir(p)
     p.add_argument("--purge", action="store_true", help="also delete the testbed's files")
     p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_down"))
 
+
+def _add_status(sub: _Subparsers) -> None:
     p = sub.add_parser("status", help="show whether nginx and each node run and serve")
     _add_testbed_dir(p)
     p.add_argument("--cluster", metavar="FILE", default=os.environ.get("EIPERF_CLUSTER"),
                    help="cluster.toml to inspect instead of the testbed [env EIPERF_CLUSTER]")
     p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_status"))
 
-    # -- verify
+
+def _add_verify(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "verify", help="the clustering guide's 'testing the cluster' checklist, automated",
         description="Check every node is up, membership, the console vhost, requests through the "
@@ -134,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not stop and restart a node (for clusters you must not disturb)")
     p.set_defaults(func=_lazy("eiperf.commands.verify_cmd", "cmd_verify"))
 
-    # -- run
+
+def _add_run(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "run", help="one headless load test through the load balancer, with node metrics",
         description="Run Locust headless against the cluster's load balancer, collect node "
@@ -147,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scenario mix: soap_http, soap_https, json, console, delayed, static "
                         "(default soap_http=1)")
     g.add_argument("-u", "--users", type=positive_int, default=10, help="users (default 10)")
-    g.add_argument("-r", "--spawn-rate", type=float, default=None,
+    g.add_argument("-r", "--spawn-rate", type=positive_float, default=None,
                    help="users started per second (default: all at once)")
     g.add_argument("-t", "--duration", default="30s", help="measured time, e.g. 30s, 2m (default 30s)")
     g.add_argument("--warmup", default="5s",
@@ -157,20 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--step-users", type=positive_int, default=None, help="step: users per step")
     g.add_argument("--step-time", default=None, help="step: time per step (default 10s)")
     g.add_argument("--spike-users", type=positive_int, default=None, help="spike: users at the peak")
-    g.add_argument("--arrival-rate", type=float, default=None,
+    g.add_argument("--arrival-rate", type=positive_float, default=None,
                    help="arrival: requests per second (open model, paced users)")
     g.add_argument("--message-size", default="1KB", help="1KB, 10KB, 100KB or bytes (default 1KB)")
-    g.add_argument("--processes", type=int, default=1,
+    g.add_argument("--processes", type=process_count, default=1,
                    help="Locust processes (-1: one per core); use all cores for high rates")
     g = p.add_argument_group("results")
     g.add_argument("--slo", action="append", metavar="RULE",
                    help="e.g. 'p95<200ms', 'errors<0.1%%', 'rps>=500'; repeatable; exit 1 if broken")
     _add_results(g, "results folder: the run goes to <DIR>/<run-id>/")
-    g.add_argument("--interval", type=float, default=1.0, help="metric sampling interval in s")
+    g.add_argument("--interval", type=positive_float, default=1.0,
+                   help="metric sampling interval in s")
     g.add_argument("--no-collect", action="store_true", help="do not collect node metrics")
     p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
 
-    # -- analysis
+
+def _add_report(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "report", help="one self-contained HTML report of runs and sweeps",
         description="Write one HTML file (plots embedded, no external links) with each run's "
@@ -189,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a step-load run: nodes needed for this throughput (20%% headroom)")
     p.set_defaults(func=_lazy("eiperf.commands.report_cmd", "cmd_report"))
 
+
+def _add_compare(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "compare", help="key figures of runs against the first, with intervals and verdicts",
         description="Throughput, error %, p50/p95/p99 of each run against the first (the "
@@ -204,20 +230,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run-to-run noise of throughput (default: none)")
     p.add_argument("--bootstrap", type=resamples, default=2000, metavar="N",
                    help="bootstrap resamples (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_lazy("eiperf.commands.compare_cmd", "cmd_compare"))
 
-    # -- tune
+
+def _add_tune(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "tune", help="show, apply or restore one cluster's JVM, nginx and pass-through settings",
         description="Read and change a cluster's tuning settings (bin/integrator.sh, nginx "
                     "confs, passthru-http.properties). Every changed file's original is kept in "
                     "a change journal under <results>/.journal/.")
     tune = p.add_subparsers(dest="tune_command", metavar="ACTION", required=True)
+    _add_tune_show(tune)
+    _add_tune_apply(tune)
+    _add_tune_restore(tune)
+
+
+def _add_tune_show(tune: _Subparsers) -> None:
     q = tune.add_parser("show", help="current settings per node and of nginx, as a table")
     _add_cluster(q)
     _add_results(q)
     q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_show"))
+
+
+def _add_tune_apply(tune: _Subparsers) -> None:
     q = tune.add_parser(
         "apply", help="change settings (or print the diff with --dry-run)",
         description="Change parameters (jvm.xmx, jvm.gc, jvm.flag.<Name>, nginx.proxy_read_timeout, "
@@ -245,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rewrite just this one file (integrator.sh, an nginx .conf or "
                         "passthru-http.properties; kind from its name or content), no cluster")
     q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_apply"))
+
+
+def _add_tune_restore(tune: _Subparsers) -> None:
     q = tune.add_parser(
         "restore", help="put back the originals of every journaled change",
         description="Restore every change journal under the results folder, newest first: those "
@@ -254,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_results(q)
     q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_restore"))
 
-    # -- sweep
+
+def _add_sweep(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "sweep", help="many load tests, one configuration each: find the best under an SLO",
         description="Run the trials a spec (TOML, see sweeps/*.toml) describes: for each, apply "
@@ -274,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the spec and print the planned trials; change nothing")
     p.set_defaults(func=_lazy("eiperf.commands.sweep_cmd", "cmd_sweep"))
 
-    # -- deploy
+
+def _add_deploy(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "deploy", help="put a proxy service on every node and check each one serves it",
         description="Write a proxy service (by default the sample log-mediator proxy, rendered "
@@ -293,34 +334,53 @@ def build_parser() -> argparse.ArgumentParser:
                         "match the file's name attribute")
     p.add_argument("--log-level", default="simple", choices=["simple", "full", "custom", "headers"],
                    help="log mediator level of the sample proxy (default simple)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                    help="seconds to wait for each node to serve the proxy (default 30)")
     _add_results(p)
     p.set_defaults(func=_lazy("eiperf.commands.deploy_cmd", "cmd_deploy"))
 
-    # -- demo
+
+def _add_demo(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "demo", help="what `make demo` runs: up, verify, a short load run, a report",
         description="Start the testbed (or reuse it), run the clustering guide's checklist, put "
                     "a short mixed load through every vhost, print its summary, write an HTML "
                     "report of it and say where everything is.")
     _add_testbed_dir(p)
-    p.add_argument("-u", "--users", type=int, default=10, help="users of the load run (default 10)")
+    p.add_argument("-u", "--users", type=positive_int, default=10,
+                   help="users of the load run (default 10)")
     p.add_argument("-t", "--duration", default="10s", help="measured time of the run (default 10s)")
     _add_results(p, "results folder of the demo's run")
     p.set_defaults(func=_lazy("eiperf.commands.demo_cmd", "cmd_demo"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `eiperf` parser: every subcommand with its options, converters and help."""
+    parser = argparse.ArgumentParser(
+        prog="eiperf",
+        description="Load tests and tuning for WSO2 Enterprise Integrator clusters behind NGINX. "
+                    "Without --cluster every command uses the embedded testbed.",
+    )
+    parser.add_argument("--version", action="version", version=f"eiperf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_up, _add_down, _add_status, _add_verify, _add_run, _add_report,
+                _add_compare, _add_tune, _add_sweep, _add_deploy, _add_demo):
+        add(sub)
     return parser
 
 
+# ---- dispatch -----------------------------------------------------------------------------------
+
+
+def _load(module: str, name: str) -> Any:
+    """`module.name`, the module imported only now: the CLI's one lazy import (keeps
+    `eiperf --help` fast; a command's module and its dependencies load only when it runs)."""
+    return getattr(importlib.import_module(module), name)
+
+
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
-    """Import a command's module only when it runs (keeps `eiperf --help` fast)."""
-
-    def call(args: argparse.Namespace) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(args)
-
-    return call
+    """A command function that imports its module only when it runs."""
+    return lambda args: _load(module, name)(args)
 
 
 def _recover_journals(args: argparse.Namespace) -> int:
@@ -328,10 +388,8 @@ def _recover_journals(args: argparse.Namespace) -> int:
     results = results_dir(getattr(args, "results", None))
     if not journal_root(results).is_dir():
         return 0
-    from tuning.apply import recover  # only when a journal exists: keeps every command quick
-
     try:
-        recover(results)
+        _load("tuning.apply", "recover")(results)  # only when a journal exists: stays quick
     except EiperfError as e:
         print(f"eiperf: error: restoring an unfinished change journal failed: {e}; "
               "fix that and run 'eiperf tune restore'", file=sys.stderr)
@@ -340,6 +398,7 @@ def _recover_journals(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, restore journals a killed eiperf left open, run the command; its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.command == "tune" and args.tune_command == "restore"):

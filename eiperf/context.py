@@ -7,14 +7,13 @@ from pathlib import Path
 
 from eicore.cluster import Cluster, load_cluster
 from eicore.errors import EiperfError
+from testbed import manager
 
 
 def resolve_cluster(args: argparse.Namespace, start_testbed: bool = True) -> Cluster:
     """The cluster file given, else the testbed's (brought up when `start_testbed`)."""
     if getattr(args, "cluster", None):
         return load_cluster(args.cluster)
-    from testbed import manager
-
     tb_dir = Path(getattr(args, "testbed_dir", None) or manager.default_dir())
     if start_testbed:
         return manager.up(tb_dir, progress=lambda m: print(m, flush=True))

@@ -3,7 +3,7 @@ that picks the implementation a cluster file names (`transport_for`)."""
 
 from __future__ import annotations
 
-from eicore.cluster import Cluster
+from eicore.cluster import TRANSPORTS, Cluster
 from eicore.errors import ConfigError
 from eicore.transport.base import CommandResult, NodeTransport, TransportError
 from eicore.transport.local import LocalTransport, local_pid_alive
@@ -16,11 +16,14 @@ __all__ = [
 
 
 def transport_for(node_or_lb: object) -> NodeTransport:
-    """The transport a cluster file names for a node (or the load balancer)."""
+    """The transport a cluster file names for a node (or the load balancer): the one place
+    that maps `transport = "..."` (eicore.cluster.TRANSPORTS) to an implementation."""
     kind = getattr(node_or_lb, "transport", "local")
     if kind == "ssh":
         return SSHTransport.for_node(node_or_lb)
-    return LocalTransport(getattr(node_or_lb, "host", "127.0.0.1"))
+    if kind == "local":
+        return LocalTransport(getattr(node_or_lb, "host", "127.0.0.1"))
+    raise ConfigError(f"transport {kind!r} is not one of {', '.join(TRANSPORTS)}")
 
 
 def transport_for_host(cluster: Cluster | None, host: str, kind: str) -> NodeTransport:

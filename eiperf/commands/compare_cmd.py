@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analysis.keyfigures import format_key_figures, key_figure_table, key_figures, run_figures
+from analysis.loading import Sweep, load
 from eicore.errors import EiperfError
 
 _VERDICT_STYLE = {"faster": "bold green", "slower": "bold red", "within noise": "dim",
@@ -34,9 +36,6 @@ def _rich_table(header: list[str], rows: list[list[str]], title: str):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis.keyfigures import format_key_figures, key_figure_table, key_figures, run_figures
-    from analysis.loading import Sweep, load
-
     runs = []
     for target in [args.baseline, *args.runs]:
         loaded = load(target, args.results)

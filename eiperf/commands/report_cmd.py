@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.loading import load
+from analysis.report import default_report_name, write_report
 from eicore.errors import EiperfError
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.loading import load
-    from analysis.report import default_report_name, write_report
-
     targets = [load(t, args.results) for t in args.targets]
     out = Path(args.output) if args.output else Path.cwd() / default_report_name(targets)
     if out.is_dir():

@@ -7,12 +7,12 @@ summary and SLO results are written into run.json once, when the run is final.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 
 from analysis.record import record_figures
-from analysis.slo import SloError, parse_rules
+from analysis.slo import SloError, SloRule, parse_rules
+from eicore.cluster import Cluster
 from eicore.errors import ConfigError
 from eicore.results import RunRecord, RunStatus, results_dir
 from eiperf.context import resolve_cluster
@@ -38,21 +38,29 @@ def profile_from_args(args: argparse.Namespace) -> LoadProfile:
     )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    return execute_run(args)[0]
-
-
-def execute_run(args: argparse.Namespace) -> tuple[int, Path]:
-    """Run, print the summary; (exit code, result folder). `eiperf demo` reuses it."""
-    profile = profile_from_args(args)  # bad input fails here, before anything starts
-    if not args.no_collect and not (math.isfinite(args.interval) and args.interval > 0):
-        raise ConfigError(f"--interval {args.interval:g}: the metric sampling interval is a "
-                          "number of seconds above 0 (default 1)")
+def slo_rules(texts: list[str] | None) -> list[SloRule]:
+    """The --slo rules, checked; a bad one is a ConfigError naming it."""
     try:
-        rules = parse_rules(args.slo or [])
+        return parse_rules(texts or [])
     except SloError as e:
         raise ConfigError(str(e)) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    profile = profile_from_args(args)  # bad input fails here, before anything starts
+    rules = slo_rules(args.slo)
     cluster = resolve_cluster(args)
+    code, _ = execute_run(cluster, profile, results_dir(args.results), rules,
+                          collect=not args.no_collect, interval=args.interval)
+    return code
+
+
+def execute_run(cluster: Cluster, profile: LoadProfile, out_dir: Path,
+                rules: list[SloRule] | None = None, *, collect: bool = True,
+                interval: float = 1.0) -> tuple[int, Path]:
+    """Run into `out_dir`, print the summary and SLO verdicts; (exit code, result folder).
+    `eiperf run` and `eiperf demo` both run through it."""
+    rules = rules or []
     printed: list[str] = []
 
     def finalize(run_dir: Path, record: RunRecord) -> RunRecord:
@@ -62,9 +70,10 @@ def execute_run(args: argparse.Namespace) -> tuple[int, Path]:
         printed.extend(lines)
         return record
 
-    outcome = run_load_test(cluster, profile, results_dir(args.results), slo=args.slo, finalize=finalize,
-                            settings=cluster_settings, progress=lambda m: print(m, flush=True), collect=not args.no_collect,
-                            interval=args.interval)
+    outcome = run_load_test(cluster, profile, out_dir, slo=[r.text for r in rules],
+                            finalize=finalize, settings=cluster_settings,
+                            progress=lambda m: print(m, flush=True), collect=collect,
+                            interval=interval)
     rec = outcome.record
     print()
     for line in printed:

@@ -14,8 +14,12 @@ from typing import Any
 
 from eicore.errors import ConfigError
 from eicore.results import results_dir
+from eicore.transport import LocalTransport
 from eiperf.context import resolve_cluster
+from tuning.apply import apply_settings, edit_file, restore_cluster, restore_journals
 from tuning.journal import Journal, busy_journals, unfinished_journals
+from tuning.params import ParameterError, ParamSet, lookup
+from tuning.settings import cluster_settings
 
 # ---- show --------------------------------------------------------------------------------------
 
@@ -58,8 +62,6 @@ def settings_table(settings: dict[str, Any]) -> list[str]:
 
 
 def cmd_tune_show(args: argparse.Namespace) -> int:
-    from tuning.settings import cluster_settings
-
     cluster = resolve_cluster(args, start_testbed=False)
     print(f"cluster {cluster.name} ({cluster.source})")
     for line in settings_table(cluster_settings(cluster)):
@@ -76,10 +78,8 @@ def cmd_tune_show(args: argparse.Namespace) -> int:
 # ---- apply -------------------------------------------------------------------------------------
 
 
-def parse_params(sets: list[str] | None, unsets: list[str] | None):
+def parse_params(sets: list[str] | None, unsets: list[str] | None) -> ParamSet:
     """--set NAME=VALUE and --unset NAME as one checked ParamSet."""
-    from tuning.params import ParameterError, ParamSet, lookup
-
     if not sets and not unsets:
         raise ConfigError("nothing to apply; give --set NAME=VALUE (e.g. --set jvm.xmx=2g) "
                           "or --unset NAME")
@@ -104,8 +104,6 @@ def cmd_tune_apply(args: argparse.Namespace) -> int:
         if args.cluster:
             raise ConfigError("give --file PATH or --cluster FILE, not both")
         return _apply_file(args, params)
-    from tuning.apply import apply_settings, restore_cluster
-
     cluster = resolve_cluster(args, start_testbed=not args.dry_run)
     if args.dry_run:
         outcome = apply_settings(cluster, params, None, dry_run=True)
@@ -137,10 +135,7 @@ def cmd_tune_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply_file(args: argparse.Namespace, params) -> int:
-    from eicore.transport import LocalTransport
-    from tuning.apply import edit_file
-
+def _apply_file(args: argparse.Namespace, params: ParamSet) -> int:
     path = Path(args.file)
     try:
         data = path.read_bytes()
@@ -178,8 +173,6 @@ def _apply_file(args: argparse.Namespace, params) -> int:
 
 
 def cmd_tune_restore(args: argparse.Namespace) -> int:
-    from tuning.apply import restore_journals
-
     results = results_dir(args.results)
     journals = unfinished_journals(results, include_applied=True)
     if not journals:

@@ -34,6 +34,9 @@ from eicore.cluster import Cluster, load_cluster
 from eicore.errors import ConfigError, EiperfError
 from eicore.fsutil import atomic_write_text
 from loadtests.collectors.base import Collector, Sample, log
+from loadtests.collectors.jmx_collector import JmxCollector
+from loadtests.collectors.nginx_collector import NginxCollector
+from loadtests.collectors.psutil_collector import PsutilCollector
 from loadtests.collectors.sink import MetricsSink, finish_spool, spool_path
 
 READY = b"ready\n"
@@ -192,10 +195,6 @@ def _last_line(path: Path) -> str:
 
 def build_collectors(cluster: Cluster, generator_pids=None) -> list[Collector]:
     """The collectors for a cluster: psutil, JMX and (when it has a status URL) nginx."""
-    from loadtests.collectors.jmx_collector import JmxCollector
-    from loadtests.collectors.nginx_collector import NginxCollector
-    from loadtests.collectors.psutil_collector import PsutilCollector
-
     collectors: list[Collector] = [PsutilCollector(cluster, generator_pids), JmxCollector(cluster)]
     if cluster.load_balancer.status_url:
         collectors.append(NginxCollector(cluster))
