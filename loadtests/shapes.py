@@ -7,7 +7,6 @@ wraps the selected one as Locust's LoadTestShape.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 SHAPES = ("constant", "step", "spike", "soak", "arrival")
@@ -111,11 +110,6 @@ class ArrivalShape(Shape):
     @property
     def per_user_rate(self) -> float:
         return self.rate / self.users
-
-
-def users_needed_for_rate(rate: float, expected_latency_s: float = 0.05) -> int:
-    """Users an arrival-rate test needs so pacing, not latency, sets the rate (x4 margin)."""
-    return max(1, math.ceil(rate * expected_latency_s * 4))
 
 
 def build_shape(kind: str, duration: float, users: int, spawn_rate: float, **kw: float) -> Shape:

@@ -1,16 +1,22 @@
-"""The result of a pure config edit: new text, its unified diff, and the editors' error type.
+"""The config editor contract, and what an edit gives: new text, its unified diff, errors.
 
-All three editors (integrator.sh, nginx, passthru-http.properties) work on text and return an
-`Edit`; only the change journal writes files. Lines are split on "\\n" alone, so CRLF line ends,
-stray form feeds and other odd bytes stay exactly where they were.
+`ConfigEditor` is the contract; `IntegratorShEditor` (`tuning.integrator_sh`), `NginxConfEditor`
+(`tuning.nginx_conf`) and `PassthruEditor` (`tuning.passthru_properties`) implement it and pass
+one shared suite (tests/tuning/test_editor_contract.py). Editors work on text and return an
+`Edit` per file; only the change journal writes files. Lines are split on "\\n" alone, so CRLF
+line ends, stray form feeds and other odd bytes stay exactly where they were.
 """
 
 from __future__ import annotations
 
 import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from eicore.errors import EiperfError
+from tuning.params import ParameterError, Target, Value, target_of, validate
 
 NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
 
@@ -31,6 +37,63 @@ class Edit:
     def between(cls, old_text: str, new_text: str, name: str) -> Edit:
         """The edit that turns `old_text` into `new_text` (empty diff when they are equal)."""
         return cls(new_text, unified_diff(old_text, new_text, name), new_text != old_text)
+
+
+class ConfigEditor(ABC):
+    """Change tuning parameters in one kind of config file, as text: text in, `Edit`s out.
+
+    Contract (each implementation passes tests/tuning/test_editor_contract.py):
+
+    - `edit(files, changes)` is pure: `files` maps a name (shown in diff headers and errors,
+      e.g. "node1: bin/integrator.sh") to the file's text; nothing else is read or written.
+    - `changes` maps parameter names of the editor's `target` to values; None removes a
+      setting, so the product's default applies again. A name of another target, a name that
+      is no parameter at all, or a bad value raises ParameterError (one line naming the
+      parameter) before any file is looked at.
+    - It returns one `Edit` per file, keyed and ordered as `files`, unchanged files included
+      (`changed` False, empty diff). A file the change cannot be made in raises EditorError
+      (one line naming the file); there are no partial results.
+    - Only the bytes of the values that change differ: line ends (CRLF too; an added line gets
+      the file's own), comments (on an edited line too), blank lines, indentation and order
+      stay. Setting the value a file already has gives identical bytes.
+    - Edits can be undone: after a value the file sets is changed, setting the old value back
+      gives the original bytes, and so does `patch -R` with the `Edit.diff` on the new text.
+      The script and nginx editors also give them back when a setting they added is removed
+      (None); the properties editor comments such a key out instead.
+    - Script and properties editors treat each file on its own (several nodes' files in one
+      call are independent); the nginx editor takes the files given together (nginx.conf and
+      its vhosts) as one configuration, and a change goes wherever it belongs among them.
+    """
+
+    #: the parameters this editor takes (`jvm.*`, `nginx.*` or `passthru.*`)
+    target: ClassVar[Target]
+    #: how a refusal names those parameters: "a JVM parameter", "an nginx parameter", ...
+    describes: ClassVar[str]
+
+    def edit(self, files: Mapping[str, str], changes: Mapping[str, object]) -> dict[str, Edit]:
+        """One `Edit` per file of `files` ({name: text}) for `changes` ({parameter: value})."""
+        checked = self.check(changes, list(files))
+        return self.rewrite(files, checked) if files else {}
+
+    def check(self, changes: Mapping[str, object], names: list[str]) -> dict[str, Value | None]:
+        """`changes` with checked, normalised values; ParameterError for one it does not take."""
+        checked: dict[str, Value | None] = {}
+        for key, value in changes.items():
+            if target_of(key) is not self.target:
+                where = ", ".join(names) or "these files"
+                takes = "take" if len(names) > 1 else "takes"
+                raise ParameterError(
+                    f"{key}: not {self.describes}; {where} {takes} only {self.target.value}.* "
+                    "changes"
+                )
+            checked[key] = validate(key, value)
+        return checked
+
+    @abstractmethod
+    def rewrite(
+        self, files: Mapping[str, str], changes: Mapping[str, Value | None]
+    ) -> dict[str, Edit]:
+        """`edit` once `changes` are checked: the implementation's part."""
 
 
 def split_lines(text: str) -> list[str]:

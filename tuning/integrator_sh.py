@@ -18,8 +18,9 @@ last occurrence of a flag and the command's own flags come after `$JVM_MEM_OPTS`
 option tokens change; quoting, comments, continuation backslashes, trailing whitespace and line
 ends (CRLF too) stay as they were. The conditional old-Java append line is read but not edited.
 
-Which flags a JDK refuses, and the `java <flags> -version` check, are in `tuning.jvm_flags`
-(re-exported here).
+`IntegratorShEditor` is this module's `tuning.edit.ConfigEditor`; `apply_jvm_changes` is its
+one-file shorthand. Which flags a JDK refuses, and the `java <flags> -version` check, are in
+`tuning.jvm_flags` (re-exported here).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tuning.edit import Edit, EditorError, split_eol, split_lines
+from tuning.edit import ConfigEditor, Edit, EditorError, split_eol, split_lines
 from tuning.jvm_flags import (
     GC_BY_FLAG,
     GC_FLAGS,
@@ -43,11 +44,12 @@ from tuning.jvm_flags import (
     parse_refusal,
     validate_flags_command,
 )
-from tuning.params import GC_CHOICES, ParameterError, Target, Value, target_of, validate
+from tuning.params import GC_CHOICES, Target, Value
 
 # The JDK-facing flag checks live in tuning.jvm_flags; the issue's API names them here too.
 __all__ = [
     "FlagFix",
+    "IntegratorShEditor",
     "JvmOptions",
     "ScriptForm",
     "apply_flag_fixes",
@@ -281,26 +283,36 @@ def _set(options: _Segment, command: list[_Segment], name: str, value: Value | N
         _append_token(options, new)
 
 
+class IntegratorShEditor(ConfigEditor):
+    """`jvm.*` changes in start-up scripts (bin/integrator.sh, wso2server.sh), each on its own.
+
+    Every options line of a script gets the change (EI scripts have one); all other bytes are
+    kept. Removing a flag added earlier restores the text from before.
+    """
+
+    target = Target.JVM
+    describes = "a JVM parameter"
+
+    def rewrite(
+        self, files: Mapping[str, str], changes: Mapping[str, Value | None]
+    ) -> dict[str, Edit]:
+        return {name: _edit_script(text, changes, name) for name, text in files.items()}
+
+
 def apply_jvm_changes(
     text: str, changes: Mapping[str, object], name: str = "integrator.sh"
 ) -> Edit:
-    """Apply `jvm.*` parameter changes (value None removes) to a start-up script's text.
+    """`IntegratorShEditor` on one script: `jvm.*` changes (value None removes) to its text."""
+    return IntegratorShEditor().edit({name: text}, changes)[name]
 
-    Every options line of the script gets the change (EI scripts have one); all other bytes are
-    kept. Applying no change returns `text` unchanged; removing a flag added earlier restores
-    the text from before.
-    """
-    checked: dict[str, Value | None] = {}
-    for key, value in changes.items():
-        if target_of(key) is not Target.JVM:
-            raise ParameterError(f"{key}: not a JVM parameter; {name} takes only jvm.* changes")
-        checked[key] = validate(key, value)
+
+def _edit_script(text: str, changes: Mapping[str, Value | None], name: str) -> Edit:
     lines = split_lines(text)
     bodies = [split_eol(line)[0] for line in lines]
     script = _locate(bodies, name)
     option_lines = {seg.line for seg in script.options}
     for seg in script.options:
-        for key, value in checked.items():
+        for key, value in changes.items():
             _set(seg, script.command, key, value)
     if script.form is ScriptForm.LITERAL and not any(
         _HEAP.match(t.group()) for t in script.options[0].tokens()

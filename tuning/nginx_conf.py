@@ -14,8 +14,11 @@ the changed directives' lines and nothing else. Where each parameter lives:
 * `worker_processes` (main context) and `worker_connections` (`events`): the file among
   `files` that is a main nginx.conf (it has `events` or `http` at its top).
 
-None as a value removes the directive (nginx's default applies again). Validation with
-`nginx -t` and reloads belong to node control.
+None as a value removes the directive (nginx's default applies again). Only the HTTP side is
+read and edited: `stream {}` blocks (TCP/UDP proxying, e.g. MLLP to the nodes) have neither
+these timeouts nor upstream keepalive or ip_hash, and are left alone. `ip_hash` is refused for
+an upstream with a `backup` server (nginx refuses that pair). Validation with `nginx -t` and
+reloads belong to node control. `NginxConfEditor` is this module's `tuning.edit.ConfigEditor`.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tuning.edit import Edit, EditorError
+from tuning.edit import ConfigEditor, Edit, EditorError
 from tuning.nginx_source import NginxSource, Statement, child, walk
-from tuning.params import PARAMETERS, ParameterError, Target, Value, target_of, validate
+from tuning.params import PARAMETERS, Target, Value
 
 TIMEOUTS = {
     "nginx.proxy_read_timeout": "proxy_read_timeout",
@@ -61,11 +64,23 @@ class NginxSetting:
 # ---- what each parameter touches -----------------------------------------------------------
 
 
+def _in_stream(stmt: Statement) -> bool:
+    """True inside a `stream {}` block (TCP/UDP proxying, which these parameters are not for)."""
+    scope = stmt.parent
+    while scope is not None:
+        if scope.directive == "stream":
+            return True
+        scope = scope.parent
+    return False
+
+
 def _proxy_blocks(doc: NginxSource) -> list[Statement]:
     return [
         s
         for s in walk(doc.stmts)
-        if s.block is not None and any(c.directive == "proxy_pass" for c in s.block)
+        if s.block is not None
+        and any(c.directive == "proxy_pass" for c in s.block)
+        and not _in_stream(s)
     ]
 
 
@@ -81,7 +96,11 @@ def _holder(block: Statement, directive: str) -> Statement | None:
 
 
 def _upstreams(doc: NginxSource) -> list[Statement]:
-    return [s for s in walk(doc.stmts) if s.directive == "upstream" and s.block is not None]
+    return [
+        s
+        for s in walk(doc.stmts)
+        if s.directive == "upstream" and s.block is not None and not _in_stream(s)
+    ]
 
 
 def _events(doc: NginxSource) -> Statement | None:
@@ -225,6 +244,12 @@ def _set_lb(doc: NginxSource, up: Statement, method: Value | None) -> None:
             doc.delete(s)
     if wanted is None:
         return
+    backup = next((s for s in up.block if s.directive == "server" and "backup" in s.args), None)
+    if wanted == "ip_hash" and backup is not None:
+        raise EditorError(
+            f"{doc.name}:{backup.line}: upstream {' '.join(up.args)} has a backup server, which "
+            "nginx's ip_hash refuses; remove 'backup' there or use nginx.lb_method=least_conn"
+        )
     if first is not None:
         if first.directive != wanted or first.args:
             doc.rename(first, wanted)
@@ -290,17 +315,24 @@ def _names(docs: list[NginxSource]) -> str:
     return ", ".join(d.name for d in docs)
 
 
-def apply_nginx_changes(files: Mapping[str, str], changes: Mapping[str, object]) -> dict[str, Edit]:
-    """Apply `nginx.*` parameter changes (value None removes) to `files` ({name: text}).
+class NginxConfEditor(ConfigEditor):
+    """`nginx.*` changes in nginx.conf and its vhost files, taken together as one configuration."""
 
-    Returns one `Edit` per file, unchanged files included (`changed` False, empty diff).
+    target = Target.NGINX
+    describes = "an nginx parameter"
+
+    def rewrite(
+        self, files: Mapping[str, str], changes: Mapping[str, Value | None]
+    ) -> dict[str, Edit]:
+        docs = [NginxSource(name, text) for name, text in files.items()]
+        for param, value in changes.items():
+            _apply(docs, param, value)
+        return {doc.name: Edit.between(doc.text, doc.render(), doc.name) for doc in docs}
+
+
+def apply_nginx_changes(files: Mapping[str, str], changes: Mapping[str, object]) -> dict[str, Edit]:
+    """`NginxConfEditor` shorthand: `nginx.*` changes (value None removes) to `files`.
+
+    Returns one `Edit` per file ({name: text} in, {name: Edit} out), unchanged files included.
     """
-    checked: dict[str, Value | None] = {}
-    for key, value in changes.items():
-        if target_of(key) is not Target.NGINX:
-            raise ParameterError(f"{key}: not an nginx parameter; nginx files take only nginx.*")
-        checked[key] = validate(key, value)
-    docs = [NginxSource(name, text) for name, text in files.items()]
-    for param, value in checked.items():
-        _apply(docs, param, value)
-    return {doc.name: Edit.between(doc.text, doc.render(), doc.name) for doc in docs}
+    return NginxConfEditor().edit(files, changes)

@@ -5,6 +5,8 @@ a key replaces its value in place; a key that is only present commented out (`#k
 the shipped file has `#worker_thread_keepalive_sec=60`) is uncommented there, so it stays next
 to its documentation; any other key is appended at the end. Unsetting comments a key out, so
 setting it again restores the line. Comments, order, blank lines and line ends stay as they are.
+`PassthruEditor` is this module's `tuning.edit.ConfigEditor`; `apply_passthru_changes` is its
+one-file shorthand.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tuning.edit import Edit, EditorError, dominant_eol, split_eol, split_lines
-from tuning.params import ParameterError, Target, Value, format_value, target_of, validate
+from tuning.edit import ConfigEditor, Edit, EditorError, dominant_eol, split_eol, split_lines
+from tuning.params import Target, Value, format_value
 
 DEFAULT_NAME = "passthru-http.properties"
 
@@ -118,17 +120,27 @@ def _set(text: str, key: str, value: str | None, name: str) -> str:
     return "".join(lines)
 
 
+class PassthruEditor(ConfigEditor):
+    """`passthru.<key>` changes in passthru-http.properties files, each on its own."""
+
+    target = Target.PASSTHRU
+    describes = "a pass-through parameter"
+
+    def rewrite(
+        self, files: Mapping[str, str], changes: Mapping[str, Value | None]
+    ) -> dict[str, Edit]:
+        out = {}
+        for name, text in files.items():
+            new = text
+            for param, value in changes.items():
+                key = param.removeprefix("passthru.")
+                new = _set(new, key, None if value is None else format_value(value), name)
+            out[name] = Edit.between(text, new, name)
+        return out
+
+
 def apply_passthru_changes(
     text: str, changes: Mapping[str, object], name: str = DEFAULT_NAME
 ) -> Edit:
-    """Apply `passthru.<key>` parameter changes (value None unsets) to the file's text."""
-    new = text
-    for param, raw in changes.items():
-        if target_of(param) is not Target.PASSTHRU:
-            raise ParameterError(
-                f"{param}: not a pass-through parameter; {name} takes only passthru.* changes"
-            )
-        value: Value | None = validate(param, raw)
-        key = param.removeprefix("passthru.")
-        new = _set(new, key, None if value is None else format_value(value), name)
-    return Edit.between(text, new, name)
+    """`PassthruEditor` on one file: `passthru.<key>` changes (value None unsets) to its text."""
+    return PassthruEditor().edit({name: text}, changes)[name]

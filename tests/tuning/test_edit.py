@@ -6,7 +6,16 @@ import dataclasses
 
 import pytest
 
-from tuning.edit import Edit, EditorError, dominant_eol, split_eol, split_lines, unified_diff
+from tuning.edit import (
+    ConfigEditor,
+    Edit,
+    EditorError,
+    dominant_eol,
+    split_eol,
+    split_lines,
+    unified_diff,
+)
+from tuning.params import ParameterError, Target
 
 
 def test_split_lines_is_lossless_and_splits_on_newline_only():
@@ -55,3 +64,33 @@ def test_crlf_lines_keep_their_ends_in_the_diff():
 
 def test_editor_error_is_a_value_error():
     assert issubclass(EditorError, ValueError)
+
+
+class UpperEditor(ConfigEditor):
+    """A toy editor for the base class's own part: checking changes before any file."""
+
+    target = Target.PASSTHRU
+    describes = "a pass-through parameter"
+
+    def rewrite(self, files, changes):
+        return {name: Edit.between(text, text.upper(), name) for name, text in files.items()}
+
+
+def test_the_base_checks_changes_before_the_files_and_names_them():
+    with pytest.raises(TypeError):
+        ConfigEditor()  # type: ignore[abstract]
+    editor = UpperEditor()
+    assert editor.edit({"a": "x\n"}, {"passthru.io_buffer_size": "8192"})["a"].new_text == "X\n"
+    assert editor.edit({}, {"passthru.io_buffer_size": 1}) == {}
+    with pytest.raises(ParameterError) as info:
+        editor.edit({"a": "x", "b": "y"}, {"jvm.xmx": "1g"})
+    assert (
+        str(info.value)
+        == "jvm.xmx: not a pass-through parameter; a, b take only passthru.* changes"
+    )
+    with pytest.raises(ParameterError, match="^passthru.io_buffer_size: 'lots' is not a whole"):
+        editor.edit({"a": "x"}, {"passthru.io_buffer_size": "lots"})
+    assert editor.check({"passthru.io_buffer_size": "8192", "passthru.x": None}, ["a"]) == {
+        "passthru.io_buffer_size": 8192,
+        "passthru.x": None,
+    }

@@ -396,3 +396,45 @@ def test_other_refusals():
         ParameterError, match=r"^nginx.proxy_read_timeout: '5 minutes' is not an nginx time"
     ):
         apply_nginx_changes(guide_files(), {"nginx.proxy_read_timeout": "5 minutes"})
+
+
+# ---- what eiperf leaves alone: stream {} beside http {}, backup servers ----------------------
+
+ALL = {
+    "nginx.proxy_read_timeout": "30s",
+    "nginx.proxy_send_timeout": "30s",
+    "nginx.proxy_connect_timeout": "5s",
+    "nginx.upstream_keepalive": 16,
+    "nginx.lb_method": "least_conn",
+    "nginx.max_fails": 5,
+    "nginx.fail_timeout": "20s",
+    "nginx.worker_processes": "auto",
+    "nginx.worker_connections": 4096,
+}
+
+
+def test_stream_blocks_are_neither_read_nor_edited():
+    text = fixture("nginx-stream.conf")
+    settings = read_nginx_settings({"nginx.conf": text})
+    assert settings["nginx.proxy_connect_timeout"] == "60s"  # not the MLLP proxy's 1s
+    assert settings["nginx.max_fails"] == [3, 1]  # not the MLLP upstream's 2
+    assert settings["nginx.upstream_keepalive"] == 32 and settings["nginx.lb_method"] == "least_conn"
+    new = apply_nginx_changes({"nginx.conf": text}, ALL)["nginx.conf"].new_text
+    stream = text[text.index("stream {") : text.index("http {")]
+    assert stream in new
+    assert read_nginx_settings({"nginx.conf": new}) == ALL
+    # What nginx would refuse in a stream block (crossplane knows the contexts) is not there.
+    for directive in ("proxy_read_timeout", "proxy_send_timeout", "keepalive", "ip_hash"):
+        assert directive not in new[new.index("stream {") : new.index("http {")]
+
+
+def test_ip_hash_is_refused_for_an_upstream_with_a_backup_server():
+    text = fixture("nginx-stream.conf")
+    with pytest.raises(EditorError) as info:
+        apply_nginx_changes({"nginx.conf": text}, {"nginx.lb_method": "ip_hash"})
+    assert str(info.value) == (
+        "nginx.conf:42: upstream ei_http has a backup server, which nginx's ip_hash refuses; "
+        "remove 'backup' there or use nginx.lb_method=least_conn"
+    )
+    backup = edit_one("nginx.conf", {"nginx.lb_method": "round_robin", "nginx.max_fails": 2}, text)
+    assert "        server 10.0.1.13:8280 backup max_fails=2;   # DR node" in backup

@@ -203,3 +203,19 @@ def test_the_edited_testbed_config_passes_nginx_t(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr
+
+
+@needs_nginx
+def test_nginx_refuses_ip_hash_beside_backup_and_takes_the_editors_changes(tmp_path):
+    """The http side of a main nginx.conf with `backup` servers: why ip_hash is refused."""
+    text = fixture("nginx-stream.conf")
+    vhost = text[text.index("    upstream ei_http") : text.rindex("}")]
+    assert nginx_test(tmp_path, {"ei.conf": vhost}).returncode == 0
+    ip_hash = vhost.replace("least_conn;", "ip_hash;")
+    refused = nginx_test(tmp_path, {"ei.conf": ip_hash})
+    assert 'balancing method does not support parameter "backup"' in refused.stderr
+    changes = {k: v for k, v in ALL_CHANGES.items() if not k.startswith("nginx.worker_")}
+    edited = apply_nginx_changes({"ei.conf": vhost}, changes)["ei.conf"].new_text
+    result = nginx_test(tmp_path, {"ei.conf": edited})
+    assert result.returncode == 0, result.stderr
+    assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr

@@ -1,6 +1,6 @@
-"""Sweep specs and strategies without a cluster: every example spec is valid, every bad spec
-gets one line naming the file and the key (exit 2, nothing created), grid order follows the
-seed, Optuna replays finished trials and respects the budget."""
+"""Sweep specs without a cluster: every example spec is valid, every bad spec gets one line
+naming the file and the key (exit 2, nothing created). The strategies that run a spec have
+their own suite (test_strategies.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from eiperf.cli import main
-from tuning.strategies import Finished, GridStrategy, OptunaStrategy, make_strategy
 from tuning.sweep_spec import SpecError, load_spec, parse_spec_data
 
 SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
@@ -101,53 +100,6 @@ def test_spec_round_trips_through_plain_data(tmp_path):
     a.pop("source"), b.pop("source")
     assert a == b
     assert again.grid() == spec.grid()
-
-
-def test_grid_order_follows_the_seed_and_budget_caps_it(tmp_path):
-    (tmp_path / "s.toml").write_text(GOOD)
-    spec = load_spec(tmp_path / "s.toml")
-    one, two = GridStrategy(spec), GridStrategy(spec)
-    assert one.order == two.order and len(one.order) == 9
-    assert sorted(map(str, one.order)) == sorted(map(str, spec.grid()))
-    (tmp_path / "c.toml").write_text(GOOD + "[budget]\ntrials = 4\n")
-    capped = GridStrategy(load_spec(tmp_path / "c.toml"))
-    assert capped.order == one.order[:4]
-
-
-def test_grid_resume_skips_finished_configurations(tmp_path):
-    (tmp_path / "s.toml").write_text(GOOD)
-    strategy = GridStrategy(load_spec(tmp_path / "s.toml"))
-    order = list(strategy.order)
-    strategy.replay([Finished(0, order[0], 10.0), Finished(2, order[2], None)])
-    asked = []
-    while (p := strategy.ask()) is not None:
-        asked.append(p.trial)
-        assert p.params == order[p.trial]
-    assert asked == [1, 3, 4, 5, 6, 7, 8]
-
-
-def test_optuna_replays_finished_trials_and_keeps_the_budget(tmp_path):
-    (tmp_path / "o.toml").write_text(
-        'strategy = "optuna"\nseed = 3\nslo = ["p95<200ms"]\n[budget]\ntrials = 4\n'
-        '[parameters]\n"jvm.xmx" = {low = "256m", high = "2g", log = true}\n'
-        '"jvm.gc" = {choices = ["G1", "Parallel"]}\n')
-    spec = load_spec(tmp_path / "o.toml")
-    strategy = make_strategy(spec)
-    assert isinstance(strategy, OptunaStrategy)
-    strategy.replay([Finished(0, {"jvm.xmx": "512m", "jvm.gc": "G1"}, 100.0, (-0.5,)),
-                     Finished(1, {"jvm.xmx": "1g", "jvm.gc": "Parallel"}, None)])
-    proposals = []
-    while (p := strategy.ask()) is not None:
-        proposals.append(p)
-        strategy.tell(p.trial, 50.0, (0.2,))
-    assert [p.trial for p in proposals] == [2, 3]
-    for p in proposals:
-        assert p.params["jvm.gc"] in ("G1", "Parallel")
-        assert p.params["jvm.xmx"].endswith(("m", "g"))
-    trials = strategy.study.trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    assert trials[2].user_attrs["constraints"] == [0.2]
-    assert trials[2].constraints == {"p95<200ms": 0.2}
 
 
 def test_spec_error_names_file_for_bad_value_in_space(tmp_path):
