@@ -20,6 +20,9 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from analysis.slo import parse_rule
+from eicore.errors import EiperfError
+from eicore.results import SloVerdict
 from tuning.sweep_spec import Axis, SweepSpec
 
 CONSTRAINTS_ATTR = "constraints"
@@ -108,8 +111,6 @@ def _optuna():
     try:
         import optuna
     except ImportError:  # pragma: no cover - a declared dependency
-        from eicore.errors import EiperfError
-
         raise EiperfError("strategy = \"optuna\" needs Optuna: .venv/bin/pip install optuna") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
@@ -194,13 +195,11 @@ class OptunaStrategy(SweepStrategy):
         return {rule: float(v) for rule, v in zip(self.spec.slo, constraints)}
 
 
-def slo_constraints(slo_results: list[dict]) -> tuple[float, ...]:
+def slo_constraints(slo_results: list[SloVerdict]) -> tuple[float, ...]:
     """One value per SLO rule, <= 0 when met: the relative distance to its threshold.
 
     `slo_results` are run.json's entries (rule, actual, ok); an unknown figure counts as broken.
     """
-    from analysis.slo import parse_rule
-
     out = []
     for r in slo_results:
         rule = parse_rule(r["rule"])
