@@ -34,9 +34,11 @@ from loadtests.profile import LoadProfile  # noqa: E402
 from loadtests.run import run_load_test  # noqa: E402
 from testbed import manager  # noqa: E402
 from tests.conftest import start_testbed  # noqa: E402
-from tuning.apply import apply_settings, node_java, restore_cluster  # noqa: E402
+from tuning.apply import apply_settings  # noqa: E402
+from tuning.flag_check import node_java  # noqa: E402
 from tuning.journal import Journal  # noqa: E402
 from tuning.params import ParamSet  # noqa: E402
+from tuning.restore import restore_cluster  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -389,7 +389,7 @@ def _recover_journals(args: argparse.Namespace) -> int:
     if not journal_root(results).is_dir():
         return 0
     try:
-        _load("tuning.apply", "recover")(results)  # only when a journal exists: stays quick
+        _load("tuning.restore", "recover")(results)  # only when a journal exists: stays quick
     except EiperfError as e:
         print(f"eiperf: error: restoring an unfinished change journal failed: {e}; "
               "fix that and run 'eiperf tune restore'", file=sys.stderr)

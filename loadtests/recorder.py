@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eicore.results import REQUESTS_FILE, requests_schema
+from eicore.results import requests_schema
 
 FLUSH_ROWS = 50_000
 FLUSH_SECONDS = 5.0
@@ -136,7 +136,3 @@ def merge_request_files(parts_dir: Path, out_file: Path) -> int:
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, out_file)
     return table.num_rows
-
-
-def default_out_file(run_dir: Path) -> Path:
-    return Path(run_dir) / REQUESTS_FILE

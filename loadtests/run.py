@@ -9,6 +9,7 @@ gracefully and keeps every row recorded so far.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -18,8 +19,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from eicore import __version__
 from eicore.cluster import Cluster, cluster_to_dict
@@ -37,6 +41,9 @@ from eicore.results import (
     write_run_record,
 )
 from loadtests.catalog import SCENARIO_VHOSTS
+from loadtests.collectors.jmx import JmxConnection
+from loadtests.collectors.process import CollectorProcess, write_generator_pids
+from loadtests.messages import soap_envelope
 from loadtests.profile import LoadProfile
 from loadtests.recorder import merge_request_files
 
@@ -62,8 +69,6 @@ def preflight(cluster: Cluster, profile: LoadProfile) -> None:
     probes = {"http": ("POST", "/services/SampleProxy"), "https": ("POST", "/services/SampleProxy"),
               "console": ("GET", "/carbon/")}
     vhosts = {SCENARIO_VHOSTS[s] for s, w in profile.weights.items() if w > 0} & set(probes)
-    from loadtests.messages import soap_envelope
-
     with LbClient(cluster, timeout=5.0) as client:
         for vhost in sorted(vhosts):
             method, path = probes[vhost]
@@ -86,8 +91,6 @@ def snapshot(cluster: Cluster, settings: Settings | None = None) -> dict[str, An
                             **(settings(cluster) if settings is not None else {})}
     jvm_args: dict[str, Any] = {}
     try:
-        from loadtests.collectors.jmx import JmxConnection
-
         for node in cluster.nodes:
             try:
                 with JmxConnection(node.jmx_service_url) as jmx:
@@ -102,8 +105,6 @@ def snapshot(cluster: Cluster, settings: Settings | None = None) -> dict[str, An
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"eiperf": __version__}
     for pkg in ("locust", "pandas", "pyarrow", "psutil"):
         try:
@@ -114,18 +115,10 @@ def _versions() -> dict[str, str]:
 
 
 def _children(pid: int) -> list[int]:
-    import psutil
-
     try:
         return [p.pid for p in psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
         return []
-
-
-def _write_pids(path: Path, pids: list[int]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{p}\n" for p in pids))
-    os.replace(tmp, path)
 
 
 def _aggregated_rps(stats_csv: Path) -> tuple[int, float] | None:
@@ -134,8 +127,6 @@ def _aggregated_rps(stats_csv: Path) -> tuple[int, float] | None:
         lines = stats_csv.read_text().splitlines()
     except FileNotFoundError:
         return None
-    import csv
-
     for row in csv.DictReader(lines):
         if row.get("Name") == "Aggregated":
             try:
@@ -172,7 +163,7 @@ def _stop_process_tree(proc: subprocess.Popen, grace: float) -> None:
     proc.wait()
 
 
-def _window(run_dir: Path, parts: Path, started: float, warmup: float, planned: float,
+def _window(run_dir: Path, parts: Path, warmup: float, planned: float,
             requests_file: Path) -> tuple[float | None, float | None]:
     """The measured window: Locust's test start + warm-up .. the planned end or test stop.
 
@@ -230,10 +221,8 @@ def run_load_test(
 
     collector = None
     pids_file = run_dir / "generator.pids"
-    _write_pids(pids_file, [os.getpid()])
+    write_generator_pids(pids_file, [os.getpid()])
     if collect:
-        from loadtests.collectors.process import CollectorProcess
-
         collector = CollectorProcess(cluster.source, run_dir / METRICS_FILE, interval=interval,
                                      generator_pids_file=str(pids_file))
         collector.start()
@@ -252,7 +241,7 @@ def run_load_test(
     old_term = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         while proc.poll() is None:
-            _write_pids(pids_file, [proc.pid, *_children(proc.pid)])
+            write_generator_pids(pids_file, [proc.pid, *_children(proc.pid)])
             if time.monotonic() > deadline:
                 status, error = RunStatus.INCOMPLETE, "Locust did not stop in time; it was killed"
                 break
@@ -277,8 +266,8 @@ def run_load_test(
 
     requests_file = run_dir / REQUESTS_FILE
     rows = merge_request_files(parts, requests_file)
-    measure_start, measure_end = _window(run_dir, parts, started, profile.warmup,
-                                          profile.total_seconds, requests_file)
+    measure_start, measure_end = _window(run_dir, parts, profile.warmup, profile.total_seconds,
+                                          requests_file)
     shutil.rmtree(parts, ignore_errors=True)
     if rows == 0 and status is RunStatus.COMPLETE:
         status = RunStatus.FAILED

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from eicore.cluster import Cluster, Node
 from eicore.errors import ConfigError, EiperfError
+from eicore.proxy_template import render_proxy
 from eicore.transport import NodeTransport, TransportError, transport_for
 from tuning.journal import Journal
 
@@ -100,8 +101,6 @@ def load_proxy(path: str | Path) -> ProxyArtifact:
 
 def sample_proxy(name: str = "SampleProxy", log_level: str = "simple") -> ProxyArtifact:
     """The sample log-mediator proxy rendered from tuning/templates/SampleProxy.xml.j2."""
-    from eicore.proxy_template import render_proxy
-
     try:
         text = render_proxy(name=name, log_level=log_level)
     except ValueError as e:

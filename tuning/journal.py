@@ -1,10 +1,11 @@
 """The change journal: every config file eiperf changes can be put back byte for byte.
 
-A journal is a folder `results/.journal/<id>/` holding `journal.json` (state, cluster file, the
-files changed, a few notes for recovery) and `orig/<n>` (each file's original bytes). Before the
-FIRST write of a file (per host and path) its original bytes and mode -- or the fact that it did
-not exist -- are saved and fsync'ed, and `journal.json` names it, before the file itself is
-touched. Every write is atomic (the transport writes a temp file and renames it).
+A journal is a folder `results/.journal/<id>/` holding `journal.json` (the record: state,
+cluster file, the files changed, a few notes for recovery; `tuning.journal_record`) and
+`orig/<n>` (each file's original bytes; `tuning.journal_originals`). Before the FIRST write of a
+file (per host and path) its original bytes and mode -- or the fact that it did not exist -- are
+saved and fsync'ed, and `journal.json` names it, before the file itself is touched. Every write
+is atomic (the transport writes a temp file and renames it).
 
 States (`JournalState`):
 
@@ -16,83 +17,52 @@ States (`JournalState`):
   these alone.
 * `restored` -- the originals are back; `close()` then removes the folder.
 
-Test hook: when the environment variable `EIPERF_TEST_PAUSE_AFTER_WRITE` holds a number of
-seconds (at most 60), the process sleeps that long after the first file write of a journal, so a
-test can SIGKILL it at a known point. It is meant for eiperf's own tests only.
+Tests can make a writer pause after its first write (`tuning.journal_pause`).
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 import shutil
-import stat
-import time
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from eicore.cluster import Cluster
-from eicore.errors import ConfigError, EiperfError
-from eicore.fsutil import atomic_write_bytes, lock_held
+from eicore.errors import ConfigError
+from eicore.fsutil import lock_held
 from eicore.results import journal_root
-from eicore.transport import LocalTransport, NodeTransport, transport_for_host
+from eicore.transport import NodeTransport, transport_for_host
+from tuning.journal_originals import ORIGINALS_DIR, put_back, save_original
+from tuning.journal_pause import PauseAfterFirstWrite
+from tuning.journal_record import (
+    RECORD_FILE,
+    FileEntry,
+    JournalError,
+    JournalRecord,
+    JournalState,
+    find_entry,
+    fsync_dir,
+    new_record,
+    read_record,
+    write_record,
+)
 
-SCHEMA_VERSION = 1  # 1: first version (state, cluster, label, files, notes)
-PAUSE_ENV = "EIPERF_TEST_PAUSE_AFTER_WRITE"
-
-
-class JournalState(StrEnum):
-    OPEN = "open"
-    APPLIED = "applied"
-    RESTORED = "restored"
-
-
-class JournalError(EiperfError):
-    """A journal that cannot be read or restored as it stands."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _file_mode(transport: NodeTransport, path: str) -> int | None:
-    """Permission bits of a file on the transport's host (None when they cannot be read)."""
-    if isinstance(transport, LocalTransport):
-        return stat.S_IMODE(os.stat(path).st_mode)
-    r = transport.run(["stat", "-c", "%a", path], timeout=30)
-    text = r.stdout.strip()
-    return int(text, 8) if r.ok and text and set(text) <= set("01234567") else None
-
-
-def _try_lock(lock_path: Path) -> int | None:
-    """An fd holding an exclusive flock on `lock_path`, or None when another process holds it."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+LOCK_FILE = "lock"
 
 
 class Journal:
     """One set of changes to a cluster's files, and the originals to put back."""
 
-    def __init__(self, path: Path, data: dict[str, Any], lock_fd: int | None) -> None:
+    def __init__(self, path: Path, record: JournalRecord, lock_fd: int | None) -> None:
         self.path = Path(path)
-        self.id: str = data["id"]
-        self._data = data
+        self.id: str = record["id"]
+        self._record = record
         self._lock_fd = lock_fd
         self._transports: dict[str, NodeTransport] = {}
-        self._paused = False
+        self._pause = PauseAfterFirstWrite()
 
     # ---- creating and loading ------------------------------------------------------------------
 
@@ -104,24 +74,13 @@ class Journal:
         now = datetime.now(UTC)
         jid = f"{now:%Y%m%dT%H%M%S%f}-{os.getpid()}-{secrets.token_hex(2)}"
         tmp = root / f".new-{jid}"
-        (tmp / "orig").mkdir(parents=True)
-        fd = _try_lock(tmp / "lock")
+        (tmp / ORIGINALS_DIR).mkdir(parents=True)
+        fd = _try_lock(tmp)
         assert fd is not None  # nobody else knows this folder yet
-        data = {
-            "schema_version": SCHEMA_VERSION,
-            "id": jid,
-            "state": JournalState.OPEN.value,
-            "label": label,
-            "created": now.isoformat(),
-            "cluster": str(Path(cluster_file).absolute()) if cluster_file else None,
-            "pid": os.getpid(),
-            "files": [],
-            "notes": {},
-        }
-        journal = cls(tmp, data, fd)
+        journal = cls(tmp, new_record(jid, now, cluster_file, label), fd)
         journal._save()
         os.replace(tmp, root / jid)  # visible to scanners only once complete and locked
-        _fsync_dir(root)
+        fsync_dir(root)
         journal.path = root / jid
         return journal
 
@@ -129,61 +88,49 @@ class Journal:
     def load(cls, path: Path, lock: bool = True) -> Journal | None:
         """The journal in `path`; None when another live process holds it (with `lock`)."""
         path = Path(path)
-        fd = _try_lock(path / "lock") if lock else None
+        fd = _try_lock(path) if lock else None
         if lock and fd is None:
             return None
         try:
-            data = json.loads((path / "journal.json").read_text("utf-8"))
-        except (OSError, ValueError) as e:
+            record = read_record(path)
+        except JournalError:
             if fd is not None:
                 os.close(fd)
-            raise JournalError(f"{path}: cannot read journal.json ({e}); inspect it by hand") from None
-        if data.get("schema_version") != SCHEMA_VERSION:
-            if fd is not None:
-                os.close(fd)
-            raise JournalError(
-                f"{path}: journal schema_version {data.get('schema_version')!r} is not "
-                f"{SCHEMA_VERSION}; restore it with the eiperf version that wrote it"
-            )
-        return cls(path, data, fd)
+            raise
+        return cls(path, record, fd)
 
     # ---- what it holds -------------------------------------------------------------------------
 
     @property
     def state(self) -> JournalState:
-        return JournalState(self._data["state"])
+        return JournalState(self._record["state"])
 
     @property
     def label(self) -> str:
-        return str(self._data.get("label", ""))
+        return str(self._record.get("label", ""))
 
     @property
     def created(self) -> str:
-        return str(self._data.get("created", ""))
+        return str(self._record.get("created", ""))
 
     @property
     def cluster_file(self) -> Path | None:
-        c = self._data.get("cluster")
+        c = self._record.get("cluster")
         return Path(c) if c else None
 
     @property
     def notes(self) -> dict[str, Any]:
         """Free-form facts a caller records for recovery (e.g. which nodes it restarted)."""
-        return dict(self._data["notes"])
+        return dict(self._record["notes"])
 
     def note(self, key: str, value: Any) -> None:
         """Record (durably) a fact for recovery, e.g. note("restarted", ["node1"])."""
-        self._data["notes"][key] = value
+        self._record["notes"][key] = value
         self._save()
 
     def changed_files(self) -> list[tuple[str, str]]:
         """(host, path) of every file written through this journal, in first-write order."""
-        return [(f["host"], f["path"]) for f in self._data["files"]]
-
-    def _entry(self, host: str, path: str) -> dict[str, Any] | None:
-        return next(
-            (f for f in self._data["files"] if f["host"] == host and f["path"] == path), None
-        )
+        return [(f["host"], f["path"]) for f in self._record["files"]]
 
     # ---- writing -------------------------------------------------------------------------------
 
@@ -192,63 +139,14 @@ class Journal:
         if self.state is not JournalState.OPEN:
             raise JournalError(f"journal {self.id} is {self.state.value}; begin a new one to write")
         self._transports.setdefault(transport.host, transport)
-        if self._entry(transport.host, path) is None:
-            self._record_original(transport, path)
+        if find_entry(self._record, transport.host, path) is None:
+            files = self._record["files"]
+            files.append(save_original(self.path, transport, path, len(files) + 1))
+            self._save()
         transport.write_bytes(path, data)
-        self._maybe_pause()
-
-    def _record_original(self, transport: NodeTransport, path: str) -> None:
-        try:
-            original: bytes | None = transport.read_bytes(path)
-        except FileNotFoundError:
-            original = None
-        n = len(self._data["files"]) + 1
-        entry: dict[str, Any] = {
-            "host": transport.host,
-            "path": path,
-            "transport": transport.kind,
-            "original": None,
-            "mode": None,
-            "size": None,
-        }
-        if original is not None:
-            entry["original"] = f"orig/{n:04d}"
-            entry["mode"] = _file_mode(transport, path)
-            entry["size"] = len(original)
-            atomic_write_bytes(self.path / entry["original"], original, 0o600)
-            _fsync_dir(self.path / "orig")
-        self._data["files"].append(entry)
-        self._save()
-
-    def _maybe_pause(self) -> None:
-        raw = os.environ.get(PAUSE_ENV)
-        if not raw or self._paused:
-            return
-        self._paused = True
-        try:
-            seconds = min(float(raw), 60.0)
-        except ValueError:
-            return
-        time.sleep(max(seconds, 0.0))
-
-    def _save(self) -> None:
-        text = json.dumps(self._data, indent=2) + "\n"
-        atomic_write_bytes(self.path / "journal.json", text.encode("utf-8"), 0o600)
-        _fsync_dir(self.path)
+        self._pause()
 
     # ---- restoring -----------------------------------------------------------------------------
-
-    def _transport(self, entry: dict[str, Any], cluster: Cluster | None) -> NodeTransport:
-        host = entry["host"]
-        if host not in self._transports:
-            kind = entry.get("transport", "local")
-            kind = "ssh" if kind == "remote" else kind  # journals of eiperf <= 0.1 said "remote"
-            try:
-                self._transports[host] = transport_for_host(cluster, host, kind)
-            except ConfigError as e:
-                raise JournalError(f"journal {self.id}: {e}; restore its files by hand from "
-                                   f"{self.path / 'orig'}") from None
-        return self._transports[host]
 
     def restore(self, only: list[tuple[str, str]] | None = None,
                 cluster: Cluster | None = None) -> list[str]:
@@ -263,33 +161,36 @@ class Journal:
         """
         done = []
         keep = []
-        for entry in self._data["files"]:
-            key = (entry["host"], entry["path"])
-            if only is not None and key not in only:
+        for entry in self._record["files"]:
+            if only is not None and (entry["host"], entry["path"]) not in only:
                 keep.append(entry)
                 continue
-            t = self._transport(entry, cluster)
-            if entry["original"] is None:
-                t.remove(entry["path"])
-            else:
-                data = (self.path / entry["original"]).read_bytes()
-                if entry.get("size") is not None and len(data) != entry["size"]:
-                    raise JournalError(
-                        f"journal {self.id}: saved original of {entry['path']} is damaged "
-                        f"({len(data)} bytes, expected {entry['size']})"
-                    )
-                t.write_bytes(entry["path"], data, entry.get("mode"))
+            put_back(self.path, entry, self._transport(entry, cluster), self.id)
             done.append(f"{entry['host']}:{entry['path']}")
         if only is not None:
-            self._data["files"] = keep
+            self._record["files"] = keep
         else:
-            self._data["state"] = JournalState.RESTORED.value
+            self._record["state"] = JournalState.RESTORED.value
         self._save()
         return done
 
+    def _transport(self, entry: FileEntry, cluster: Cluster | None) -> NodeTransport:
+        host = entry["host"]
+        if host not in self._transports:
+            kind = entry.get("transport", "local")
+            kind = "ssh" if kind == "remote" else kind  # journals of eiperf <= 0.1 said "remote"
+            try:
+                self._transports[host] = transport_for_host(cluster, host, kind)
+            except ConfigError as e:
+                raise JournalError(f"journal {self.id}: {e}; restore its files by hand from "
+                                   f"{self.path / ORIGINALS_DIR}") from None
+        return self._transports[host]
+
+    # ---- ending --------------------------------------------------------------------------------
+
     def mark_applied(self) -> None:
         """Keep the change in place on purpose (`tune apply`): state "applied", lock released."""
-        self._data["state"] = JournalState.APPLIED.value
+        self._record["state"] = JournalState.APPLIED.value
         self._save()
         self.release()
 
@@ -312,8 +213,26 @@ class Journal:
             pass
         self.release()
 
+    def _save(self) -> None:
+        write_record(self.path, self._record)
+
     def __repr__(self) -> str:
-        return f"Journal({self.id!r}, {self.state.value}, {len(self._data['files'])} file(s))"
+        return f"Journal({self.id!r}, {self.state.value}, {len(self._record['files'])} file(s))"
+
+
+# ---- finding journals: the lock tells a live owner from a crashed one ---------------------------
+
+
+def _try_lock(folder: Path) -> int | None:
+    """An fd holding an exclusive flock on the journal's lock file; None when another process
+    holds it."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _journal_dirs(results_dir: Path) -> list[Path]:
@@ -331,14 +250,14 @@ def unfinished_journals(results_dir: Path, include_applied: bool = False) -> lis
     With `include_applied`, also those `tune apply` left in place (for `tune restore`). Each
     journal returned is locked by this process; journals a running eiperf holds are skipped.
     """
+    wanted = {JournalState.OPEN} | ({JournalState.APPLIED} if include_applied else set())
     out = []
     for path in _journal_dirs(results_dir):
-        if not (path / "journal.json").exists():
+        if not (path / RECORD_FILE).exists():
             continue
         journal = Journal.load(path)
         if journal is None:
             continue
-        wanted = {JournalState.OPEN} | ({JournalState.APPLIED} if include_applied else set())
         if journal.state in wanted:
             out.append(journal)
         elif journal.state is JournalState.RESTORED:
@@ -350,4 +269,4 @@ def unfinished_journals(results_dir: Path, include_applied: bool = False) -> lis
 
 def busy_journals(results_dir: Path) -> list[str]:
     """Ids of journals a running eiperf process holds (for messages)."""
-    return [path.name for path in _journal_dirs(results_dir) if lock_held(path / "lock")]
+    return [path.name for path in _journal_dirs(results_dir) if lock_held(path / LOCK_FILE)]

@@ -32,9 +32,11 @@ from eicore.results import RunRecord, RunStatus, SloVerdict, new_run_id, read_ru
 from eicore.sweeps import SweepStatus, TrialRow, TrialState, objective_value
 from eicore.trials import TrialResult, aggregate, best_of
 from loadtests.run import run_load_test
-from tuning.apply import ApplyError, apply_settings, restore_cluster
+from tuning.apply import apply_settings
+from tuning.changes import ApplyError
 from tuning.journal import Journal
 from tuning.params import ParameterError, ParamSet
+from tuning.restore import restore_cluster
 from tuning.settings import cluster_settings
 from tuning.strategies import Finished, Proposal, make_strategy, slo_constraints
 from tuning.sweep_folder import SweepFolder

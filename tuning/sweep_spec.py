@@ -48,7 +48,16 @@ from typing import Any
 
 from eicore.errors import ConfigError
 from eicore.sweeps import OBJECTIVES
-from tuning.params import ParameterError, ParamSet, lookup, size_to_bytes, validate
+from loadtests.catalog import parse_weights
+from loadtests.profile import LoadProfile, parse_duration
+from tuning.params import (
+    ParameterError,
+    ParamSet,
+    format_value,
+    lookup,
+    size_to_bytes,
+    validate,
+)
 
 STRATEGIES = ("grid", "optuna")
 DIRECTIONS = ("maximize", "minimize")
@@ -140,7 +149,7 @@ class Budget:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A checked sweep spec. `load` is a `loadtests.profile.LoadProfile`."""
+    """A checked sweep spec."""
 
     source: str
     strategy: str
@@ -148,7 +157,7 @@ class SweepSpec:
     repetitions: int
     slo: tuple[str, ...]
     parameters: dict[str, Axis]
-    load: Any
+    load: LoadProfile
     objective: Objective
     budget: Budget = field(default_factory=Budget)
 
@@ -242,6 +251,7 @@ def _int(value: Any, minimum: int, fail, key: str) -> int:
 
 
 def _slo(value: Any, fail) -> list[str]:
+    # lazy: analysis.slo imports analysis.summary (numpy, pandas: ~0.4 s) for a type hint only
     from analysis.slo import SloError, parse_rule
 
     if isinstance(value, str):
@@ -333,8 +343,6 @@ def _axis(name: str, raw: Any) -> Axis:
 
 
 def _text(name: str, raw: Any) -> str:
-    from tuning.params import format_value
-
     value = validate(name, raw)
     return format_value(value)
 
@@ -378,10 +386,7 @@ def _number(name: str, raw: Any, unit: str, checked: bool = True) -> int:
     return int(seconds)
 
 
-def _load(value: Any, fail):
-    from loadtests.catalog import parse_weights
-    from loadtests.profile import LoadProfile, parse_duration
-
+def _load(value: Any, fail) -> LoadProfile:
     if not isinstance(value, dict):
         raise fail("[load]", "give a table, e.g. [load] users = 10, duration = \"30s\"")
     value = {k: v for k, v in value.items() if v is not None}  # as_data keeps unset fields
@@ -443,8 +448,6 @@ def _objective(value: Any, fail) -> Objective:
 
 
 def _budget(value: Any, strategy: str, fail) -> Budget:
-    from loadtests.profile import parse_duration
-
     if not isinstance(value, dict):
         raise fail("[budget]", "give a table, e.g. [budget] trials = 20")
     for key in value:

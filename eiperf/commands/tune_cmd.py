@@ -16,9 +16,11 @@ from eicore.errors import ConfigError
 from eicore.results import results_dir
 from eicore.transport import LocalTransport
 from eiperf.context import resolve_cluster
-from tuning.apply import apply_settings, edit_file, restore_cluster, restore_journals
+from tuning.apply import apply_settings
+from tuning.changes import edit_file
 from tuning.journal import Journal, busy_journals, unfinished_journals
 from tuning.params import ParameterError, ParamSet, lookup
+from tuning.restore import restore_cluster, restore_journals
 from tuning.settings import cluster_settings
 
 # ---- show --------------------------------------------------------------------------------------

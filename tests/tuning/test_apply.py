@@ -13,9 +13,11 @@ from eicore.cluster import Cluster
 from eicore.lbclient import LbClient
 from eicore.transport import LocalTransport
 from loadtests.verify import SERVICE, soap_envelope
-from tuning.apply import ApplyError, apply_settings, edit_file, restore_cluster
+from tuning.apply import apply_settings
+from tuning.changes import ApplyError, edit_file
 from tuning.journal import Journal
 from tuning.params import ParamSet
+from tuning.restore import restore_cluster
 
 RUNTIME = ("logs", "tmp", "temp")  # folders whose files the running processes change
 

@@ -14,14 +14,9 @@ import pytest
 
 from eicore.results import journal_root
 from eicore.transport import LocalTransport
-from tuning.journal import (
-    PAUSE_ENV,
-    Journal,
-    JournalError,
-    JournalState,
-    busy_journals,
-    unfinished_journals,
-)
+from tuning.journal import Journal, busy_journals, unfinished_journals
+from tuning.journal_pause import PAUSE_ENV
+from tuning.journal_record import JournalError, JournalState
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -101,6 +96,23 @@ def test_partial_restore_forgets_only_those_files(tmp_path, files):
     assert j.state is JournalState.OPEN
     j.close()
     assert Path(a).read_bytes() == orig_a
+
+
+def test_a_file_first_written_after_a_partial_restore_keeps_its_own_original(tmp_path, files):
+    """The numbers of originals a partial restore forgot are not reused for a later file's."""
+    t = LocalTransport()
+    j = Journal.begin(tmp_path / "results", None, "test")
+    a, b = str(files / "bin" / "integrator.sh"), str(files / "passthru-http.properties")
+    c = files / "later.conf"
+    c.write_bytes(b"worker_pool_size_core=999\n")  # b's size: only the bytes tell them apart
+    before = snapshot(files)
+    j.write(t, a, b"A\n")
+    j.write(t, b, b"B\n")
+    j.restore(only=[("127.0.0.1", a)])
+    j.write(t, str(c), b"C\n")
+    j.restore()
+    assert snapshot(files) == before
+    j.close()
 
 
 def test_applied_journal_is_left_to_tune_restore(tmp_path, files):

@@ -16,7 +16,7 @@ import pytest
 
 from eicore.results import journal_root
 from tests.tuning.test_apply import cmdline_heap, config_snapshot, pids, root_of
-from tuning.journal import PAUSE_ENV
+from tuning.journal_pause import PAUSE_ENV
 
 EIPERF = [sys.executable, "-m", "eiperf.cli"]
 REPO = Path(__file__).resolve().parents[2]
