@@ -25,7 +25,8 @@ def test_config(transport: NodeTransport, lb: LoadBalancer) -> CommandResult:
     return transport.run(lb.nginx_argv("-t", "-q"), timeout=30)
 
 
-def _first_error(result: CommandResult) -> str:
+def first_error(result: CommandResult) -> str:
+    """The line of nginx's output that says what went wrong (its first [emerg]/[alert])."""
     lines = [ln for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
     errs = [ln for ln in lines if "[emerg]" in ln or "[alert]" in ln or "failed" in ln]
     return (errs or lines or [f"exit {result.returncode}"])[0].strip()
@@ -55,10 +56,10 @@ def start(transport: NodeTransport, lb: LoadBalancer, timeout: float = 10.0) -> 
         return pid
     checked = test_config(transport, lb)
     if not checked.ok:
-        raise NginxError(f"nginx config is invalid: {_first_error(checked)}")
+        raise NginxError(f"nginx config is invalid: {first_error(checked)}")
     r = transport.run(lb.nginx_argv(), timeout=timeout + 5)
     if not r.ok:
-        raise NginxError(f"nginx did not start: {_first_error(r)}")
+        raise NginxError(f"nginx did not start: {first_error(r)}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = master_pid(transport, lb)
@@ -76,7 +77,7 @@ def reload(transport: NodeTransport, lb: LoadBalancer, timeout: float = 10.0) ->
     """
     checked = test_config(transport, lb)
     if not checked.ok:
-        raise NginxError(f"nginx -t failed, not reloaded: {_first_error(checked)}")
+        raise NginxError(f"nginx -t failed, not reloaded: {first_error(checked)}")
     master = master_pid(transport, lb)
     if master is None:
         raise NginxError("nginx is not running; start it first ('eiperf up' for the testbed)")
@@ -84,7 +85,7 @@ def reload(transport: NodeTransport, lb: LoadBalancer, timeout: float = 10.0) ->
     argv = list(lb.reload_command) or lb.nginx_argv("-s", "reload")
     r = transport.run(argv, timeout=timeout)
     if not r.ok:
-        raise NginxError(f"nginx reload failed: {_first_error(r)}")
+        raise NginxError(f"nginx reload failed: {first_error(r)}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = worker_pids(transport, master)

@@ -91,7 +91,7 @@ def _apply_nginx(
     checked = lb_control.test_config(t, lb)
     if not checked.ok:
         journal.restore(only=keys)
-        why = re.sub(r"^.*?\[emerg\] \d+#\d+: ", "", lb_control._first_error(checked))
+        why = re.sub(r"^.*?\[emerg\] \d+#\d+: ", "", lb_control.first_error(checked))
         raise ApplyError(f"nginx -t refused the change ({why}); nginx files restored, "
                          "nginx keeps serving the old config")
     if lb_control.master_pid(t, lb) is None:

@@ -14,14 +14,19 @@ from dataclasses import dataclass
 from eicore.cluster import Cluster
 from eicore.errors import ConfigError, EiperfError
 from eicore.transport import NodeTransport
-from tuning.edit import Edit, EditorError, unified_diff
-from tuning.integrator_sh import apply_jvm_changes, read_jvm_options
-from tuning.nginx_conf import apply_nginx_changes
+from tuning.edit import ConfigEditor, Edit, EditorError, unified_diff
+from tuning.integrator_sh import IntegratorShEditor, read_jvm_options
+from tuning.nginx_conf import NginxConfEditor
 from tuning.params import ParamSet, Target, target_of
-from tuning.passthru_properties import apply_passthru_changes
+from tuning.passthru_properties import PassthruEditor
 from tuning.transport_pool import TransportPool
 
 NGINX = "nginx"  # the owner of the load balancer's files
+#: the editor of each kind of file (the one dispatch; every editor passes one contract suite)
+EDITORS: dict[Target, ConfigEditor] = {
+    Target.JVM: IntegratorShEditor(), Target.NGINX: NginxConfEditor(),
+    Target.PASSTHRU: PassthruEditor(),
+}
 
 
 class ApplyError(EiperfError):
@@ -59,14 +64,15 @@ def plan_changes(cluster: Cluster, params: ParamSet, transports: TransportPool) 
     out: list[FileChange] = []
     for node in cluster.nodes:
         t = transports.node(node)
-        if params.jvm:
-            old = _read(t, node.integrator_sh, node.name)
-            edit = apply_jvm_changes(old, params.jvm, f"{node.name}: bin/integrator.sh")
-            out.append(FileChange(node.name, node.integrator_sh, old, edit.new_text))
-        if params.passthru:
-            old = _read(t, node.passthru_properties, node.name)
-            edit = apply_passthru_changes(old, params.passthru, f"{node.name}: passthru-http.properties")
-            out.append(FileChange(node.name, node.passthru_properties, old, edit.new_text))
+        for kind, path, shown in ((Target.JVM, node.integrator_sh, "bin/integrator.sh"),
+                                  (Target.PASSTHRU, node.passthru_properties,
+                                   "passthru-http.properties")):
+            changes = params.for_target(kind)
+            if changes:
+                old = _read(t, path, node.name)
+                name = f"{node.name}: {shown}"
+                edit = EDITORS[kind].edit({name: old}, changes)[name]
+                out.append(FileChange(node.name, path, old, edit.new_text))
     if params.nginx:
         lb = cluster.load_balancer
         t = transports.lb()
@@ -78,7 +84,7 @@ def plan_changes(cluster: Cluster, params: ParamSet, transports: TransportPool) 
                 continue
         if not files:
             raise EiperfError(f"nginx: none of {lb.conf}, {', '.join(lb.vhost_files)} found")
-        for name, edit in apply_nginx_changes(files, params.nginx).items():
+        for name, edit in EDITORS[Target.NGINX].edit(files, params.nginx).items():
             out.append(FileChange(NGINX, lb.conf_path(name), files[name], edit.new_text))
     return [c for c in out if c.new != c.old]
 
@@ -135,8 +141,4 @@ def edit_file(name: str, text: str, params: ParamSet) -> Edit:
             f"{name} is {_KIND_NAMES[kind]}: it takes only {kind.value}.* parameters, "
             f"not {wrong[0]}"
         )
-    if kind is Target.JVM:
-        return apply_jvm_changes(text, params.jvm, name)
-    if kind is Target.PASSTHRU:
-        return apply_passthru_changes(text, params.passthru, name)
-    return apply_nginx_changes({name: text}, params.nginx)[name]
+    return EDITORS[kind].edit({name: text}, params.for_target(kind))[name]

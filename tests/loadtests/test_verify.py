@@ -29,6 +29,7 @@ def test_verify_fails_with_a_clear_reason_when_a_node_is_down(testbed):
         checks = run_verify(testbed, n=20, failover=False)
     finally:
         node_control.start_node(t, node2)
+        node_control.wait_routed(testbed, node2)  # leave the shared testbed as it was found
     by_name = {c.name.split(" (")[0]: c for c in checks}
     up = by_name["every node is up"]
     assert not up.ok

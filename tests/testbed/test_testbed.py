@@ -217,6 +217,7 @@ def test_membership_join_and_leave(testbed):
         assert wait_until(lambda: addr2 not in members_of_node1())
     finally:
         node_control.start_node(T, node2)
+        node_control.wait_routed(testbed, node2)  # leave the shared testbed as it was found
     assert wait_until(lambda: addr2 in members_of_node1())
     assert members_of_node1()[addr2] != old_uuid  # a restarted member has a new identity
 

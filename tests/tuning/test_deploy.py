@@ -194,6 +194,7 @@ def test_a_stopped_node_is_reported_and_the_exit_is_1(testbed, tmp_path, cleanup
                      "--timeout", "2"]) == 1
     finally:
         node_control.start_node(t, victim)
+        node_control.wait_routed(testbed, victim)  # leave the shared testbed as it was found
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith(f"ok   {testbed.nodes[0].name}: new")
     assert out[2].startswith(f"FAIL {victim.name}: new - written to ")
