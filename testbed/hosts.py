@@ -64,7 +64,7 @@ def ensure_user(name: str) -> pwd.struct_passwd:
                             "--home-dir", f"{HOST_ROOT}/home", "--shell", "/bin/sh", name],
                            capture_output=True, text=True)
         if r.returncode != 0 and "already exists" not in r.stderr:
-            raise HostError(f"cannot create user {name}: {r.stderr.strip()}")
+            raise HostError(f"cannot create user {name}: {r.stderr.strip()}") from None
     subprocess.run(["usermod", "-p", "*", name], capture_output=True, check=True)
     return pwd.getpwnam(name)
 
