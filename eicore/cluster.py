@@ -14,6 +14,7 @@ from typing import Any
 
 import tomli_w
 
+from eicore.credentials import secret_from_env, secret_from_file
 from eicore.errors import ConfigError
 from eicore.fsutil import atomic_write_text
 
@@ -31,7 +32,12 @@ JMX_SERVER_PORT = 11111
 
 @dataclass(frozen=True)
 class Node:
-    """One EI node: where it lives, how to reach it, and its port offset."""
+    """One EI node: where it lives, how to reach it, and its port offset.
+
+    JMX credentials: `jmx_user` and where its password is read at connect time -- the
+    environment variable named by `jmx_password_env` or the 0600 file `jmx_password_file`;
+    the model never holds the password itself.
+    """
 
     name: str
     host: str
@@ -44,6 +50,9 @@ class Node:
     ssh_port: int = 22
     ssh_key: str | None = None
     known_hosts: str | None = None
+    jmx_user: str | None = None
+    jmx_password_env: str | None = None
+    jmx_password_file: str | None = None
 
     @property
     def http_port(self) -> int:
@@ -75,6 +84,31 @@ class Node:
             f"service:jmx:rmi://{h}:{self.jmx_server_port}/jndi/rmi://{h}:"
             f"{self.jmx_registry_port}/jmxrmi"
         )
+
+    @property
+    def jmx_password_source(self) -> str | None:
+        """Where the JMX password comes from, for messages ("environment variable X ...")."""
+        if self.jmx_password_env:
+            return f"environment variable {self.jmx_password_env} (jmx_password_env)"
+        if self.jmx_password_file:
+            return f"file {self.jmx_password_file} (jmx_password_file)"
+        return None
+
+    def jmx_credentials(self) -> tuple[str, str] | None:
+        """(user, password) for this node's JMX, read now; None when no jmx_user is set.
+
+        A variable that is unset or empty, a missing file or one others may read: one
+        ConfigError line naming the node and the variable or file (never the password).
+        """
+        if not self.jmx_user:
+            return None
+        what = f"{self.name}: JMX user {self.jmx_user!r}"
+        if self.jmx_password_env:
+            return self.jmx_user, secret_from_env(self.jmx_password_env, what)
+        if self.jmx_password_file:
+            return self.jmx_user, secret_from_file(self.jmx_password_file, what)
+        raise ConfigError(f"{what} has no password source; set jmx_password_env or "
+                          "jmx_password_file")
 
     def path(self, *parts: str) -> str:
         """A path inside this node's EI_HOME (POSIX, also for remote nodes)."""
@@ -213,6 +247,10 @@ def _check_unknown(table: dict[str, Any], known: set[str], where: str, path: str
 
 def _node_from(table: dict[str, Any], i: int, path: str) -> Node:
     where = f"nodes[{i}]"
+    if "jmx_password" in table:
+        raise ConfigError(
+            f"{path}: {where}.jmx_password: cluster.toml does not hold passwords; name an "
+            "environment variable with jmx_password_env or a 0600 file with jmx_password_file")
     _check_unknown(table, set(Node.__dataclass_fields__), where, path)
     transport = _opt(table, "transport", str, where, path, "local")
     if transport not in TRANSPORTS:
@@ -234,10 +272,31 @@ def _node_from(table: dict[str, Any], i: int, path: str) -> Node:
         ssh_port=_opt(table, "ssh_port", int, where, path, 22),
         ssh_key=_opt(table, "ssh_key", str, where, path, None),
         known_hosts=_opt(table, "known_hosts", str, where, path, None),
+        jmx_user=_opt(table, "jmx_user", str, where, path, None) or None,
+        jmx_password_env=_opt(table, "jmx_password_env", str, where, path, None) or None,
+        jmx_password_file=_opt(table, "jmx_password_file", str, where, path, None) or None,
     )
     if transport == "ssh" and not node.ssh_user:
         raise ConfigError(f"{path}: {where}.ssh_user is needed with transport = \"ssh\"")
+    _check_jmx_keys(node, where, path)
     return node
+
+
+def _check_jmx_keys(node: Node, where: str, path: str) -> None:
+    """jmx_user and exactly one password source go together; the file path is absolute."""
+    if node.jmx_password_env and node.jmx_password_file:
+        raise ConfigError(f"{path}: {where} sets both jmx_password_env and jmx_password_file; "
+                          "keep one")
+    has_source = bool(node.jmx_password_env or node.jmx_password_file)
+    if node.jmx_user and not has_source:
+        raise ConfigError(f"{path}: {where}.jmx_user needs a password source: add "
+                          "jmx_password_env (a variable name) or jmx_password_file (a 0600 file)")
+    if has_source and not node.jmx_user:
+        raise ConfigError(f"{path}: {where} names a JMX password but no jmx_user; add jmx_user")
+    pw_file = node.jmx_password_file
+    if pw_file and not os.path.isabs(os.path.expanduser(pw_file)):
+        raise ConfigError(f"{path}: {where}.jmx_password_file {pw_file!r} must be an absolute "
+                          "path (or start with ~/)")
 
 
 def _lb_from(table: dict[str, Any], path: str) -> LoadBalancer:

@@ -124,6 +124,9 @@ def _add_up(sub: _Subparsers) -> None:
                    help="nginx ports: HTTP = P, HTTPS = P+1, status = P+2 (default 18280)")
     p.add_argument("--offset-base", type=non_negative_int, default=None,
                    help="port offset of the first node; node i gets base+i (default 10)")
+    p.add_argument("--jmx-auth", action=argparse.BooleanOptionalAction, default=None,
+                   help="the nodes' JMX asks for a user and password (a random one, kept in "
+                        "<dir>/jmx.password); default: as the existing testbed was built, else off")
     p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_up"))
 
 

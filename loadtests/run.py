@@ -86,14 +86,17 @@ def preflight(cluster: Cluster, profile: LoadProfile) -> None:
 
 def snapshot(cluster: Cluster, settings: Settings | None = None) -> dict[str, Any]:
     """The cluster as the run found it: model, settings from its files (read by `settings`,
-    which the caller passes in: tuning's readers), and live JVM flags (JMX)."""
+    which the caller passes in: tuning's readers), and live JVM flags (JMX).
+
+    JMX logs in with each node's credentials (read from where cluster.toml points, never
+    copied here); a node that cannot be read gets {"error": <one line>} instead."""
     snap: dict[str, Any] = {"model": cluster_to_dict(cluster),
                             **(settings(cluster) if settings is not None else {})}
     jvm_args: dict[str, Any] = {}
     try:
         for node in cluster.nodes:
             try:
-                with JmxConnection(node.jmx_service_url) as jmx:
+                with JmxConnection.for_node(node) as jmx:
                     jvm_args[node.name] = {"input_arguments": jmx.input_arguments(),
                                            "heap_max_bytes": jmx.heap()["max"]}
             except EiperfError as e:

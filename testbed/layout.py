@@ -7,6 +7,7 @@ checked -- ports free, names unique -- before anything lands on disk.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from eicore.cluster import Cluster, LoadBalancer, Node, save_cluster
+from eicore.credentials import write_secret_file
 from eicore.proxy_template import render_proxy
 from testbed.certs import generate_tls
 from testbed.node_build import MAIN_CLASS, install_classes
@@ -28,6 +30,12 @@ DEFAULT_PORT_BASE = 18280
 DEFAULT_OFFSET_BASE = 10
 MEMBER_PORT_BASE = 4100
 DELAYED_PROXY_MS = 200
+# JMX with a password (the JDK agent's files, relative to EI_HOME; the user eiperf logs in as).
+JMX_PASSWORD_FILE = "conf/jmx/jmxremote.password"
+JMX_ACCESS_FILE = "conf/jmx/jmxremote.access"
+JMX_USER = "admin"
+JMX_ACCESS = "readonly"  # eiperf only reads MBeans (attributes, names, MBeanInfo)
+CLIENT_JMX_PASSWORD_FILE = "jmx.password"  # in the testbed folder; cluster.toml points at it
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class TestbedPlan:
     port_base: int
     offset_base: int
     nginx_bin: str
+    jmx_auth: bool = False
 
     @property
     def http_port(self) -> int:
@@ -62,6 +71,11 @@ class TestbedPlan:
     def cluster_file(self) -> Path:
         return self.dir / "cluster.toml"
 
+    @property
+    def jmx_password_file(self) -> Path:
+        """The client's copy of the nodes' JMX password (0600), when `jmx_auth`."""
+        return self.dir / CLIENT_JMX_PASSWORD_FILE
+
     def node_list(self) -> tuple[Node, ...]:
         out = []
         for i in range(self.nodes):
@@ -69,6 +83,8 @@ class TestbedPlan:
             out.append(Node(
                 name=f"node{i + 1}", host=HOST, ei_home=str(self.dir / "nodes" / f"node{i + 1}"),
                 port_offset=offset, transport="local", member_port=MEMBER_PORT_BASE + offset,
+                **(dict(jmx_user=JMX_USER, jmx_password_file=str(self.jmx_password_file))
+                   if self.jmx_auth else {}),
             ))
         return tuple(out)
 
@@ -115,13 +131,39 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def render_integrator_sh(jmx_auth: bool = False) -> str:
+    """bin/integrator.sh; with `jmx_auth` its JVM's JMX asks for the users of conf/jmx/."""
+    return _env().get_template("integrator.sh.j2").render(
+        main_class=MAIN_CLASS, jmx_auth=jmx_auth, jmx_password_file=JMX_PASSWORD_FILE,
+        jmx_access_file=JMX_ACCESS_FILE)
+
+
+def render_jmx_auth(home: Path, user: str, password: str, owner_uid: int | None = None,
+                    access: str = JMX_ACCESS) -> None:
+    """Write the JDK agent's jmxremote.password and .access files into EI_HOME (mode 0600).
+
+    The JDK refuses a password file that others may read, and replaces the password in it by
+    a hash at the first login when it may write it: `owner_uid` is the user the JVM runs as.
+    """
+    home = Path(home)
+    (home / JMX_PASSWORD_FILE).parent.mkdir(parents=True, exist_ok=True)
+    write_secret_file(home / JMX_PASSWORD_FILE, f"{user} {password}", owner_uid)
+    write_secret_file(home / JMX_ACCESS_FILE, f"{user} {access}", owner_uid)
+
+
+def new_jmx_password() -> str:
+    """A random password for a testbed's JMX (URL-safe characters, no spaces)."""
+    return secrets.token_urlsafe(18)
+
+
 def render_node(plan: TestbedPlan, node: Node, members: tuple[Node, ...], keystore: Path,
-                keystore_password: str) -> None:
-    """Write one miniature EI_HOME, shaped like EI 6.x's."""
+                keystore_password: str, jmx_password: str | None = None) -> None:
+    """Write one miniature EI_HOME, shaped like EI 6.x's (JMX with a password when given)."""
     env = _env()
     home = Path(node.ei_home)
-    _write(home / "bin" / "integrator.sh",
-           env.get_template("integrator.sh.j2").render(main_class=MAIN_CLASS), 0o755)
+    _write(home / "bin" / "integrator.sh", render_integrator_sh(jmx_password is not None), 0o755)
+    if jmx_password is not None:
+        render_jmx_auth(home, node.jmx_user or JMX_USER, jmx_password)
     _write(home / "bin" / "version.txt", "WSO2 Enterprise Integrator 6.6.0 (eiperf testbed node)\n")
     _write(home / "conf" / "carbon.xml", env.get_template("carbon.xml.j2").render(
         host=node.host, offset=node.port_offset, keystore_password=keystore_password), 0o600)
@@ -167,8 +209,11 @@ def render_testbed(plan: TestbedPlan) -> Cluster:
     nodes = plan.node_list()
     tls = generate_tls(plan.nginx_prefix / "ssl", plan.dir / "wso2carbon.p12",
                        [HOST_NAME, CONSOLE_HOST_NAME], [n.name for n in nodes])
+    jmx_password = new_jmx_password() if plan.jmx_auth else None
+    if jmx_password is not None:
+        write_secret_file(plan.jmx_password_file, jmx_password)
     for node in nodes:
-        render_node(plan, node, nodes, tls.node_keystore, tls.keystore_password)
+        render_node(plan, node, nodes, tls.node_keystore, tls.keystore_password, jmx_password)
     os.unlink(tls.node_keystore)
     render_nginx(plan, nodes)
     cluster = plan.cluster()

@@ -125,9 +125,13 @@ def _start_all(cluster: Cluster, progress: Progress) -> None:
 
 def up(
     dir: Path | None = None, nodes: int | None = None, port_base: int | None = None,
-    offset_base: int | None = None, progress: Progress = print,
+    offset_base: int | None = None, progress: Progress = print, jmx_auth: bool | None = None,
 ) -> Cluster:
-    """Make sure a testbed runs in `dir` and return its cluster."""
+    """Make sure a testbed runs in `dir` and return its cluster.
+
+    `jmx_auth`: the nodes' JMX asks for a user and password (one random password, in
+    `<dir>/jmx.password`, which cluster.toml points at); None keeps what an existing testbed has.
+    """
     dir = Path(dir or default_dir()).absolute()
     if nodes is not None and not 1 <= nodes <= 16:
         raise EiperfError(f"--nodes {nodes}: the testbed takes 1 to 16 nodes")
@@ -142,6 +146,13 @@ def up(
                 f"the testbed in {dir} has {len(cluster.nodes)} node(s); run 'eiperf down --purge' "
                 f"first to build one with {nodes}, or pass another --dir"
             )
+        has_auth = any(n.jmx_user for n in cluster.nodes)
+        if jmx_auth is not None and jmx_auth != has_auth:
+            raise EiperfError(
+                f"the testbed in {dir} was built {'with' if has_auth else 'without'} JMX "
+                "authentication; run 'eiperf down --purge' first to build it again, or pass "
+                "another --dir"
+            )
         states = status(cluster)
         if all(s.up for s in states):
             progress(f"testbed in {dir} is already up")
@@ -151,7 +162,7 @@ def up(
         return cluster
     plan = TestbedPlan(dir=dir, nodes=nodes or 2, port_base=port_base or DEFAULT_PORT_BASE,
                        offset_base=DEFAULT_OFFSET_BASE if offset_base is None else offset_base,
-                       nginx_bin=nginx)
+                       nginx_bin=nginx, jmx_auth=bool(jmx_auth))
     check_ports(plan)
     progress("compiling the node program (cached after the first time) ...")
     compiled_classes()

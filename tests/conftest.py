@@ -33,13 +33,15 @@ def free_testbed_ports(nodes: int, tries: int = 50) -> tuple[int, int]:
     raise RuntimeError("no free port block found for a testbed")
 
 
-def start_testbed(dir: Path, nodes: int = 2):
-    """A testbed on free ports; plans again if a port is taken between the check and the bind."""
+def start_testbed(dir: Path, nodes: int = 2, **kwargs):
+    """A testbed on free ports; plans again if a port is taken between the check and the bind.
+
+    `kwargs` go to `manager.up` (e.g. jmx_auth=True)."""
     for attempt in range(3):
         port_base, offset_base = free_testbed_ports(nodes)
         try:
             return manager.up(dir, nodes=nodes, port_base=port_base, offset_base=offset_base,
-                              progress=lambda m: None)
+                              progress=lambda m: None, **kwargs)
         except EiperfError:
             if attempt == 2:
                 raise

@@ -21,7 +21,8 @@ def print_urls(cluster: Cluster) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     cluster = manager.up(args.testbed_dir, nodes=args.nodes, port_base=args.port_base,
-                         offset_base=args.offset_base, progress=lambda m: print(m, flush=True))
+                         offset_base=args.offset_base, progress=lambda m: print(m, flush=True),
+                         jmx_auth=args.jmx_auth)
     print("testbed is up:")
     print_urls(cluster)
     return 0

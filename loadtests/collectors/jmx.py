@@ -2,6 +2,10 @@
 
 One JVM is started per Python process (JPype cannot restart it) and shared by every
 connection; a round of reads costs a few milliseconds, unlike tools that fork a JVM per query.
+
+A node whose JMX authenticates (Carbon's does) is reached with `JmxConnection.for_node`, which
+reads the node's credentials from where its cluster.toml says; a refusal is a `JmxAuthError`
+whose message names the node, the user and where the password came from -- never the password.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from eicore.errors import EiperfError
+from eicore.cluster import Node
+from eicore.errors import ConfigError, EiperfError
 
 _lock = threading.Lock()
 
@@ -23,6 +28,11 @@ class JmxUnreachable(JmxError):
 
     Other JmxErrors (no such MBean or attribute) leave the connection usable.
     """
+
+
+class JmxAuthError(JmxError):
+    """The server refused the credentials, asked for some and got none, or they could not be
+    read (an unset variable, an unsafe file). Retrying soon with the same ones is pointless."""
 
 
 def ensure_jvm() -> None:
@@ -60,9 +70,15 @@ class GcStats:
 
 
 class JmxConnection:
-    """An open JMX connection to one JVM; read the standard java.lang MBeans."""
+    """An open JMX connection to one JVM; read the standard java.lang MBeans.
 
-    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+    `credentials` (user, password) are sent as `jmx.remote.credentials`; `name` and
+    `password_source` only shape the messages of a refusal (default: the URL).
+    """
+
+    def __init__(self, url: str, timeout_s: float = 3.0,
+                 credentials: tuple[str, str] | None = None, name: str | None = None,
+                 password_source: str | None = None) -> None:
         ensure_jvm()
         import jpype
 
@@ -72,16 +88,35 @@ class JmxConnection:
         HashMap = jpype.JClass("java.util.HashMap")
         env = HashMap()
         env.put("jmx.remote.x.request.waiting.timeout", jpype.JLong(int(timeout_s * 1000)))
+        if credentials is not None:
+            env.put("jmx.remote.credentials", jpype.JArray(jpype.JString)(list(credentials)))
         try:
             self._connector = Factory.connect(JMXServiceURL(url), env)
             self._mbsc = self._connector.getMBeanServerConnection()
         except Exception as e:  # Java exceptions surface as JException subclasses
+            if isinstance(e, jpype.JClass("java.lang.SecurityException")):
+                user = credentials[0] if credentials else None
+                prefix = f"{name}: JMX" if name else f"JMX {url}:"
+                raise JmxAuthError(_refusal(prefix, user, password_source)) from None
             raise JmxUnreachable(f"JMX {url}: cannot connect ({_short(e)})") from None
         self._ObjectName = jpype.JClass("javax.management.ObjectName")
         self._StringArray = jpype.JArray(jpype.JString)
         # Java objects reused every round (read at 1 Hz for hours): parsed once, not per call.
         self._names: dict[str, object] = {}
         self._attr_arrays: dict[tuple[str, ...], object] = {}
+
+    @classmethod
+    def for_node(cls, node: Node, timeout_s: float = 3.0) -> JmxConnection:
+        """Connect to a node's JMX with the credentials its cluster.toml points at (if any).
+
+        Credentials that cannot be read or are refused: JmxAuthError, one line naming the node.
+        """
+        try:
+            credentials = node.jmx_credentials()
+        except ConfigError as e:
+            raise JmxAuthError(str(e)) from None
+        return cls(node.jmx_service_url, timeout_s, credentials, name=node.name,
+                   password_source=node.jmx_password_source)
 
     def _name(self, name: str):
         found = self._names.get(name)
@@ -152,12 +187,27 @@ class JmxConnection:
         self.close()
 
 
+def _refusal(prefix: str, user: str | None, password_source: str | None) -> str:
+    """The one line of a refused login (it never carries the password)."""
+    if user is None:
+        return (f"{prefix} asks for a user name and password; set jmx_user and "
+                "jmx_password_env or jmx_password_file for this node in cluster.toml")
+    hint = f"; check the password in {password_source}" if password_source else ""
+    return f"{prefix} refused the credentials of user {user!r}{hint}"
+
+
 def _error(e: BaseException, where: str) -> JmxError:
-    """JmxUnreachable for a broken connection (java.io.IOException), else JmxError."""
+    """JmxUnreachable for a broken connection (java.io.IOException), JmxAuthError for a read
+    the server's access file denies (java.lang.SecurityException), else JmxError."""
     import jpype
 
-    broken = isinstance(e, jpype.JClass("java.io.IOException"))
-    return (JmxUnreachable if broken else JmxError)(f"{where}: {_short(e)}")
+    if isinstance(e, jpype.JClass("java.io.IOException")):
+        kind: type[JmxError] = JmxUnreachable
+    elif isinstance(e, jpype.JClass("java.lang.SecurityException")):
+        kind = JmxAuthError
+    else:
+        kind = JmxError
+    return kind(f"{where}: {_short(e)}")
 
 
 def _short(e: BaseException) -> str:

@@ -17,6 +17,11 @@ Series (source "jmx", node = node name):
 Each node is read on its own worker thread with a deadline, so a node that hangs (a long GC
 pause, a stopped process) is a gap for that round and never delays the others. A broken
 connection is reopened at most once every `retry_s` seconds per node.
+
+A node's JMX credentials come from its cluster.toml entry (`JmxConnection.for_node`). Refused
+or unreadable credentials are gaps like an unreachable node, logged once with the refusal's
+line, and tried again only every `auth_retry_s` seconds (a server is not sent a wrong password
+every round).
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ from dataclasses import dataclass, field
 
 from eicore.cluster import Cluster, Node
 from loadtests.collectors.base import Collector, Sample, log
-from loadtests.collectors.jmx import JmxConnection, JmxError, JmxUnreachable, ensure_jvm
+from loadtests.collectors.jmx import (
+    JmxAuthError,
+    JmxConnection,
+    JmxError,
+    JmxUnreachable,
+    ensure_jvm,
+)
 
 SYNAPSE_TYPES = ("PassThroughConnections", "Transport", "PassthroughLatencyView")
 _NUMERIC_TYPES = frozenset({
@@ -48,6 +59,7 @@ class _NodeJmx:
     node: Node
     conn: JmxConnection | None = None
     next_connect: float = 0.0  # monotonic time of the next allowed connect
+    connect_error: JmxError | None = None  # why the last connect failed (repeated until then)
     busy: Future | None = None  # the read still running from an earlier round
     pid: int | None = None
     gc_beans: list[tuple[str, str]] = field(default_factory=list)  # (ObjectName, GC name)
@@ -67,10 +79,12 @@ class JmxCollector(Collector):
         deadline_s: float = 0.8,
         retry_s: float = 2.0,
         timeout_s: float = 3.0,
+        auth_retry_s: float = 60.0,
     ) -> None:
         super().__init__()
         self.deadline_s = deadline_s
         self.retry_s = retry_s
+        self.auth_retry_s = auth_retry_s
         self.timeout_s = timeout_s
         self._nodes = [_NodeJmx(n) for n in cluster.nodes]
         self._pool: ThreadPoolExecutor | None = None
@@ -128,21 +142,34 @@ class JmxCollector(Collector):
             if st.conn is not None:
                 return st.conn
             if time.monotonic() < st.next_connect:
+                if st.connect_error is not None:  # the reason, not the back-off, is news
+                    raise type(st.connect_error)(str(st.connect_error))
                 raise JmxUnreachable(f"JMX {st.node.jmx_service_url}: not reconnecting yet "
                                      f"(at most once every {self.retry_s:.0f} s)")
             st.next_connect = time.monotonic() + self.retry_s
-            conn = JmxConnection(st.node.jmx_service_url, timeout_s=self.timeout_s)
             try:
-                st.pid = _runtime_pid(conn)
+                conn = JmxConnection.for_node(st.node, timeout_s=self.timeout_s)
+            except JmxError as e:
+                raise self._connect_failed(st, e) from None
+            try:
+                st.pid = _runtime_pid(conn)  # a user the access file denies fails here
                 st.gc_beans = [(n, _key(n, "name")) for n in
                                conn.query_names("java.lang:type=GarbageCollector,*")]
                 st.synapse_at = -math.inf
-            except JmxError:
+            except JmxError as e:
                 conn.close()
-                raise
+                raise self._connect_failed(st, e) from None
+            st.connect_error = None
             st.conn = conn
             log.info("jmx: connected to %s (pid %s)", st.node.name, st.pid)
             return conn
+
+    def _connect_failed(self, st: _NodeJmx, e: JmxError) -> JmxError:
+        """Remember why a connect failed; refused credentials wait `auth_retry_s`."""
+        st.connect_error = e
+        if isinstance(e, JmxAuthError):
+            st.next_connect = time.monotonic() + max(self.retry_s, self.auth_retry_s)
+        return e
 
     def _read(self, st: _NodeJmx) -> list[tuple[str, float]]:
         """One round of reads; on a broken connection, one reconnect (back-off permitting)."""
