@@ -155,6 +155,17 @@ class LoadBalancer:
     transport: str = "local"
     pid_file: str = "logs/nginx.pid"
     reload_command: tuple[str, ...] = ()
+    #: with transport "ssh": the LB host and the (unprivileged) user eiperf logs in as
+    host: str = "127.0.0.1"
+    ssh_user: str | None = None
+    ssh_port: int = 22
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+    #: "sudo": nginx -t / reload and writes of its root-owned files go through `sudo -n`
+    #: (exactly those: see eicore.transport.become); None: the user may do them itself
+    become: str | None = None
+    #: the root-owned helper that writes a config file from stdin (with become = "sudo")
+    write_helper: str | None = None
 
     def nginx_argv(self, *args: str) -> list[str]:
         """The nginx command line for this instance (private prefix when one is set)."""
@@ -311,6 +322,13 @@ def _lb_from(table: dict[str, Any], path: str) -> LoadBalancer:
     if transport not in TRANSPORTS:
         raise ConfigError(
             f"{path}: {where}.transport is {transport!r}; use one of {', '.join(TRANSPORTS)}")
+    become = _opt(table, "become", str, where, path, None)
+    if become not in (None, "sudo"):
+        raise ConfigError(f"{path}: {where}.become is {become!r}; the only way eiperf knows is "
+                          "\"sudo\" (or leave it out)")
+    if transport == "ssh" and not table.get("ssh_user"):
+        raise ConfigError(f"{path}: {where}.ssh_user is needed with transport = \"ssh\" "
+                          "(and host, the load balancer's address)")
     return LoadBalancer(
         http_url=table["http_url"].rstrip("/"),
         https_url=table["https_url"].rstrip("/"),
@@ -327,6 +345,13 @@ def _lb_from(table: dict[str, Any], path: str) -> LoadBalancer:
         transport=transport,
         pid_file=_opt(table, "pid_file", str, where, path, "logs/nginx.pid"),
         reload_command=tuple(_opt(table, "reload_command", list, where, path, [])),
+        host=_opt(table, "host", str, where, path, "127.0.0.1"),
+        ssh_user=_opt(table, "ssh_user", str, where, path, None),
+        ssh_port=_opt(table, "ssh_port", int, where, path, 22),
+        ssh_key=_opt(table, "ssh_key", str, where, path, None),
+        known_hosts=_opt(table, "known_hosts", str, where, path, None),
+        become=become,
+        write_helper=_opt(table, "write_helper", str, where, path, None),
     )
 
 

@@ -7,6 +7,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-li
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v sudo >/dev/null 2>&1 || missing+=(sudo)          # the multi-host testbed's LB user
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)        # its network namespaces
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)   # renders HTML reports in tests
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then

@@ -77,14 +77,19 @@ def _issue(
 
 
 def generate_tls(
-    ssl_dir: Path, keystore: Path, host_names: list[str], node_names: list[str]
+    ssl_dir: Path, keystore: Path, host_names: list[str], node_names: list[str],
+    ip_addresses: list[str] = (),
 ) -> TlsFiles:
-    """Write ca.crt, server.crt, server.key (0600) in `ssl_dir` and the nodes' PKCS12 keystore."""
+    """Write ca.crt, server.crt, server.key (0600) in `ssl_dir` and the nodes' PKCS12 keystore.
+
+    The certificate names the host names, the nodes, localhost, 127.0.0.1 and `ip_addresses`
+    (the multi-host testbed's load balancer address)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _issue("eiperf testbed CA", ca_key, _name("eiperf testbed CA"), ca_key, True, [])
     dns = sorted({*host_names, "localhost", *node_names})
     sans: list[x509.GeneralName] = [x509.DNSName(h) for h in dns]
-    sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    for ip in ("127.0.0.1", *ip_addresses):
+        sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _issue(host_names[0], key, ca_cert.subject, ca_key, False, sans)
 

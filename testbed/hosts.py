@@ -37,6 +37,8 @@ HOST_ROOT = "/srv/eiperf-host"      # where a host's own folder is bound inside 
 EI_HOME = "/opt/wso2ei-6.6.0"       # a node's EI_HOME, the same path on every node host
 NODE_USER = "wso2"
 LB_USER = "eiperf"
+#: the root-owned helper the LB user may run through sudo to write nginx's files
+WRITE_HELPER = f"{HOST_ROOT}/bin/eiperf-conf-write"
 START_TIMEOUT_S = 10.0
 #: inside HOST_ROOT -> bound at this path (only for hosts that have the folder)
 BINDS = (("run", "/run"), ("wso2ei-6.6.0", EI_HOME), ("nginx", "/etc/nginx"),

@@ -131,11 +131,12 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def render_integrator_sh(jmx_auth: bool = False) -> str:
-    """bin/integrator.sh; with `jmx_auth` its JVM's JMX asks for the users of conf/jmx/."""
+def render_integrator_sh(jmx_auth: bool = False, listen_host: str = HOST) -> str:
+    """bin/integrator.sh; with `jmx_auth` its JVM's JMX asks for the users of conf/jmx/. The
+    node's listeners and JMX bind `listen_host` (loopback in the loopback testbed)."""
     return _env().get_template("integrator.sh.j2").render(
         main_class=MAIN_CLASS, jmx_auth=jmx_auth, jmx_password_file=JMX_PASSWORD_FILE,
-        jmx_access_file=JMX_ACCESS_FILE)
+        jmx_access_file=JMX_ACCESS_FILE, listen_host=listen_host)
 
 
 def render_jmx_auth(home: Path, user: str, password: str, owner_uid: int | None = None,
@@ -156,12 +157,14 @@ def new_jmx_password() -> str:
     return secrets.token_urlsafe(18)
 
 
-def render_node(plan: TestbedPlan, node: Node, members: tuple[Node, ...], keystore: Path,
-                keystore_password: str, jmx_password: str | None = None) -> None:
+def render_node(plan: TestbedPlan | None, node: Node, members: tuple[Node, ...], keystore: Path,
+                keystore_password: str, jmx_password: str | None = None,
+                listen_host: str = HOST) -> None:
     """Write one miniature EI_HOME, shaped like EI 6.x's (JMX with a password when given)."""
     env = _env()
     home = Path(node.ei_home)
-    _write(home / "bin" / "integrator.sh", render_integrator_sh(jmx_password is not None), 0o755)
+    _write(home / "bin" / "integrator.sh",
+           render_integrator_sh(jmx_password is not None, listen_host), 0o755)
     if jmx_password is not None:
         render_jmx_auth(home, node.jmx_user or JMX_USER, jmx_password)
     _write(home / "bin" / "version.txt", "WSO2 Enterprise Integrator 6.6.0 (eiperf testbed node)\n")

@@ -19,7 +19,8 @@ from pathlib import Path
 from eicore import lb_control, node_control
 from eicore.cluster import Cluster, load_cluster
 from eicore.errors import EiperfError
-from eicore.transport import LocalTransport
+from eicore.transport import LocalTransport, transport_for
+from testbed import host_manager
 from testbed.layout import DEFAULT_OFFSET_BASE, DEFAULT_PORT_BASE, TestbedPlan, render_testbed
 from testbed.node_build import compiled_classes, find_javac
 
@@ -85,14 +86,23 @@ class ComponentStatus:
 
 
 def status(cluster: Cluster) -> list[ComponentStatus]:
-    """nginx and every node: PID and whether it serves."""
-    t = LocalTransport()
+    """nginx and every node: PID and whether it serves (over each one's own transport)."""
     out = []
-    pid = lb_control.master_pid(t, cluster.load_balancer)
+    t = transport_for(cluster.load_balancer)
+    try:
+        pid = lb_control.master_pid(t, cluster.load_balancer)
+    finally:
+        t.close()
     out.append(ComponentStatus("nginx", pid, pid is not None, cluster.load_balancer.http_url))
     for node in cluster.nodes:
-        st = node_control.node_state(t, node)
-        detail = f"http :{node.http_port}  https :{node.https_port}  console :{node.console_port}"
+        t = transport_for(node)
+        try:
+            st = node_control.node_state(t, node)
+        finally:
+            t.close()
+        where = "" if node.host == "127.0.0.1" else f"{node.host}  "
+        detail = (f"{where}http :{node.http_port}  https :{node.https_port}  "
+                  f"console :{node.console_port}")
         out.append(ComponentStatus(node.name, st.pid if st.alive else None, st.up, detail))
     return out
 
@@ -126,13 +136,28 @@ def _start_all(cluster: Cluster, progress: Progress) -> None:
 def up(
     dir: Path | None = None, nodes: int | None = None, port_base: int | None = None,
     offset_base: int | None = None, progress: Progress = print, jmx_auth: bool | None = None,
+    hosts: bool = False, generators: int | None = None,
 ) -> Cluster:
     """Make sure a testbed runs in `dir` and return its cluster.
 
     `jmx_auth`: the nodes' JMX asks for a user and password (one random password, in
     `<dir>/jmx.password`, which cluster.toml points at); None keeps what an existing testbed has.
+    `hosts`: the multi-host testbed (`testbed.host_manager`); a folder holding one is brought
+    up as such whether or not `hosts` is given.
     """
     dir = Path(dir or default_dir()).absolute()
+    if hosts or host_manager.is_hosts_testbed(dir):
+        if (dir / "cluster.toml").exists() and not host_manager.is_hosts_testbed(dir):
+            raise EiperfError(f"{dir} holds a loopback testbed; run 'eiperf down --purge' first "
+                              "to build the multi-host one there, or pass another --testbed-dir")
+        if port_base is not None or offset_base is not None or jmx_auth:
+            raise EiperfError("--hosts uses the guide's default ports on every host; leave out "
+                              "--port-base, --offset-base and --jmx-auth")
+        return host_manager.up_hosts(dir, nodes=nodes or 2,
+                                     generators=1 if generators is None else generators,
+                                     progress=progress)
+    if generators is not None:
+        raise EiperfError("--generators needs --hosts (generator hosts are namespaces)")
     if nodes is not None and not 1 <= nodes <= 16:
         raise EiperfError(f"--nodes {nodes}: the testbed takes 1 to 16 nodes")
     find_java()
@@ -180,6 +205,8 @@ def up(
 def down(dir: Path | None = None, purge: bool = False, progress: Progress = print) -> bool:
     """Stop nginx and every node of the testbed in `dir`; with purge, delete its files."""
     dir = Path(dir or default_dir()).absolute()
+    if host_manager.is_hosts_testbed(dir):
+        return host_manager.down_hosts(dir, purge=purge, progress=progress)
     plan_file = dir / "cluster.toml"
     if not plan_file.exists():
         progress(f"no testbed in {dir}")

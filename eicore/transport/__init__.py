@@ -6,11 +6,12 @@ from __future__ import annotations
 from eicore.cluster import TRANSPORTS, Cluster
 from eicore.errors import ConfigError
 from eicore.transport.base import CommandResult, NodeTransport, TransportError
+from eicore.transport.become import DEFAULT_WRITE_HELPER, BecomeTransport
 from eicore.transport.local import LocalTransport, local_pid_alive
 from eicore.transport.ssh import SSHTransport
 
 __all__ = [
-    "CommandResult", "LocalTransport", "NodeTransport", "SSHTransport", "TransportError",
+    "BecomeTransport", "CommandResult", "LocalTransport", "NodeTransport", "SSHTransport", "TransportError",
     "local_pid_alive", "transport_for", "transport_for_host",
 ]
 
@@ -20,7 +21,11 @@ def transport_for(node_or_lb: object) -> NodeTransport:
     that maps `transport = "..."` (eicore.cluster.TRANSPORTS) to an implementation."""
     kind = getattr(node_or_lb, "transport", "local")
     if kind == "ssh":
-        return SSHTransport.for_node(node_or_lb)
+        inner = SSHTransport.for_node(node_or_lb)
+        if getattr(node_or_lb, "become", None) == "sudo":  # a load balancer owned by root
+            return BecomeTransport(inner, (node_or_lb.nginx_bin,),
+                                   node_or_lb.write_helper or DEFAULT_WRITE_HELPER)
+        return inner
     if kind == "local":
         return LocalTransport(getattr(node_or_lb, "host", "127.0.0.1"))
     raise ConfigError(f"transport {kind!r} is not one of {', '.join(TRANSPORTS)}")

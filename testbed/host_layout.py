@@ -1,0 +1,108 @@
+"""Render the multi-host testbed's files: each node's EI_HOME and the load balancer's /etc/nginx,
+in the folders the hosts see at their real paths (`testbed.hosts`).
+
+Nodes use the guide's defaults: port offset 0 (8280, 8243, 9443, JMX 9999/11111) on their own
+address, member port 4100, `localMemberHost` their address and the other nodes as well-known
+members; EI_HOME is owned by `wso2`. The load balancer listens on 80 and 443 of its address;
+its vhosts live in `sites-available/` and are enabled by `sites-enabled/` symlinks, owned by
+root, as on Debian.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from eicore.cluster import Cluster, LoadBalancer, Node, save_cluster
+from testbed.certs import generate_tls
+from testbed.hosts import (
+    EI_HOME,
+    NODE_USER,
+    WRITE_HELPER,
+    client_key,
+    host_files,
+    known_hosts,
+    user_of,
+)
+from testbed.layout import (
+    CONSOLE_HOST_NAME,
+    HOST_NAME,
+    MEMBER_PORT_BASE,
+    UPSTREAM_HEADER,
+    _env,
+    _write,
+    render_node,
+)
+from testbed.netns import NetworkPlan
+
+NGINX_CONF = "/etc/nginx/nginx.conf"
+VHOSTS = ("ei.http.conf", "ei.https.conf", "ui.ei.https.conf")
+HTTP_PORT, HTTPS_PORT, STATUS_PORT = 80, 443, 8080
+
+
+def host_nodes(dir: Path, net: NetworkPlan) -> tuple[Node, ...]:
+    """The nodes as the cluster file names them: reached over SSH as wso2, default ports."""
+    return tuple(
+        Node(name=h.name, host=h.address, ei_home=EI_HOME, port_offset=0,
+             member_port=MEMBER_PORT_BASE, transport="ssh", ssh_user=user_of(h.name),
+             ssh_key=str(client_key(dir)), known_hosts=str(known_hosts(dir)))
+        for h in net.hosts if h.name.startswith("node"))
+
+
+def host_cluster(dir: Path, net: NetworkPlan, nodes: tuple[Node, ...]) -> Cluster:
+    lb = net.host("lb")
+    local = host_files(dir, "lb")
+    load_balancer = LoadBalancer(
+        http_url=f"http://{lb.address}:{HTTP_PORT}",
+        https_url=f"https://{lb.address}:{HTTPS_PORT}",
+        console_url=f"https://{lb.address}:{HTTPS_PORT}",
+        host_name=HOST_NAME, console_host_name=CONSOLE_HOST_NAME,
+        ca_file=str(local.local("/etc/nginx/ssl/ca.crt")),
+        nginx_bin="/usr/sbin/nginx", prefix=None, conf=NGINX_CONF,
+        vhost_files=tuple(f"/etc/nginx/sites-enabled/{v}" for v in VHOSTS),
+        status_url=f"http://{lb.address}:{STATUS_PORT}/nginx_status",
+        upstream_header=UPSTREAM_HEADER, transport="ssh", pid_file="/run/nginx.pid",
+        host=lb.address, ssh_user=user_of("lb"), ssh_key=str(client_key(dir)),
+        known_hosts=str(known_hosts(dir)), become="sudo", write_helper=WRITE_HELPER,
+    )
+    return Cluster(name="testbed-hosts", load_balancer=load_balancer, nodes=nodes,
+                   testbed_dir=str(dir), source=str(Path(dir) / "cluster.toml"))
+
+
+def render_hosts(dir: Path, net: NetworkPlan, nginx_workers: int = 1) -> Cluster:
+    """Write every node's EI_HOME, the LB's /etc/nginx, TLS, and the testbed's cluster.toml."""
+    dir = Path(dir)
+    nodes = host_nodes(dir, net)
+    lb = host_files(dir, "lb")
+    etc = lb.local("/etc/nginx")
+    for sub in ("sites-available", "sites-enabled", "ssl"):
+        (etc / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("/var/log/nginx", "/var/lib/nginx"):
+        lb.local(sub).mkdir(parents=True, exist_ok=True)
+    tls = generate_tls(etc / "ssl", dir / "wso2carbon.p12", [HOST_NAME, CONSOLE_HOST_NAME],
+                       [n.name for n in nodes], ip_addresses=[net.host("lb").address])
+    wso2 = __import__("pwd").getpwnam(NODE_USER)
+    for node in nodes:
+        home = host_files(dir, node.name).local(EI_HOME)
+        render_node(None, replace(node, ei_home=str(home)), nodes, tls.node_keystore,
+                    tls.keystore_password, listen_host=node.host)
+        for root, dirs, files in os.walk(home):
+            for name in (root, *(os.path.join(root, f) for f in (*dirs, *files))):
+                os.chown(name, wso2.pw_uid, wso2.pw_gid)
+    os.unlink(tls.node_keystore)
+    env = _env()
+    ctx = dict(prefix="/etc/nginx", nodes=nodes, listen_host=net.host("lb").address,
+               http_port=HTTP_PORT, https_port=HTTPS_PORT, status_port=STATUS_PORT,
+               host_name=HOST_NAME, console_host_name=CONSOLE_HOST_NAME, console_node=nodes[0],
+               upstream_header=UPSTREAM_HEADER, worker_processes=nginx_workers,
+               client_address=net.gateway)
+    _write(etc / "nginx.conf", env.get_template("nginx-host.conf.j2").render(**ctx))
+    for name in VHOSTS:
+        _write(etc / "sites-available" / name, env.get_template(f"{name}.j2").render(**ctx))
+        link = etc / "sites-enabled" / name
+        if not link.is_symlink():
+            os.symlink(f"../sites-available/{name}", link)
+    cluster = host_cluster(dir, net, nodes)
+    save_cluster(cluster, cluster.source)
+    return cluster
