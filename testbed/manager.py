@@ -22,6 +22,7 @@ from eicore.errors import EiperfError
 from eicore.transport import LocalTransport, transport_for
 from testbed import host_manager
 from testbed.layout import DEFAULT_OFFSET_BASE, DEFAULT_PORT_BASE, TestbedPlan, render_testbed
+from testbed.netns import check_can_build
 from testbed.node_build import compiled_classes, find_javac
 
 Progress = Callable[[str], None]
@@ -146,6 +147,8 @@ def up(
     up as such whether or not `hosts` is given.
     """
     dir = Path(dir or default_dir()).absolute()
+    if hosts:
+        check_can_build()  # before anything looks at the folder
     if hosts or host_manager.is_hosts_testbed(dir):
         if (dir / "cluster.toml").exists() and not host_manager.is_hosts_testbed(dir):
             raise EiperfError(f"{dir} holds a loopback testbed; run 'eiperf down --purge' first "

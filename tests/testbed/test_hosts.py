@@ -120,3 +120,36 @@ def test_up_hosts_refuses_a_user_that_is_not_root(tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "run it as root" in r.stderr
     assert not (tmp_path / "tb").exists()
+
+
+def test_a_run_through_the_lbs_address_attributes_nodes_and_reads_jmx(hosts, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "eiperf.cli", "run", "--cluster", hosts.source,
+                        "-u", "4", "-t", "3s", "--warmup", "1s", "--results", str(tmp_path)],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (run_dir,) = [p for p in tmp_path.iterdir() if (p / "run.json").exists()]
+    import pandas as pd
+
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    assert set(requests["node"]) == {"node1", "node2"} and requests["ok"].all()
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    heap = metrics[(metrics["source"] == "jmx") & (metrics["metric"] == "heap_max_bytes")]
+    assert set(heap["node"]) == {"node1", "node2"}
+
+
+def test_a_jvm_change_over_ssh_restarts_nodes_rolling_and_comes_back(hosts, tmp_path):
+    node = hosts.nodes[0]
+    script = host_files(Path(hosts.testbed_dir), node.name).local(f"{EI_HOME}/bin/integrator.sh")
+    before = _sha(script)
+    journal = Journal.begin(tmp_path, Path(hosts.source), "test")
+    try:
+        outcome = apply_settings(hosts, ParamSet({"jvm.xmx": "384m"}), journal, rolling=True,
+                                 progress=lambda m: None)
+        assert sorted(outcome.restarted) == ["node1", "node2"]
+        assert "-Xmx384m" in script.read_text() and script.stat().st_uid != 0  # still wso2's
+        with LbClient(hosts) as client:
+            assert client.request("http", "POST", SERVICE, soap_envelope(256)).ok
+    finally:
+        restore_cluster(hosts, journal, progress=lambda m: None)
+        journal.close()
+    assert _sha(script) == before
