@@ -3,7 +3,8 @@ in the folders the hosts see at their real paths (`testbed.hosts`).
 
 Nodes use the guide's defaults: port offset 0 (8280, 8243, 9443, JMX 9999/11111) on their own
 address, member port 4100, `localMemberHost` their address and the other nodes as well-known
-members; EI_HOME is owned by `wso2`. The load balancer listens on 80 and 443 of its address;
+members; EI_HOME is owned by `wso2`; JMX (bound to the node's address) asks for user `admin`
+and one random password, whose client copy is `<testbed>/jmx.password` (0600). The load balancer listens on 80 and 443 of its address;
 its vhosts live in `sites-available/` and are enabled by `sites-enabled/` symlinks, owned by
 root, as on Debian.
 """
@@ -11,10 +12,12 @@ root, as on Debian.
 from __future__ import annotations
 
 import os
+import pwd
 from dataclasses import replace
 from pathlib import Path
 
 from eicore.cluster import Cluster, LoadBalancer, Node, save_cluster
+from eicore.credentials import write_secret_file
 from testbed.certs import generate_tls
 from testbed.hosts import (
     EI_HOME,
@@ -26,12 +29,15 @@ from testbed.hosts import (
     user_of,
 )
 from testbed.layout import (
+    CLIENT_JMX_PASSWORD_FILE,
     CONSOLE_HOST_NAME,
     HOST_NAME,
+    JMX_USER,
     MEMBER_PORT_BASE,
     UPSTREAM_HEADER,
     _env,
     _write,
+    new_jmx_password,
     render_node,
 )
 from testbed.netns import NetworkPlan
@@ -46,7 +52,8 @@ def host_nodes(dir: Path, net: NetworkPlan) -> tuple[Node, ...]:
     return tuple(
         Node(name=h.name, host=h.address, ei_home=EI_HOME, port_offset=0,
              member_port=MEMBER_PORT_BASE, transport="ssh", ssh_user=user_of(h.name),
-             ssh_key=str(client_key(dir)), known_hosts=str(known_hosts(dir)))
+             ssh_key=str(client_key(dir)), known_hosts=str(known_hosts(dir)),
+             jmx_user=JMX_USER, jmx_password_file=str(Path(dir) / CLIENT_JMX_PASSWORD_FILE))
         for h in net.hosts if h.name.startswith("node"))
 
 
@@ -82,11 +89,13 @@ def render_hosts(dir: Path, net: NetworkPlan, nginx_workers: int = 1) -> Cluster
         lb.local(sub).mkdir(parents=True, exist_ok=True)
     tls = generate_tls(etc / "ssl", dir / "wso2carbon.p12", [HOST_NAME, CONSOLE_HOST_NAME],
                        [n.name for n in nodes], ip_addresses=[net.host("lb").address])
-    wso2 = __import__("pwd").getpwnam(NODE_USER)
+    wso2 = pwd.getpwnam(NODE_USER)
+    jmx_password = new_jmx_password()  # JMX asks for it on every node, as Carbon's does
+    write_secret_file(dir / CLIENT_JMX_PASSWORD_FILE, jmx_password)
     for node in nodes:
         home = host_files(dir, node.name).local(EI_HOME)
         render_node(None, replace(node, ei_home=str(home)), nodes, tls.node_keystore,
-                    tls.keystore_password, listen_host=node.host)
+                    tls.keystore_password, jmx_password=jmx_password, listen_host=node.host)
         for root, dirs, files in os.walk(home):
             for name in (root, *(os.path.join(root, f) for f in (*dirs, *files))):
                 os.chown(name, wso2.pw_uid, wso2.pw_gid)

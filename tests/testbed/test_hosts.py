@@ -153,3 +153,22 @@ def test_a_jvm_change_over_ssh_restarts_nodes_rolling_and_comes_back(hosts, tmp_
         restore_cluster(hosts, journal, progress=lambda m: None)
         journal.close()
     assert _sha(script) == before
+
+
+def test_jmx_asks_for_the_password_and_a_wrong_one_is_one_line(hosts, monkeypatch):
+    from dataclasses import replace
+
+    from loadtests.collectors.jmx import JmxAuthError, JmxConnection
+
+    node = hosts.nodes[0]
+    assert node.jmx_user == "admin" and oct(os.stat(node.jmx_password_file).st_mode)[-3:] == "600"
+    with JmxConnection.for_node(node) as jmx:
+        assert jmx.heap()["max"] > 0
+    wrong = "not-the-password-%d" % os.getpid()
+    monkeypatch.setenv("EIPERF_TEST_JMX_PW", wrong)
+    bad = replace(node, jmx_password_file=None, jmx_password_env="EIPERF_TEST_JMX_PW")
+    with pytest.raises(JmxAuthError) as e:
+        with JmxConnection.for_node(bad) as jmx:
+            jmx.heap()
+    assert "refused the credentials of user 'admin'" in str(e.value)
+    assert wrong not in str(e.value) and "\n" not in str(e.value)
