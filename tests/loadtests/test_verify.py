@@ -10,9 +10,9 @@ from eicore.transport import LocalTransport
 from loadtests.verify import format_checks, run_verify
 
 
-def test_verify_passes_on_a_healthy_testbed_through_the_cli(testbed):
+def test_verify_passes_on_a_healthy_testbed_through_the_cli(any_testbed):
     r = subprocess.run(
-        [sys.executable, "-m", "eiperf.cli", "verify", "--cluster", testbed.source, "-n", "60"],
+        [sys.executable, "-m", "eiperf.cli", "verify", "--cluster", any_testbed.source, "-n", "60"],
         capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "6/6 checks passed" in r.stdout

@@ -8,18 +8,23 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
 from eicore.cluster import load_cluster
+from eicore.errors import EiperfError
 from eicore.lbclient import LbClient
 from eicore.transport import transport_for
+from loadtests.collectors.jmx import JmxAuthError, JmxConnection
 from loadtests.verify import SERVICE, format_checks, run_verify, soap_envelope
 from testbed import host_manager
 from testbed.hosts import EI_HOME, host_files
-from testbed.netns import BENCH_NET, links, namespaces
+from testbed.netns import BENCH_NET, create_network, links, namespaces
+from testbed.netns import plan_network as netns_plan
 from tuning.apply import apply_settings
 from tuning.journal import Journal
 from tuning.params import ParamSet
@@ -28,21 +33,9 @@ from tuning.restore import restore_cluster
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
 
 
-@pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
-    """One multi-host testbed (2 nodes, 1 generator) for the module; taken down at the end,
-    and nothing of it may be left."""
-    d = tmp_path_factory.mktemp("hosts")
-    cluster = host_manager.up_hosts(d, nodes=2, generators=1, progress=lambda m: None)
-    net = host_manager.saved_network(d)
-    yield cluster
-    host_manager.down_hosts(d, purge=True, progress=lambda m: None)
-    assert not {h.namespace for h in net.hosts} & namespaces()
-    assert not ({h.veth_root for h in net.hosts} | {net.bridge}) & links()
-    assert not host_manager.sudoers_file(net).exists()
-    left = [p.info for p in psutil.process_iter(["pid", "cmdline"])
-            if any(str(d) in part or EI_HOME in part for part in (p.info["cmdline"] or []))]
-    assert left == []
+@pytest.fixture
+def hosts(hosts_testbed):
+    return hosts_testbed
 
 
 def test_the_cluster_file_reaches_every_host_over_ssh_at_default_ports(hosts):
@@ -156,15 +149,11 @@ def test_a_jvm_change_over_ssh_restarts_nodes_rolling_and_comes_back(hosts, tmp_
 
 
 def test_jmx_asks_for_the_password_and_a_wrong_one_is_one_line(hosts, monkeypatch):
-    from dataclasses import replace
-
-    from loadtests.collectors.jmx import JmxAuthError, JmxConnection
-
     node = hosts.nodes[0]
     assert node.jmx_user == "admin" and oct(os.stat(node.jmx_password_file).st_mode)[-3:] == "600"
     with JmxConnection.for_node(node) as jmx:
         assert jmx.heap()["max"] > 0
-    wrong = "not-the-password-%d" % os.getpid()
+    wrong = f"not-the-password-{os.getpid()}"
     monkeypatch.setenv("EIPERF_TEST_JMX_PW", wrong)
     bad = replace(node, jmx_password_file=None, jmx_password_env="EIPERF_TEST_JMX_PW")
     with pytest.raises(JmxAuthError) as e:
@@ -172,3 +161,146 @@ def test_jmx_asks_for_the_password_and_a_wrong_one_is_one_line(hosts, monkeypatc
             jmx.heap()
     assert "refused the credentials of user 'admin'" in str(e.value)
     assert wrong not in str(e.value) and "\n" not in str(e.value)
+
+
+EIPERF = [sys.executable, "-m", "eiperf.cli"]
+
+
+def _config_files(cluster) -> dict[str, str]:
+    """sha256 of every config file on every host (runtime files left out), by host path."""
+    d = Path(cluster.testbed_dir)
+    out = {}
+    for host, root in (("lb", "/etc/nginx"), *((n.name, EI_HOME) for n in cluster.nodes)):
+        base = host_files(d, host).local(root)
+        for p in sorted(base.rglob("*")):
+            rel = p.relative_to(base)
+            if p.is_symlink():
+                out[f"{host}:{rel}"] = "-> " + os.readlink(p)
+            elif p.is_file() and not ({"logs", "tmp"} & set(rel.parts)) and p.suffix != ".pid" \
+                    and rel.parts[:2] != ("conf", "jmx"):
+                out[f"{host}:{rel}"] = _sha(p)
+    return out
+
+
+def test_deploy_over_ssh_then_restore_removes_it(hosts, tmp_path):
+    before = _config_files(hosts)
+    r = subprocess.run([*EIPERF, "deploy", "--cluster", hosts.source, "--name", "HostsProxy",
+                        "--results", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [ln.split()[:2] for ln in r.stdout.splitlines()[1:3]] == [["ok", "node1:"],
+                                                                     ["ok", "node2:"]]
+    proxy = f"{EI_HOME}/repository/deployment/server/synapse-configs/default/proxy-services"
+    for n in hosts.nodes:
+        deployed = host_files(Path(hosts.testbed_dir), n.name).local(f"{proxy}/HostsProxy.xml")
+        assert deployed.stat().st_uid != 0  # written as wso2, the node's own user
+    r = subprocess.run([*EIPERF, "tune", "restore", "--results", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _config_files(hosts) == before
+
+
+SWEEP = """\
+seed = 2
+slo = ["errors<5%"]
+[parameters]
+"nginx.lb_method" = ["round_robin", "least_conn"]
+[load]
+users = 2
+duration = "2s"
+warmup = "1s"
+"""
+
+
+def test_a_two_trial_sweep_over_ssh_restores_every_file(hosts, tmp_path):
+    before = _config_files(hosts)
+    (tmp_path / "spec.toml").write_text(SWEEP)
+    r = subprocess.run([*EIPERF, "sweep", str(tmp_path / "spec.toml"), "--cluster", hosts.source,
+                        "--results", str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "best: trial" in r.stdout and "eiperf tune apply --set nginx.lb_method=" in r.stdout
+    assert _config_files(hosts) == before
+
+
+def test_sigkill_of_a_sweep_then_tune_restore(hosts, tmp_path):
+    before = _config_files(hosts)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SWEEP.replace('duration = "2s"', 'duration = "20s"'))
+    out = tmp_path / "out"
+    env = dict(os.environ, EIPERF_TEST_PAUSE_AFTER_WRITE="30")
+    proc = subprocess.Popen([*EIPERF, "sweep", str(spec), "--cluster", hosts.source,
+                             "--results", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _config_files(hosts) == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+        proc.wait()
+    assert _config_files(hosts) != before  # killed with a changed file on the lb host
+    r = subprocess.run([*EIPERF, "tune", "restore", "--results", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _config_files(hosts) == before
+    with LbClient(hosts) as client:
+        assert client.request("http", "POST", SERVICE, soap_envelope(256)).ok
+
+
+def test_sudo_refused_is_one_line_and_changes_nothing(hosts, tmp_path):
+    net = host_manager.saved_network(Path(hosts.testbed_dir))
+    rule = host_manager.sudoers_file(net)
+    before = _config_files(hosts)
+    aside = rule.with_name(f".{rule.name}.aside")  # sudo ignores names with a dot
+    os.replace(rule, aside)
+    try:
+        r = subprocess.run([*EIPERF, "tune", "apply", "--cluster", hosts.source, "--set",
+                            "nginx.proxy_read_timeout=61s", "--results", str(tmp_path)],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        os.replace(aside, rule)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and "sudo refused" in r.stderr and "sudoers" in r.stderr
+    assert _config_files(hosts) == before
+
+
+def test_an_unknown_host_key_is_refused_with_the_line_that_adds_it(hosts, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    text = Path(hosts.source).read_text().replace(hosts.nodes[0].known_hosts, str(empty))
+    (tmp_path / "cluster.toml").write_text(text)
+    r = subprocess.run([*EIPERF, "tune", "show", "--cluster", str(tmp_path / "cluster.toml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "is not in" in r.stderr and "ssh-keyscan" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_failed_up_hosts_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(host_manager, "_start_nginx", _refuse)
+    d = tmp_path / "broken"
+    with pytest.raises(EiperfError, match="nginx refused for the test"):
+        host_manager.up_hosts(d, nodes=1, generators=0, progress=lambda m: None)
+    net = host_manager.saved_network(d)
+    assert not {h.namespace for h in net.hosts} & namespaces()
+    assert not ({h.veth_root for h in net.hosts} | {net.bridge}) & links()
+    assert not host_manager.sudoers_file(net).exists()
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if any(str(d) in part for part in (p.info["cmdline"] or []))]
+
+
+def _refuse(dir):
+    raise EiperfError("nginx refused for the test")
+
+
+def test_a_namespace_that_exists_already_is_one_line(tmp_path):
+    d = tmp_path / "taken"
+    net = netns_plan(d, 1, 0)
+    subprocess.run(["ip", "netns", "add", net.hosts[0].namespace], check=True)
+    try:
+        with pytest.raises(EiperfError, match="already exists"):
+            create_network(net)
+        assert net.bridge not in links()
+    finally:
+        subprocess.run(["ip", "netns", "del", net.hosts[0].namespace])
