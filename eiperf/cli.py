@@ -77,6 +77,17 @@ def fraction(text: str) -> float:
     return value
 
 
+def java_version(text: str) -> int:
+    """A Java major version: 8, 11, 17, ... (1.8 and 1.7 are read as 8 and 7)."""
+    given = text.strip()
+    if given.startswith("1.") and given[2:].isdigit():  # the old "1.8" naming
+        given = given[2:]
+    value = _number(given, int, "a Java major version (e.g. 8, 11 or 17)")
+    if not 7 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"{text} is not a Java major version (7 or more, e.g. 8 or 11)")
+    return value
+
+
 def resamples(text: str) -> int:
     """A number of bootstrap resamples, 100 or more."""
     value = _number(text, int, "a whole number")
@@ -127,6 +138,14 @@ def _add_up(sub: _Subparsers) -> None:
     p.add_argument("--jmx-auth", action=argparse.BooleanOptionalAction, default=None,
                    help="the nodes' JMX asks for a user and password (a random one, kept in "
                         "<dir>/jmx.password); default: as the existing testbed was built, else off")
+    g = p.add_argument_group("multi-host (root only)")
+    g.add_argument("--hosts", action="store_true",
+                   help="every host its own network namespace on a bridge (198.18.0.0/15): "
+                        "lb, node1..N, gen1..K, each with its own sshd; nodes at default ports "
+                        "as user wso2, nginx as root on :80/:443 with sites-enabled symlinks; "
+                        "cluster.toml reaches everything over SSH")
+    g.add_argument("--generators", type=non_negative_int, default=None,
+                   help="load-generator hosts with --hosts (default 1)")
     p.set_defaults(func=_lazy("eiperf.commands.testbed_cmds", "cmd_up"))
 
 
@@ -249,10 +268,24 @@ def _add_tune(sub: _Subparsers) -> None:
     _add_tune_restore(tune)
 
 
+def _add_java_version(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--java-version", type=java_version, metavar="N", default=None,
+                   help="with --file: the JDK major version the script will meet (EI 6.x runs "
+                        "on 8 and 11); its flags are checked against it (default: the local "
+                        "java's version, printed); cluster mode asks each node's own java")
+
+
 def _add_tune_show(tune: _Subparsers) -> None:
-    q = tune.add_parser("show", help="current settings per node and of nginx, as a table")
+    q = tune.add_parser(
+        "show", help="current settings per node and of nginx, or of one file, as a table",
+        description="Print a cluster's settings (per node, then nginx) in the parameter "
+                    "namespace, or with --file those of one file (integrator.sh, an nginx "
+                    ".conf or passthru-http.properties; nginx: each place with file:line).")
     _add_cluster(q)
     _add_results(q)
+    q.add_argument("--file", metavar="PATH",
+                   help="show just this one file's settings (kind from its name or content)")
+    _add_java_version(q)
     q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_show"))
 
 
@@ -282,7 +315,12 @@ def _add_tune_apply(tune: _Subparsers) -> None:
                         "(the load balancer keeps serving)")
     q.add_argument("--file", metavar="PATH",
                    help="rewrite just this one file (integrator.sh, an nginx .conf or "
-                        "passthru-http.properties; kind from its name or content), no cluster")
+                        "passthru-http.properties; kind from its name or content), no cluster; "
+                        "a symlink stays a link (its target is rewritten). The same checks as "
+                        "cluster mode run on the file as it would be: related settings "
+                        "(-Xms/-Xmx, worker pool core/max, ip_hash/hash/random beside backup "
+                        "servers) and, for a script, the JDK of --java-version")
+    _add_java_version(q)
     q.set_defaults(func=_lazy("eiperf.commands.tune_cmd", "cmd_tune_apply"))
 
 

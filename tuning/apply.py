@@ -1,11 +1,13 @@
 """Apply tuning parameters to a cluster, safely: plan, check, then change and restart.
 
 `apply_settings` plans every file rewrite first (`tuning.changes`: integrator.sh and
-passthru-http.properties of every node, nginx.conf and the vhost files), and only then touches
-anything, in this order:
+passthru-http.properties of every node, nginx.conf and the vhost files; an editor refuses a
+change that leaves related settings in a state the product refuses, judged on the file as it
+would be), and only then touches anything, in this order:
 
 1. JVM flags are checked with each node's own java (`tuning.flag_check`). A refusal stops
-   everything before a single file changes, with the known legacy fix.
+   everything before a single file changes, with the known legacy fix; what that JDK only
+   warns about becomes a note.
 2. nginx files are written through the journal, `nginx -t` checks them, and nginx reloads.
    A failed check or reload puts the nginx files back at once; nginx keeps serving the old one.
 3. node files are written and the nodes whose files changed restart (all at once, or rolling:
@@ -35,11 +37,13 @@ from tuning.transport_pool import TransportPool
 
 @dataclass
 class ApplyOutcome:
-    """What an apply did: the diff of every file (by "owner:path"), who restarted, reloads."""
+    """What an apply did: the diff of every file (by "owner:path"), who restarted, reloads,
+    and the notes on what was left alone or only warned about (also given to `progress`)."""
 
     diffs: dict[str, str]
     restarted: list[str] = field(default_factory=list)
     reloaded: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def apply_settings(
@@ -58,9 +62,12 @@ def apply_settings(
     are already back then, node files stay journaled for the caller to restore.
     """
     with TransportPool(cluster) as transports:
-        changes = plan_changes(cluster, params, transports)
+        plan = plan_changes(cluster, params, transports)
+        changes = plan.changes
         outcome = ApplyOutcome({c.key: c.diff for c in changes})
-        check_jvm_flags(cluster, changes, transports)
+        outcome.notes = plan.notes + check_jvm_flags(cluster, plan.files, transports, params.jvm)
+        for note in outcome.notes:
+            progress(f"note: {note}")
         if dry_run or not changes:
             return outcome
         if journal is None:

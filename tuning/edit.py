@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,16 +27,21 @@ class EditorError(EiperfError, ValueError):
 
 @dataclass(frozen=True)
 class Edit:
-    """A proposed change to one file: the whole new text and the unified diff from the old."""
+    """A proposed change to one file: the whole new text, the unified diff from the old, and
+    notes -- one line each, naming file:line -- on what was left alone and why, or on a
+    related setting that makes the change moot."""
 
     new_text: str
     diff: str
     changed: bool
+    notes: tuple[str, ...] = ()
 
     @classmethod
-    def between(cls, old_text: str, new_text: str, name: str) -> Edit:
+    def between(cls, old_text: str, new_text: str, name: str, notes: Iterable[str] = ()) -> Edit:
         """The edit that turns `old_text` into `new_text` (empty diff when they are equal)."""
-        return cls(new_text, unified_diff(old_text, new_text, name), new_text != old_text)
+        return cls(
+            new_text, unified_diff(old_text, new_text, name), new_text != old_text, tuple(notes)
+        )
 
 
 class ConfigEditor(ABC):
@@ -52,7 +57,13 @@ class ConfigEditor(ABC):
       parameter) before any file is looked at.
     - It returns one `Edit` per file, keyed and ordered as `files`, unchanged files included
       (`changed` False, empty diff). A file the change cannot be made in raises EditorError
-      (one line naming the file); there are no partial results.
+      (one line naming the file); there are no partial results. So does a change that leaves
+      a pair of related settings in a state the product refuses, judged on the file as it
+      would be after the change (-Xms above -Xmx, a worker pool core above its max, ip_hash
+      beside a backup server); only pairs the change touches are judged.
+    - What a change leaves alone on purpose (a `stream {}` block; a timeout nginx does not
+      take inside `if`, set in the enclosing location instead) or what a related setting makes
+      moot (upstream keepalive over HTTP/1.0) is said in `Edit.notes`, one line each.
     - Only the bytes of the values that change differ: line ends (CRLF too; an added line gets
       the file's own), comments (on an edited line too), blank lines, indentation and order
       stay. Setting the value a file already has gives identical bytes.

@@ -3,12 +3,14 @@
 `java <flags> -version` runs through the node's transport with the java integrator.sh would
 pick ($JAVACMD, $JAVA_HOME/bin/java, else PATH). A refusal becomes an ApplyError with the JVM's
 own words and, for flags a newer JVM dropped, the known fix as an `eiperf tune apply` line.
+What the node's JDK only warns about (a flag it ignores or deprecates, a flag on the old-Java
+line of integrator.sh) comes back as notes, from the same static checks `tune apply --file`
+runs (`tuning.jdk_checks`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from eicore.cluster import Cluster
 from eicore.errors import EiperfError
@@ -16,13 +18,16 @@ from eicore.transport import NodeTransport
 from tuning.changes import ApplyError, FileChange
 from tuning.edit import EditorError
 from tuning.integrator_sh import read_jvm_options
+from tuning.jdk_checks import check_script, conditional_notes, script_flags
 from tuning.jvm_flags import (
+    FlagStatus,
+    fix_arguments,
     legacy_flag_fixes,
     parse_java_version_output,
     parse_refusal,
     validate_flags_command,
 )
-from tuning.params import format_value
+from tuning.params import Value
 from tuning.transport_pool import TransportPool
 
 # The java integrator.sh would run (its own lookup order).
@@ -31,23 +36,42 @@ _FIND_JAVA = (
     'elif [ -n "$JAVA_HOME" ]; then echo "$JAVA_HOME/bin/java"; '
     "else command -v java; fi"
 )
-_SHELL_TEXT = re.compile(r"[$\"'`\\]")
 
 
 def check_jvm_flags(
-    cluster: Cluster, changes: Iterable[FileChange], transports: TransportPool
-) -> None:
-    """Run `java <new flags> -version` on each node whose script changes; ApplyError if refused."""
+    cluster: Cluster,
+    files: Iterable[FileChange],
+    transports: TransportPool,
+    changes: Mapping[str, Value | None] | None = None,
+) -> list[str]:
+    """Run `java <new flags> -version` on each node whose script changes; ApplyError if refused.
+
+    Returns notes: what each node's JDK only warns about in its script (changed or not), and
+    the flags of `changes` that stand on the script's old-Java line."""
     seen: dict[tuple[str, str, tuple[str, ...]], None] = {}
-    for change in changes:
+    majors: dict[tuple[str, str], int | None] = {}
+    notes: list[str] = []
+    for change in files:
         node = next((n for n in cluster.nodes if n.name == change.owner), None)
         if node is None or change.path != node.integrator_sh:
             continue
         t = transports.node(node)
-        flags = literal_jvm_flags(change.new)
-        java = node_java(t)
+        try:
+            java = node_java(t)
+        except EiperfError:
+            if change.changed:
+                raise
+            continue  # an unchanged script needs no java: nothing to warn about then
+        if (t.host, java) not in majors:
+            majors[t.host, java] = java_major(t, java)
+        major = majors[t.host, java]
+        name = change.name or f"{node.name}: bin/integrator.sh"
+        if major is not None:
+            notes += conditional_notes(change.old, name, changes or {}, major)
+            notes += check_script(change.new, name, major).warnings
+        flags = literal_jvm_flags(change.new, major)
         key = (t.host, java, tuple(flags))
-        if key in seen:
+        if not change.changed or key in seen:
             continue
         r = t.run(validate_flags_command(java, flags), timeout=60)
         output = r.stderr + r.stdout
@@ -58,22 +82,28 @@ def check_jvm_flags(
         if not refusal:
             lines = output.strip().splitlines()
             refusal = lines[-1] if lines else f"exit {r.returncode}"
-        plain = t.run([java, "-version"], timeout=60)
-        advice = _fix_advice(flags, plain.stderr + plain.stdout)
+        advice = _fix_advice(flags, major)
         raise ApplyError(
             f"{node.name}: its JVM refuses the new flags ({refusal}){advice}; nothing was changed",
             node=node.name,
             jvm_message=refusal,
         )
+    return notes
 
 
-def literal_jvm_flags(script_text: str) -> list[str]:
-    """The -X flags a start-up script passes that need no shell to expand (what we can check)."""
-    opts = read_jvm_options(script_text)
-    return [
-        tok for tok in (*opts.options, *opts.command_flags)
-        if tok.startswith("-X") and not _SHELL_TEXT.search(tok)
-    ]
+def java_major(t: NodeTransport, java: str) -> int | None:
+    """The major version of `java` on the transport's host (None when it does not say)."""
+    r = t.run([java, "-version"], timeout=60)
+    try:
+        return parse_java_version_output(r.stderr + r.stdout)
+    except EditorError:
+        return None
+
+
+def literal_jvm_flags(script_text: str, major: int | None = None) -> list[str]:
+    """The -X flags a start-up script passes on JDK `major` (unknown: 8 or later) that need no
+    shell to expand (what we can check)."""
+    return script_flags(read_jvm_options(script_text), major or 8)
 
 
 def node_java(t: NodeTransport) -> str:
@@ -85,18 +115,13 @@ def node_java(t: NodeTransport) -> str:
     return java
 
 
-def _fix_advice(flags: list[str], java_output: str) -> str:
+def _fix_advice(flags: list[str], major: int | None) -> str:
     """The "; fix: ..." suffix naming a replacement for each legacy flag this java dropped."""
-    try:
-        major = parse_java_version_output(java_output)
-    except EditorError:
+    if major is None:
         return ""
-    fixes = legacy_flag_fixes(flags, major)
+    fixes = [f for f in legacy_flag_fixes(flags, major) if f.status is FlagStatus.REFUSED]
     if not fixes:
         return ""
     parts = [f"{f.flag} -> {f.replacement or '(drop it)'} ({f.reason})" for f in fixes]
-    args = []
-    for fix in fixes:
-        for name, value in fix.changes.items():
-            args.append(f"--unset {name}" if value is None else f"--set {name}={format_value(value)}")
-    return "; fix: " + "; ".join(parts) + "; e.g. eiperf tune apply " + " ".join(dict.fromkeys(args))
+    command = " ".join(fix_arguments(fixes))
+    return "; fix: " + "; ".join(parts) + f"; e.g. eiperf tune apply {command}"

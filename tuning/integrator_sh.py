@@ -16,7 +16,9 @@ one changed line keeps the diff small. A flag that already stands on the java co
 (e.g. `-XX:+HeapDumpOnOutOfMemoryError`) is edited where it stands, because HotSpot takes the
 last occurrence of a flag and the command's own flags come after `$JVM_MEM_OPTS`. Only the
 option tokens change; quoting, comments, continuation backslashes, trailing whitespace and line
-ends (CRLF too) stay as they were. The conditional old-Java append line is read but not edited.
+ends (CRLF too) stay as they were. The conditional old-Java append line is read (with its line
+number, so `tuning.jdk_checks` can say a flag there was left alone) but not edited. A change
+that would leave -Xms above -Xmx, or two collectors selected, is refused: the JVM refuses both.
 
 `IntegratorShEditor` is this module's `tuning.edit.ConfigEditor`; `apply_jvm_changes` is its
 one-file shorthand. Which flags a JDK refuses, and the `java <flags> -version` check, are in
@@ -44,7 +46,7 @@ from tuning.jvm_flags import (
     parse_refusal,
     validate_flags_command,
 )
-from tuning.params import GC_CHOICES, Target, Value
+from tuning.params import GC_CHOICES, Target, Value, size_to_bytes
 
 # The JDK-facing flag checks live in tuning.jvm_flags; the issue's API names them here too.
 __all__ = [
@@ -88,6 +90,7 @@ class JvmOptions:
     options: tuple[str, ...]  # the tokens on the (first) options line, as written
     command_flags: tuple[str, ...]  # -XX flags written on the java command itself
     conditional: tuple[str, ...]  # tokens appended only for Java older than 1.8 (EI 6.x)
+    conditional_lines: tuple[int, ...] = ()  # 1-based numbers of the lines that append them
     xms: str | None = None
     xmx: str | None = None
     gc: str | None = None  # G1, Parallel, ..., or CMS/ParNew/Epsilon; None: the JVM default
@@ -136,11 +139,13 @@ class _Script:
     options: list[_Segment]  # the memory options line(s)
     command: list[_Segment]  # java command lines holding -XX flags
     conditional: list[str]
+    conditional_lines: list[int]  # 0-based
 
 
 def _locate(bodies: Sequence[str], name: str) -> _Script:
     options: list[_Segment] = []
     conditional: list[str] = []
+    conditional_lines: list[int] = []
     for i, body in enumerate(bodies):
         m = _MEM_OPTS.match(body)
         if not m or body.lstrip().startswith("#"):
@@ -149,6 +154,7 @@ def _locate(bodies: Sequence[str], name: str) -> _Script:
         seg = _Segment(i, m.start(group), m.end(group), m.group(group), m.group("q") or "")
         if _SELF_REF.search(seg.value):
             conditional += [t.group() for t in seg.tokens() if not _SELF_REF.match(t.group())]
+            conditional_lines.append(i)
         else:
             options.append(seg)
     form = ScriptForm.JVM_MEM_OPTS
@@ -163,7 +169,7 @@ def _locate(bodies: Sequence[str], name: str) -> _Script:
             "nor a literal -Xms/-Xmx line in the java command); is this integrator.sh or wso2server.sh?"
         )
     command = [s for s in command if any(flag_name(t.group()) for t in s.tokens())]
-    return _Script(form, options, command, conditional)
+    return _Script(form, options, command, conditional, conditional_lines)
 
 
 def _command_segments(bodies: Sequence[str]) -> list[_Segment]:
@@ -221,6 +227,7 @@ def read_jvm_options(text: str, name: str = "integrator.sh") -> JvmOptions:
         options=options,
         command_flags=command_flags,
         conditional=tuple(script.conditional),
+        conditional_lines=tuple(i + 1 for i in script.conditional_lines),
         flags=flags,
         **values,
     )
@@ -333,4 +340,58 @@ def _edit_script(text: str, changes: Mapping[str, Value | None], name: str) -> E
             lines[seg.line] = ""  # a java-command line left with only its backslash
         else:
             lines[seg.line] = new_body + eol
-    return Edit.between(text, "".join(lines), name)
+    new_text = "".join(lines)
+    if new_text != text:
+        _check_pairs(new_text, name, changes)
+    return Edit.between(text, new_text, name)
+
+
+# ---- pairs of settings the JVM refuses together (on the script as it would be) ---------------
+
+# Collector flags that select the same collector (CMS runs with ParNew, Parallel with ParallelOld).
+_GC_FAMILY = {"ParNew": "CMS"}
+
+
+def _check_pairs(text: str, name: str, changes: Mapping[str, Value | None]) -> None:
+    """EditorError when the change leaves -Xms above -Xmx, or two collectors selected."""
+    opts = read_jvm_options(text, name)
+    if {"jvm.xms", "jvm.xmx"} & set(changes) and opts.xms and opts.xmx:
+        try:
+            above = size_to_bytes(opts.xms) > size_to_bytes(opts.xmx)
+        except ValueError:  # shell text such as -Xmx${HEAP}: only the script knows
+            above = False
+        if above:
+            if "jvm.xmx" in changes:
+                fix = f"give jvm.xmx {opts.xms} or more, or lower jvm.xms too"
+            else:
+                fix = f"set jvm.xmx too (e.g. jvm.xmx={opts.xms}) or a smaller jvm.xms"
+            raise EditorError(
+                f"{name}:{token_line(text, '-Xmx' + opts.xmx)}: -Xms{opts.xms} would be above "
+                f"-Xmx{opts.xmx}, which the JVM refuses (\"Initial heap size set to a larger "
+                f"value than the maximum heap size\"); {fix}"
+            )
+    if "jvm.gc" in changes or any(k.removeprefix("jvm.flag.") in GC_BY_FLAG for k in changes):
+        chosen: dict[str, str] = {}
+        for token in (*opts.options, *opts.command_flags):
+            m = XX_FLAG.match(token)
+            if m and m.group(2) in GC_BY_FLAG:
+                family = _GC_FAMILY.get(GC_BY_FLAG[m.group(2)], GC_BY_FLAG[m.group(2)])
+                if m.group(1) == "+":
+                    chosen[family] = token
+                else:
+                    chosen.pop(family, None)
+        if len(chosen) > 1:
+            raise EditorError(
+                f"{name}: {' and '.join(chosen.values())} would each select a garbage collector, "
+                "which the JVM refuses (\"Multiple garbage collectors selected\"); choose one "
+                "with jvm.gc=... (it replaces every collector flag)"
+            )
+
+
+def token_line(text: str, token: str) -> int:
+    """The 1-based number of the last uncommented line of `text` holding `token` (0: none)."""
+    found = 0
+    for number, line in enumerate(split_lines(text), 1):
+        if token in line and not line.lstrip().startswith("#"):
+            found = number
+    return found

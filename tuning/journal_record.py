@@ -13,12 +13,17 @@ import os
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from eicore.errors import EiperfError
 from eicore.fsutil import atomic_write_bytes
 
-SCHEMA_VERSION = 1  # 1: first version (state, cluster, label, files, notes)
+# 1: first version (state, cluster, label, files, notes)
+# 2: a file entry says whether the path was a symlink (`link`, its text) and which file it named
+#    (`target`), so a restore puts back a link, not a copy. Version 1 journals are read as
+#    having no links; an eiperf that knows only 1 refuses a 2 rather than break a link.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 RECORD_FILE = "journal.json"
 
 
@@ -43,6 +48,8 @@ class FileEntry(TypedDict):
     original: str | None  # "orig/<n>" in the journal folder; None: the file did not exist
     mode: int | None  # permission bits of the original (None when they could not be read)
     size: int | None  # length of the original, to refuse a damaged copy
+    link: NotRequired[str | None]  # v2: the symlink text when `path` was a link, else None
+    target: NotRequired[str | None]  # v2: the file that link named (absolute), else None
 
 
 class JournalRecord(TypedDict):
@@ -80,10 +87,11 @@ def read_record(folder: Path) -> JournalRecord:
         data = json.loads((folder / RECORD_FILE).read_text("utf-8"))
     except (OSError, ValueError) as e:
         raise JournalError(f"{folder}: cannot read {RECORD_FILE} ({e}); inspect it by hand") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_VERSIONS:
         raise JournalError(
-            f"{folder}: journal schema_version {data.get('schema_version')!r} is not "
-            f"{SCHEMA_VERSION}; restore it with the eiperf version that wrote it"
+            f"{folder}: journal schema_version {data.get('schema_version')!r} is not one this "
+            f"eiperf reads ({', '.join(map(str, READABLE_VERSIONS))}); restore it with the "
+            "eiperf version that wrote it"
         )
     return data
 

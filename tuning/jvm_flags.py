@@ -1,10 +1,20 @@
-"""JVM -XX flags against the JDK that must accept them: the known refusals and their fixes,
+"""JVM -XX flags against the JDK that must accept them: the known legacy flags and their fixes,
 and the cheap `java <flags> -version` check (this module builds the argv and reads the answer;
 running it belongs to node control).
 
-Measured on JDK 17: -XX:MaxPermSize, -XX:PermSize, CMS, ParNew, ParallelOld and the pre-JDK 9
-GC-logging flags stop the JVM ("Unrecognized VM option ..."), so the guide's own
-`-XX:MaxPermSize=256m` keeps a node from starting.
+What each JDK does with the flags WSO2's own guide and old start-up scripts carry (measured on
+JDK 8, Temurin 11.0.13 and Debian's JDK 17; between those, HotSpot's obsolete-flag table):
+
+* -XX:MaxPermSize, -XX:PermSize: valid up to JDK 7; JDK 8-16 ignore them with a warning
+  ("support was removed in 8.0"), JDK 17 refuses them ("Unrecognized VM option").
+* -XX:+UseConcMarkSweepGC: JDK 9-13 warn that CMS is deprecated and use it; JDK 14 ignores it
+  (and runs G1); JDK 15 on refuse it. The CMS* tuning flags: ignored on 14, refused from 15.
+* -XX:+UseParNewGC: deprecated on 9, refused from 10 (JDK 11 refuses it).
+* -XX:+UseParallelOldGC: deprecated on 14, ignored on 15, refused from 16.
+* the pre-unified-logging GC flags (-XX:+PrintGCDateStamps, ...): refused from 9.
+
+So the guide's `-XX:MaxPermSize=256m` only warns on the JDKs EI 6.x runs on (8, 11), and keeps
+a node from starting on 17.
 """
 
 from __future__ import annotations
@@ -12,9 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from tuning.edit import EditorError
-from tuning.params import Value
+from tuning.params import Value, format_assignment
 
 XX_FLAG = re.compile(r"-XX:([+-]?)([A-Za-z][A-Za-z0-9_]*)(?:=(.*))?$", re.DOTALL)
 
@@ -32,18 +43,54 @@ GC_BY_FLAG = {flag: gc for gc, flag in GC_FLAGS.items()} | {
     "UseParNewGC": "ParNew",
     "UseEpsilonGC": "Epsilon",
 }
-# Collector flags a JDK refuses from this major version on.
-_REMOVED_GC = {"UseParNewGC": 10, "UseConcMarkSweepGC": 14, "UseParallelOldGC": 16}
+
+
+class FlagStatus(StrEnum):
+    """What a JDK does with a flag it no longer (fully) supports."""
+
+    REFUSED = "refused"  # "Unrecognized VM option ...": the JVM does not start
+    IGNORED = "ignored"  # "Ignoring option ...; support was removed in N": starts, no effect
+    DEPRECATED = "deprecated"  # starts and uses it, warning that a later JDK drops it
+
+
+@dataclass(frozen=True)
+class _Lifecycle:
+    """From which JDK a flag warns it is deprecated, is ignored, is refused (None: never)."""
+
+    deprecated: int | None
+    ignored: int | None
+    refused: int
+
+    def status(self, major: int) -> FlagStatus | None:
+        if major >= self.refused:
+            return FlagStatus.REFUSED
+        if self.ignored is not None and major >= self.ignored:
+            return FlagStatus.IGNORED
+        if self.deprecated is not None and major >= self.deprecated:
+            return FlagStatus.DEPRECATED
+        return None
+
+
+_PERM = _Lifecycle(None, 8, 17)
+_CMS_TUNING = _Lifecycle(None, 14, 15)
+_GC_LIFECYCLE = {
+    "UseConcMarkSweepGC": _Lifecycle(9, 14, 15),
+    "UseParNewGC": _Lifecycle(9, None, 10),
+    "UseParallelOldGC": _Lifecycle(14, 15, 16),
+}
+_GC_LOG_LIFECYCLE = _Lifecycle(None, None, 9)
 
 
 @dataclass(frozen=True)
 class FlagFix:
-    """A flag a JDK refuses, what to use instead (None: drop it), why, and the same as changes."""
+    """A flag a JDK refuses, ignores or deprecates (`status`), what to use instead (None: drop
+    it), why, and the same as parameter changes."""
 
     flag: str
     replacement: str | None
     reason: str
     changes: dict[str, Value | None]
+    status: FlagStatus = FlagStatus.REFUSED
 
 
 def flag_name(token: str) -> str | None:
@@ -52,7 +99,7 @@ def flag_name(token: str) -> str | None:
     return m.group(2) if m else None
 
 
-# ---- flags a newer JDK refuses ---------------------------------------------------------------
+# ---- flags a newer JDK refuses, ignores or deprecates ---------------------------------------
 
 _GC_LOG = (
     "PrintGCDateStamps",
@@ -66,21 +113,38 @@ _GC_LOG = (
 )
 
 
-def legacy_flag_fixes(flags: Iterable[str], java_major: int) -> list[FlagFix]:
-    """Fixes for flags that JDK `java_major` refuses at start-up ("Unrecognized VM option").
+def _what(status: FlagStatus, major: int, flag: str) -> str:
+    """How JDK `major` treats `flag`, as the start of a reason."""
+    if status is FlagStatus.REFUSED:
+        return f"JDK {major} refuses {flag}"
+    if status is FlagStatus.IGNORED:
+        return f"JDK {major} ignores {flag} (with a warning)"
+    return f"JDK {major} warns that {flag} is deprecated"
 
-    MaxPermSize/PermSize -> MaxMetaspaceSize/MetaspaceSize from JDK 8; CMS -> G1 from JDK 14
-    (ParNew from 10, when it was removed) with the CMS-only tuning flags dropped;
-    ParallelOld -> Parallel from 16; the pre-JDK 9 GC-logging flags dropped from 9.
+
+def legacy_flag_fixes(flags: Iterable[str], java_major: int) -> list[FlagFix]:
+    """Fixes for the flags JDK `java_major` refuses, ignores or deprecates (`FlagFix.status`).
+
+    MaxPermSize/PermSize -> MaxMetaspaceSize/MetaspaceSize from JDK 8; CMS -> G1 (ParNew
+    dropped when CMS stays) with the CMS-only tuning flags dropped once CMS is gone;
+    ParallelOld -> Parallel; the pre-JDK 9 GC-logging flags dropped from 9.
     """
     flags = list(flags)
     names = {flag_name(f) for f in flags}
+
+    def gc_status(name: str) -> FlagStatus | None:
+        life = _GC_LIFECYCLE.get(name)
+        return life.status(java_major) if life else None
+
+    gone = (FlagStatus.REFUSED, FlagStatus.IGNORED)
+    # a collector this JDK fully supports stays; else the first legacy one becomes G1/Parallel
     surviving_gc = any(
         f.startswith("-XX:+")
         and flag_name(f) in GC_BY_FLAG
-        and java_major < _REMOVED_GC.get(flag_name(f) or "", 999)
+        and gc_status(flag_name(f) or "") is None
         for f in flags
     )
+    cms_stays = "UseConcMarkSweepGC" in names and gc_status("UseConcMarkSweepGC") not in gone
     fixes: list[FlagFix] = []
     replaced_gc = False
     for flag in flags:
@@ -89,32 +153,58 @@ def legacy_flag_fixes(flags: Iterable[str], java_major: int) -> list[FlagFix]:
             continue
         sign, name, value = m.groups()
         drop: dict[str, Value | None] = {f"jvm.flag.{name}": None}
-        if name in ("MaxPermSize", "PermSize") and java_major >= 8:
+        if name in ("MaxPermSize", "PermSize") and (status := _PERM.status(java_major)):
             new = "MaxMetaspaceSize" if name == "MaxPermSize" else "MetaspaceSize"
             reason = (
-                f"JDK 8 removed PermGen and JDK {java_major} refuses -XX:{name}; "
+                f"{_what(status, java_major, f'-XX:{name}')}: PermGen went in JDK 8; "
                 f"-XX:{new} bounds class metadata instead"
             )
             if new in names or value is None:
-                fixes.append(FlagFix(flag, None, reason, drop))
+                fixes.append(FlagFix(flag, None, reason, drop, status))
             else:
                 key = "jvm.max_metaspace" if new == "MaxMetaspaceSize" else f"jvm.flag.{new}"
-                fixes.append(FlagFix(flag, f"-XX:{new}={value}", reason, drop | {key: value}))
-        elif name in _REMOVED_GC and java_major >= _REMOVED_GC[name]:
+                fixes.append(
+                    FlagFix(flag, f"-XX:{new}={value}", reason, drop | {key: value}, status)
+                )
+        elif name in _GC_LIFECYCLE and (status := gc_status(name)):
             gc = "Parallel" if name == "UseParallelOldGC" else "G1"
-            reason = f"JDK {_REMOVED_GC[name]} removed -XX:{name}; use the {gc} collector"
-            if sign == "+" and not surviving_gc and not replaced_gc:
+            removed = _GC_LIFECYCLE[name].ignored or _GC_LIFECYCLE[name].refused
+            what = _what(status, java_major, f"-XX:{sign}{name}")
+            reason = f"{what}: JDK {removed} removed it; use the {gc} collector"
+            if name == "UseParNewGC" and cms_stays:
+                reason = f"{what}: JDK {removed} removed it; CMS picks its young collector itself"
+                fixes.append(FlagFix(flag, None, reason, drop, status))
+            elif sign == "+" and not surviving_gc and not replaced_gc:
                 replaced_gc = True
-                fixes.append(FlagFix(flag, f"-XX:+{GC_FLAGS[gc]}", reason, {"jvm.gc": gc}))
+                fixes.append(
+                    FlagFix(flag, f"-XX:+{GC_FLAGS[gc]}", reason, {"jvm.gc": gc}, status)
+                )
             else:
-                fixes.append(FlagFix(flag, None, reason, drop))
-        elif re.match(r"(Use)?CMS", name) and java_major >= 14:
-            reason = f"-XX:{name} tunes CMS, which JDK 14 removed; G1 does not need it"
-            fixes.append(FlagFix(flag, None, reason, drop))
-        elif name in _GC_LOG and java_major >= 9:
-            reason = f"JDK 9 replaced -XX:{name} with unified logging; use -Xlog:gc* instead"
-            fixes.append(FlagFix(flag, None, reason, drop))
+                fixes.append(FlagFix(flag, None, reason, drop, status))
+        elif re.match(r"(Use)?CMS", name) and (status := _CMS_TUNING.status(java_major)):
+            reason = (
+                f"{_what(status, java_major, f'-XX:{sign}{name}')}: it tunes CMS, which JDK 14 "
+                "removed; G1 does not need it"
+            )
+            fixes.append(FlagFix(flag, None, reason, drop, status))
+        elif name in _GC_LOG and (status := _GC_LOG_LIFECYCLE.status(java_major)):
+            reason = (
+                f"{_what(status, java_major, f'-XX:{sign}{name}')}: JDK 9 replaced it with "
+                "unified logging; use -Xlog:gc* instead"
+            )
+            fixes.append(FlagFix(flag, None, reason, drop, status))
     return fixes
+
+
+def fix_arguments(fixes: Iterable[FlagFix]) -> list[str]:
+    """The `eiperf tune apply` arguments that make `fixes` (--unset NAME / --set NAME=VALUE)."""
+    args: list[str] = []
+    for fix in fixes:
+        for name, value in fix.changes.items():
+            args.append(
+                f"--unset {name}" if value is None else f"--set {format_assignment(name, value)}"
+            )
+    return list(dict.fromkeys(args))
 
 
 def fixes_as_changes(fixes: Iterable[FlagFix]) -> dict[str, Value | None]:

@@ -5,7 +5,9 @@ the changed directives' lines and nothing else. Where each parameter lives:
 
 * `proxy_{read,send,connect}_timeout`: every block that proxies (holds `proxy_pass`) must see the
   value; it is changed where it is set (that block or an enclosing server), else added to the
-  block next to the other timeouts (before `proxy_pass` when there are none).
+  block next to the other timeouts (before `proxy_pass` when there are none). nginx takes them
+  in http, server and location only: for a proxy_pass inside `if` or `limit_except` the value
+  goes in the enclosing location (crossplane's table of contexts decides), and a note says so.
 * `upstream_keepalive`, `lb_method`: every `upstream` block. nginx applies a balancing method
   only before `keepalive` (after it, keepalive is silently dropped: "load balancing method
   redefined"), so the editor keeps `least_conn`/`ip_hash` first and `keepalive` after the
@@ -16,13 +18,18 @@ the changed directives' lines and nothing else. Where each parameter lives:
 
 None as a value removes the directive (nginx's default applies again). Only the HTTP side is
 read and edited: `stream {}` blocks (TCP/UDP proxying, e.g. MLLP to the nodes) have neither
-these timeouts nor upstream keepalive or ip_hash, and are left alone. `ip_hash` is refused for
-an upstream with a `backup` server (nginx refuses that pair). Validation with `nginx -t` and
-reloads belong to node control. `NginxConfEditor` is this module's `tuning.edit.ConfigEditor`.
+these timeouts nor upstream keepalive or ip_hash, and are left alone -- each one a change would
+have concerned is named in the edit's notes. Pairs judged as the files would stand (only for
+upstreams the change touches): ip_hash, hash or random beside a `backup` server is refused
+(nginx refuses it); notes say where upstream keepalive cannot work (HTTP/1.0 or `Connection:
+close` to that upstream) and when worker_connections passes worker_rlimit_nofile. Validation
+with `nginx -t` and reloads belong to node control. `NginxConfEditor` is this module's
+`tuning.edit.ConfigEditor`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,6 +43,12 @@ TIMEOUTS = {
     "nginx.proxy_connect_timeout": "proxy_connect_timeout",
 }
 LB_DIRECTIVES = ("least_conn", "ip_hash", "hash", "random")
+# Balancing methods nginx refuses beside a `backup` server.
+BACKUP_REFUSED = ("ip_hash", "hash", "random")
+# Parameters that edit `upstream` blocks.
+UPSTREAM_PARAMS = {
+    "nginx.upstream_keepalive", "nginx.lb_method", "nginx.max_fails", "nginx.fail_timeout",
+}
 # What nginx uses when a directive is absent (reported by `read_nginx_settings`).
 DEFAULTS: dict[str, Value] = {
     "nginx.proxy_read_timeout": "60s",
@@ -186,27 +199,47 @@ def read_nginx_settings(files: Mapping[str, str]) -> dict[str, Value | list[Valu
 # ---- applying changes ------------------------------------------------------------------------
 
 
-def _set_timeout(docs: list[NginxSource], directive: str, value: Value | None) -> int:
+def _set_timeout(doc: NginxSource, directive: str, value: Value | None, notes: list[str]) -> int:
+    """Set a proxy timeout for every proxying block of `doc`; returns how many there are.
+
+    nginx takes the timeouts in http, server and location, not inside `if` or `limit_except`
+    (where proxy_pass may stand): such a block gets the value in its enclosing location."""
     places = 0
-    for doc in docs:
-        done: set[int] = set()
-        for block in _proxy_blocks(doc):
-            places += 1
-            while (holder := _holder(block, directive)) is not None and value is None:
+    done: set[int] = set()  # holders changed, blocks given the directive
+    for block in _proxy_blocks(doc):
+        places += 1
+        if value is None:
+            while (holder := _holder(block, directive)) is not None:
                 doc.delete(holder)
-            if value is None:
-                continue
-            if holder is not None:
-                if id(holder) not in done:
-                    doc.set_args(holder, [str(value)])
-                    done.add(id(holder))
-                continue
-            assert block.block is not None
-            timeouts = [s for s in block.block if s.directive in TIMEOUTS.values()]
-            proxy = next(i for i, s in enumerate(block.block) if s.directive == "proxy_pass")
-            anchor = timeouts[-1] if timeouts else block.block[proxy - 1] if proxy else None
-            doc.insert_after(
-                anchor.end_line if anchor else block.open_line, block, directive, [str(value)]
+            continue
+        holder = _holder(block, directive)
+        if holder is not None:
+            if id(holder) not in done:
+                doc.set_args(holder, [str(value)])
+                done.add(id(holder))
+            continue
+        target: Statement | None = block
+        while target is not None and not doc.accepts(target, directive):
+            target = target.parent
+        if target is None or id(target) in done:
+            continue
+        done.add(id(target))
+        assert target.block is not None
+        inner = block  # the statement of `target` that holds the proxy_pass
+        while inner.parent is not target and inner is not target:
+            assert inner.parent is not None
+            inner = inner.parent
+        at = next(i for i, s in enumerate(target.block) if s is inner or (
+            inner is target and s.directive == "proxy_pass"))
+        timeouts = [s for s in target.block if s.directive in TIMEOUTS.values()]
+        anchor = timeouts[-1] if timeouts else target.block[at - 1] if at else None
+        doc.insert_after(
+            anchor.end_line if anchor else target.open_line, target, directive, [str(value)]
+        )
+        if target is not block:
+            notes.append(
+                f"{doc.name}:{block.line}: {directive} set in the enclosing {target.directive} "
+                f"(line {target.line}): nginx does not accept it inside '{block.directive}'"
             )
     return places
 
@@ -244,12 +277,6 @@ def _set_lb(doc: NginxSource, up: Statement, method: Value | None) -> None:
             doc.delete(s)
     if wanted is None:
         return
-    backup = next((s for s in up.block if s.directive == "server" and "backup" in s.args), None)
-    if wanted == "ip_hash" and backup is not None:
-        raise EditorError(
-            f"{doc.name}:{backup.line}: upstream {' '.join(up.args)} has a backup server, which "
-            "nginx's ip_hash refuses; remove 'backup' there or use nginx.lb_method=least_conn"
-        )
     if first is not None:
         if first.directive != wanted or first.args:
             doc.rename(first, wanted)
@@ -289,9 +316,11 @@ def _set_worker(doc: NginxSource, param: str, value: Value | None) -> None:
         doc.insert_after(anchor, parent, directive, [str(value)])
 
 
-def _apply(docs: list[NginxSource], param: str, value: Value | None) -> None:
+def _apply(
+    docs: list[NginxSource], param: str, value: Value | None, notes: dict[str, list[str]]
+) -> None:
     if param in TIMEOUTS:
-        if not _set_timeout(docs, TIMEOUTS[param], value):
+        if not sum(_set_timeout(d, TIMEOUTS[param], value, notes[d.name]) for d in docs):
             raise EditorError(f"{param}: no block proxies (proxy_pass) in {_names(docs)}")
         return
     if param in ("nginx.worker_processes", "nginx.worker_connections"):
@@ -315,6 +344,152 @@ def _names(docs: list[NginxSource]) -> str:
     return ", ".join(d.name for d in docs)
 
 
+# ---- pairs nginx refuses, and settings a change leaves alone or makes moot -------------------
+
+
+def _check_backup(docs: list[NginxSource], changes: Mapping[str, Value | None]) -> None:
+    """EditorError when an upstream the change touches would balance with ip_hash, hash or
+    random beside a `backup` server: nginx refuses that pair ("balancing method does not
+    support parameter backup"). Judged before any edit, on the method that will stand."""
+    if not set(changes) & UPSTREAM_PARAMS:
+        return
+    for doc in docs:
+        for up in _upstreams(doc):
+            assert up.block is not None
+            kept = next((s for s in up.block if s.directive in LB_DIRECTIVES), None)
+            if "nginx.lb_method" in changes:
+                given = changes["nginx.lb_method"]
+                method, where = (None if given in (None, "round_robin") else str(given)), ""
+            else:
+                method = kept.directive if kept is not None else None
+                where = f" (its {method} is on line {kept.line})" if kept is not None else ""
+            backup = next(
+                (s for s in up.block if s.directive == "server" and "backup" in s.args), None
+            )
+            if method in BACKUP_REFUSED and backup is not None:
+                streams = [f"{d.name}:{s.line}" for d in docs for s in _streams(d)]
+                alone = (f" (stream {{}} at {', '.join(streams)} left alone: TCP/UDP, not these "
+                         "HTTP settings)") if streams else ""
+                raise EditorError(
+                    f"{doc.name}:{backup.line}: upstream {' '.join(up.args)} has a backup "
+                    f"server, which nginx's {method} refuses{where}; remove 'backup' there or "
+                    f"use nginx.lb_method=least_conn{alone}"
+                )
+
+
+_STREAM_WHY = (
+    "nginx.* parameters tune the HTTP proxying to EI, a stream block proxies raw TCP/UDP "
+    "(nginx takes no proxy_read_timeout, proxy_send_timeout, keepalive or ip_hash there)"
+)
+
+
+def _streams(doc: NginxSource) -> list[Statement]:
+    """The `stream {}` blocks of a file that proxy (proxy_pass) or balance (upstream)."""
+    return [
+        s for s in doc.stmts if s.directive == "stream" and s.block is not None
+        and {c.directive for c in walk(s.block)} & {"proxy_pass", "upstream"}
+    ]
+
+
+def _stream_notes(doc: NginxSource, changes: Mapping[str, Value | None]) -> list[str]:
+    """Why each `stream {}` block with proxies or upstreams was left alone (when the change is
+    about proxying or upstreams at all)."""
+    if not set(changes) & (UPSTREAM_PARAMS | set(TIMEOUTS)):
+        return []
+    return [
+        f"{doc.name}:{stream.line}: stream {{}} left alone: {_STREAM_WHY}; edit its "
+        "proxy_timeout, proxy_connect_timeout and servers by hand if they need it"
+        for stream in _streams(doc)
+    ]
+
+
+def stream_notes(files: Mapping[str, str]) -> list[str]:
+    """For `tune show`: the `stream {}` blocks whose settings are not read, and why."""
+    out = []
+    for name, text in files.items():
+        doc = NginxSource(name, text)
+        out += [f"{name}:{s.line}: stream {{}} not read: {_STREAM_WHY}" for s in _streams(doc)]
+    return out
+
+
+def _inherited(docs: list[NginxSource], doc: NginxSource, block: Statement, directive: str
+               ) -> list[Statement]:
+    """The `directive` statements that apply in `block`: those of the nearest enclosing block
+    that has any (nginx's inheritance of array directives such as proxy_set_header), looking
+    into the http {} of a main nginx.conf for a vhost file's top level."""
+    scope: Statement | None = block
+    while scope is not None:
+        found = [s for s in scope.block or [] if s.directive == directive]
+        if found:
+            return found
+        scope = scope.parent
+    if not doc.is_main:
+        for main in (d for d in docs if d.is_main):
+            http = child(main.stmts, "http")
+            found = [s for s in (http.block if http else []) or [] if s.directive == directive]
+            if found:
+                return found
+    return []
+
+
+def _keepalive_notes(
+    docs: list[NginxSource], changes: Mapping[str, Value | None]
+) -> dict[str, list[str]]:
+    """Where nginx.upstream_keepalive can have no effect: a block proxying to an upstream over
+    HTTP/1.0, or with nginx's default `Connection: close` header, closes every connection."""
+    out: dict[str, list[str]] = {d.name: [] for d in docs}
+    value = changes.get("nginx.upstream_keepalive")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return out
+    names = {" ".join(up.args) for d in docs for up in _upstreams(d)}
+    for doc in docs:
+        for block in _proxy_blocks(doc):
+            proxy = child(block.block, "proxy_pass")
+            url = proxy.args[0] if proxy is not None and proxy.args else ""
+            host = re.sub(r"^https?://", "", url).split("/")[0]
+            if host not in names:
+                continue
+            version = _inherited(docs, doc, block, "proxy_http_version")
+            headers = _inherited(docs, doc, block, "proxy_set_header")
+            connection = [h.args[1] if len(h.args) > 1 else "" for h in headers
+                          if h.args and h.args[0].lower() == "connection"]
+            why = []
+            if not version or version[-1].args != ["1.1"]:
+                why.append("over HTTP/1.0 (no proxy_http_version 1.1)")
+            if not connection or connection[-1].strip().lower() == "close":
+                why.append("with 'Connection: close' (no proxy_set_header Connection \"\")")
+            if why:
+                out[doc.name].append(
+                    f"{doc.name}:{block.line}: {block.directive} {' '.join(block.args)} proxies "
+                    f"to upstream {host} {' and '.join(why)}, so nginx closes each upstream "
+                    "connection and nginx.upstream_keepalive does nothing for it; add "
+                    "'proxy_http_version 1.1;' and 'proxy_set_header Connection \"\";' there"
+                )
+    return out
+
+
+def _rlimit_note(
+    docs: list[NginxSource], changes: Mapping[str, Value | None]
+) -> tuple[str, str] | None:
+    """(file, note) when the new worker_connections is above the file's worker_rlimit_nofile."""
+    value = changes.get("nginx.worker_connections")
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    for doc in (d for d in docs if d.is_main):
+        limit = child(doc.stmts, "worker_rlimit_nofile")
+        if limit is None or not limit.args or not limit.args[0].isdigit():
+            continue
+        if value > int(limit.args[0]):
+            return doc.name, (
+                f"{doc.name}:{limit.line}: worker_connections {value} is above "
+                "worker_rlimit_nofile "
+                f"{limit.args[0]}: nginx warns that they exceed the open file limit and runs out "
+                "of descriptors under load (a proxied request holds two); raise "
+                f"worker_rlimit_nofile to {2 * value} or more"
+            )
+    return None
+
+
 class NginxConfEditor(ConfigEditor):
     """`nginx.*` changes in nginx.conf and its vhost files, taken together as one configuration."""
 
@@ -325,9 +500,18 @@ class NginxConfEditor(ConfigEditor):
         self, files: Mapping[str, str], changes: Mapping[str, Value | None]
     ) -> dict[str, Edit]:
         docs = [NginxSource(name, text) for name, text in files.items()]
+        _check_backup(docs, changes)
+        notes: dict[str, list[str]] = {d.name: _stream_notes(d, changes) for d in docs}
         for param, value in changes.items():
-            _apply(docs, param, value)
-        return {doc.name: Edit.between(doc.text, doc.render(), doc.name) for doc in docs}
+            _apply(docs, param, value, notes)
+        for name, more in _keepalive_notes(docs, changes).items():
+            notes[name] += more
+        if (rlimit := _rlimit_note(docs, changes)) is not None:
+            notes[rlimit[0]].append(rlimit[1])
+        return {
+            doc.name: Edit.between(doc.text, doc.render(), doc.name, notes[doc.name])
+            for doc in docs
+        }
 
 
 def apply_nginx_changes(files: Mapping[str, str], changes: Mapping[str, object]) -> dict[str, Edit]:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from crossplane.analyzer import analyze, enter_block_ctx
+from crossplane.analyzer import CONTEXTS, DIRECTIVES, analyze, enter_block_ctx
 from crossplane.errors import NgxParserBaseException
 
 from tuning.edit import EditorError, dominant_eol, split_eol, split_lines
@@ -182,6 +182,22 @@ class NginxSource:
         for s in walk(self.stmts):
             self.by_line.setdefault(s.line, []).append(s)
         self.unit = "\t" if re.search(r"^\t", text, re.MULTILINE) else "    "
+
+    def context(self, block: Statement | None) -> tuple[str, ...]:
+        """The nginx context inside `block` (None: the file's top), e.g. ("http", "location")."""
+        chain = []
+        while block is not None:
+            chain.append(block)
+            block = block.parent
+        ctx = self.ctx
+        for stmt in reversed(chain):
+            ctx = enter_block_ctx({"directive": stmt.directive, "args": stmt.args}, ctx)
+        return ctx
+
+    def accepts(self, block: Statement | None, directive: str) -> bool:
+        """True when nginx takes `directive` inside `block` (crossplane's table of contexts)."""
+        mask = CONTEXTS.get(self.context(block))
+        return mask is not None and any(m & mask for m in DIRECTIVES.get(directive, []))
 
     @property
     def is_main(self) -> bool:

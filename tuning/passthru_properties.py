@@ -5,6 +5,9 @@ a key replaces its value in place; a key that is only present commented out (`#k
 the shipped file has `#worker_thread_keepalive_sec=60`) is uncommented there, so it stays next
 to its documentation; any other key is appended at the end. Unsetting comments a key out, so
 setting it again restores the line. Comments, order, blank lines and line ends stay as they are.
+A change to the worker pool is judged on the file as it would be: a core above the max (Synapse's
+defaults, core 40 / max 200, where a key is absent) is refused -- EI's ThreadPoolExecutor would
+not start the transport -- and a max that an unbounded queue makes moot is noted.
 `PassthruEditor` is this module's `tuning.edit.ConfigEditor`; `apply_passthru_changes` is its
 one-file shorthand.
 """
@@ -120,6 +123,54 @@ def _set(text: str, key: str, value: str | None, name: str) -> str:
     return "".join(lines)
 
 
+# What Synapse's PassThroughConfiguration uses when a key is absent (or commented out).
+DEFAULTS = {
+    "worker_pool_size_core": 40, "worker_pool_size_max": 200, "worker_pool_queue_length": -1,
+}
+
+
+def _effective(props: Mapping[str, str], key: str) -> tuple[int | None, bool]:
+    """The integer value EI reads for `key` (the default when absent) and whether it is set."""
+    raw = props.get(key)
+    if raw is None:
+        return DEFAULTS.get(key), False
+    try:
+        return int(raw.strip()), True
+    except ValueError:
+        return None, True
+
+
+def _check_pairs(text: str, name: str, changes: Mapping[str, Value | None]) -> list[str]:
+    """EditorError when the change leaves the worker pool's core above its max (EI's pool is a
+    ThreadPoolExecutor, which refuses that: the transport does not start); the notes on
+    settings the change makes moot."""
+    keys = {k.removeprefix("passthru.") for k in changes}
+    props = read_properties(text)
+    core, core_set = _effective(props, "worker_pool_size_core")
+    most, max_set = _effective(props, "worker_pool_size_max")
+    if keys & {"worker_pool_size_core", "worker_pool_size_max"} and core is not None \
+            and most is not None and core > most:
+        lines = split_lines(text)
+        where = {e.key: e.index + 1 for e in _entries(lines) if not e.commented}
+        shown_max = f"worker_pool_size_max {most}" + (
+            f" (line {where['worker_pool_size_max']})" if max_set else " (not set: EI's default)")
+        fix = ("set passthru.worker_pool_size_max too" if "worker_pool_size_core" in keys
+               else f"give passthru.worker_pool_size_max {core} or more")
+        raise EditorError(
+            f"{name}: worker_pool_size_core {core} would be above {shown_max}; EI's worker "
+            f"pool refuses that and the pass-through transport does not start; {fix}"
+        )
+    notes = []
+    queue, _ = _effective(props, "worker_pool_queue_length")
+    if "worker_pool_size_max" in keys and max_set and queue == -1:
+        notes.append(
+            f"{name}: worker_pool_queue_length is -1 (an unbounded queue), so the pool never "
+            f"grows past worker_pool_size_core {core}: worker_pool_size_max {most} has no effect "
+            "until the queue has a length"
+        )
+    return notes
+
+
 class PassthruEditor(ConfigEditor):
     """`passthru.<key>` changes in passthru-http.properties files, each on its own."""
 
@@ -135,7 +186,8 @@ class PassthruEditor(ConfigEditor):
             for param, value in changes.items():
                 key = param.removeprefix("passthru.")
                 new = _set(new, key, None if value is None else format_value(value), name)
-            out[name] = Edit.between(text, new, name)
+            notes = _check_pairs(new, name, changes) if new != text else []
+            out[name] = Edit.between(text, new, name, notes)
         return out
 
 

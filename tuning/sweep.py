@@ -6,7 +6,8 @@ run (`run_load_test`, a normal run folder) -> the objective and SLO verdict from
 summary -> a row in trials.parquet (`tuning.sweep_folder`; layout and states: `eicore.sweeps`;
 ranking and best: `eicore.trials`). A trial whose JVM refuses its flags, or whose node does not
 start, is recorded as failed with the JVM's own words; the cluster is restored and the sweep
-goes on. The originals come back at the end, on Ctrl-C / SIGTERM and on error; after a SIGKILL
+goes on; so is a trial whose settings a file refuses (e.g. a worker pool core above the
+file's max). The originals come back at the end, on Ctrl-C / SIGTERM and on error; after a SIGKILL
 the journal stays open and the next eiperf command (or `eiperf tune restore`) restores it.
 
 `--resume <id>` reruns nothing finished: trials in state complete, partial or failed are kept
@@ -34,6 +35,7 @@ from eicore.trials import TrialResult, aggregate, best_of
 from loadtests.run import run_load_test
 from tuning.apply import apply_settings
 from tuning.changes import ApplyError
+from tuning.edit import EditorError
 from tuning.journal import Journal
 from tuning.params import ParameterError, ParamSet
 from tuning.restore import restore_cluster
@@ -96,6 +98,7 @@ class SweepRun:
         self.folder = folder
         self.ui = ui
         self.journal = None
+        self._noted: set[str] = set()
 
     # -- journal
 
@@ -111,6 +114,14 @@ class SweepRun:
             self.ui.note("restoring the original settings ...")
         restore_cluster(self.cluster, journal, progress=self.ui.note)
         journal.close()
+
+    def _note_once(self, message: str) -> None:
+        """Progress of an apply; a note (a block left alone, a JDK warning) is said once."""
+        if message.startswith("note: "):
+            if message in self._noted:
+                return
+            self._noted.add(message)
+        self.ui.note(message)
 
     # -- bookkeeping
 
@@ -152,12 +163,12 @@ class SweepRun:
             return self._fail(p, started, str(e))
         self.ui.trial_started(p, 0)
         try:
-            apply_settings(self.cluster, params, self.journal, progress=self.ui.note)
-        except ApplyError as e:
+            apply_settings(self.cluster, params, self.journal, progress=self._note_once)
+        except (ApplyError, EditorError) as e:  # the JVM, nginx or the files refuse this trial
             self.ui.note(f"trial {p.trial} failed: {e}")
             self._restore()
             self._begin_journal()
-            return self._fail(p, started, e.jvm_message or str(e))
+            return self._fail(p, started, getattr(e, "jvm_message", None) or str(e))
         for rep in range(self.spec.repetitions):
             if rep:
                 self.ui.trial_started(p, rep)
@@ -276,6 +287,22 @@ def _rules(spec: SweepSpec) -> list[SloRule]:
     return parse_rules(list(spec.slo))
 
 
+def resumable(results_dir: Path, sweep_id: str, spec: SweepSpec | None = None
+              ) -> tuple[SweepFolder, SweepSpec]:
+    """The folder and stored spec of a sweep that `--resume` can continue; EiperfError (one
+    line, nothing touched) when there is no such sweep, it is complete, another eiperf runs
+    it, or `spec` is not the one it started with. Cheap: callers check before starting anything."""
+    folder = SweepFolder.open(Path(results_dir), sweep_id)
+    stored = folder.spec()
+    if spec is not None and _comparable(spec) != _comparable(stored):
+        raise EiperfError(f"{spec.source} differs from the spec sweep {sweep_id} started with; "
+                          f"resume without the spec file, or start a new sweep")
+    if folder.info.get("status") == SweepStatus.COMPLETE.value:
+        raise EiperfError(f"sweep {sweep_id} is complete; nothing to resume")
+    folder.check_free()
+    return folder, stored
+
+
 def run_sweep(spec: SweepSpec | None, cluster: Cluster, results_dir: Path, *,
               resume: str | None = None, ui: SweepUI | None = None) -> SweepOutcome:
     """Run a new sweep (`spec`) or resume one (`resume` id; `spec`, when given, must match)."""
@@ -283,14 +310,7 @@ def run_sweep(spec: SweepSpec | None, cluster: Cluster, results_dir: Path, *,
         raise EiperfError("the cluster must come from a cluster.toml file")
     results_dir = Path(results_dir)
     if resume:
-        folder = SweepFolder.open(results_dir, resume)
-        stored = folder.spec()
-        if spec is not None and _comparable(spec) != _comparable(stored):
-            raise EiperfError(f"{spec.source} differs from the spec sweep {resume} started with; "
-                              f"resume without the spec file, or start a new sweep")
-        if folder.info.get("status") == SweepStatus.COMPLETE.value:
-            raise EiperfError(f"sweep {resume} is complete; nothing to resume")
-        spec = stored
+        folder, spec = resumable(results_dir, resume, spec)
         folder.lock()
     else:
         if spec is None:

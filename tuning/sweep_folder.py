@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eicore.errors import EiperfError
-from eicore.fsutil import atomic_write_text
+from eicore.fsutil import atomic_write_text, lock_held
 from eicore.sweeps import (
     SWEEP_JSON,
     SWEEP_LOCK,
@@ -70,14 +70,22 @@ class SweepFolder:
         data = self.info["spec"]
         return parse_spec_data(data, data.get("source") or self.id)
 
+    def check_free(self) -> None:
+        """EiperfError when another eiperf process runs this sweep (its lock is held)."""
+        if lock_held(self.path / SWEEP_LOCK):
+            raise self._busy()
+
+    def _busy(self) -> EiperfError:
+        return EiperfError(f"sweep {self.id} is running in another eiperf process; "
+                           "wait for it or stop it first")
+
     def lock(self) -> None:
         fd = os.open(self.path / SWEEP_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise EiperfError(f"sweep {self.id} is running in another eiperf process; "
-                              "wait for it or stop it first") from None
+            raise self._busy() from None
         self._lock_fd = fd
 
     def unlock(self) -> None:

@@ -39,6 +39,11 @@ class NodeTransport(ABC):
     - `write_bytes` is atomic (temp file in the same folder, then rename) and keeps the mode of
       a file it replaces; `read_bytes` of a missing file raises FileNotFoundError;
     - `write_bytes` creates missing parent folders; a new file gets `mode` or 0644;
+    - symlinks: `read_bytes`, `write_bytes`, `exists`, `size` and `mode` follow them. A write
+      to a link replaces the file it points to (temp file in THAT file's folder, renamed over
+      it), so the link stays a link (sites-enabled/x -> ../sites-available/x); the owner of
+      the file replaced is kept where the login may set it (root, or the owner: its group);
+      `remove` and `symlink` act on the link itself; `readlink` tells a link from a file;
     - `read_from(path, offset)` returns the bytes from `offset` to the end (for following logs),
       b"" for a missing file;
     - `run` never raises for a non-zero exit: it returns the CommandResult; it raises
@@ -67,6 +72,20 @@ class NodeTransport(ABC):
     def exists(self, path: str) -> bool: ...
 
     @abstractmethod
+    def mode(self, path: str) -> int:
+        """Permission bits of a file (of the file a symlink points to); FileNotFoundError."""
+
+    @abstractmethod
+    def readlink(self, path: str) -> str | None:
+        """The text of the symlink `path` (as written, maybe relative); None when `path` is no
+        link or does not exist."""
+
+    @abstractmethod
+    def symlink(self, target: str, path: str) -> None:
+        """Make `path` a symlink whose text is `target`, atomically replacing a file or link
+        at `path` (a link made beside it, then renamed); creates missing parent folders."""
+
+    @abstractmethod
     def size(self, path: str) -> int:
         """Size in bytes, 0 when the file does not exist."""
 
@@ -75,7 +94,7 @@ class NodeTransport(ABC):
 
     @abstractmethod
     def remove(self, path: str) -> None:
-        """Remove a file; a missing file is not an error."""
+        """Remove a file (a symlink itself, not what it points to); missing is not an error."""
 
     @abstractmethod
     def run(

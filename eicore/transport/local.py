@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
+import uuid
 from pathlib import Path
 
-from eicore.fsutil import atomic_write_bytes
+from eicore.fsutil import write_through_link
 from eicore.transport.base import CommandResult, NodeTransport, TransportError
 
 
@@ -49,10 +51,30 @@ class LocalTransport(NodeTransport):
             return b""
 
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
-        atomic_write_bytes(Path(path), data, mode)
+        write_through_link(Path(path), data, mode)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
+
+    def mode(self, path: str) -> int:
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    def readlink(self, path: str) -> str | None:
+        try:
+            return os.readlink(path)
+        except OSError:  # missing, or not a link
+            return None
+
+    def symlink(self, target: str, path: str) -> None:
+        folder = os.path.dirname(path) or "/"
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.lnk")
+        os.symlink(target, tmp)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
     def size(self, path: str) -> int:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import errno
 import os
+import posixpath
 import select
 import shlex
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 import paramiko
 
 from eicore.errors import ConfigError
+from eicore.fsutil import MAX_LINKS
 from eicore.transport.base import CommandResult, NodeTransport, TransportError
 
 CONNECT_TIMEOUT_S = 10.0
@@ -37,6 +39,12 @@ def _fingerprint(key: paramiko.PKey) -> str:
 
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _split(path: str) -> tuple[str, str]:
+    """(folder, name) of an absolute POSIX path."""
+    folder, name = path.rsplit("/", 1)
+    return folder or "/", name
 
 
 class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
@@ -231,25 +239,27 @@ class SSHTransport(NodeTransport):
             return b""
 
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
-        folder, name = path.rsplit("/", 1)
-        folder = folder or "/"
-        tmp = f"{folder.rstrip('/')}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-
         def write(sftp: paramiko.SFTPClient) -> None:
+            target = self._link_target(sftp, path)  # a link stays a link: write what it names
+            folder, name = _split(target)
+            tmp = f"{folder.rstrip('/')}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                old: paramiko.SFTPAttributes | None = sftp.stat(target)
+            except FileNotFoundError:
+                old = None
             if mode is not None:
                 keep = mode
             else:
-                try:
-                    keep = stat.S_IMODE(sftp.stat(path).st_mode or 0o644)
-                except FileNotFoundError:
-                    keep = 0o644
+                keep = stat.S_IMODE(old.st_mode or 0o644) if old is not None else 0o644
             self._makedirs(sftp, folder)
             try:
                 with sftp.open(tmp, "wb") as f:
                     f.set_pipelined(True)
                     f.write(data)
+                if old is not None:  # before chmod: a chown clears set-id bits
+                    self._keep_owner(sftp, tmp, old)
                 sftp.chmod(tmp, keep)
-                sftp.posix_rename(tmp, path)
+                sftp.posix_rename(tmp, target)
             except BaseException:
                 try:
                     sftp.remove(tmp)
@@ -258,6 +268,68 @@ class SSHTransport(NodeTransport):
                 raise
 
         self._io("write", path, write)
+
+    @staticmethod
+    def _link_target(sftp: paramiko.SFTPClient, path: str) -> str:
+        """The file `path` names once the symlinks of its last component are followed."""
+        for _ in range(MAX_LINKS):
+            try:
+                st = sftp.lstat(path)
+            except FileNotFoundError:
+                return path
+            if not stat.S_ISLNK(st.st_mode or 0):
+                return path
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(path), sftp.readlink(path)))
+        raise OSError(errno.ELOOP, f"{path}: more than {MAX_LINKS} symlinks in a row")
+
+    @staticmethod
+    def _keep_owner(sftp: paramiko.SFTPClient, tmp: str, old: paramiko.SFTPAttributes) -> None:
+        """Give the new file the owner and group of the one it replaces, where the login may:
+        as root, or (its group only) as the owner; otherwise leave them."""
+        mine = sftp.stat(tmp)
+        if (mine.st_uid, mine.st_gid) == (old.st_uid, old.st_gid):
+            return
+        if mine.st_uid != 0 and mine.st_uid != old.st_uid:
+            return
+        try:
+            sftp.chown(tmp, old.st_uid or 0, old.st_gid or 0)
+        except PermissionError:
+            pass
+        except OSError as e:  # sftp-server says "Permission denied" as a plain failure too
+            if e.errno not in (errno.EPERM, errno.EACCES, None):
+                raise
+
+    def mode(self, path: str) -> int:
+        return stat.S_IMODE(self._io("stat", path, lambda s: s.stat(path)).st_mode or 0)
+
+    def readlink(self, path: str) -> str | None:
+        def read(sftp: paramiko.SFTPClient) -> str | None:
+            if not stat.S_ISLNK(sftp.lstat(path).st_mode or 0):
+                return None
+            return sftp.readlink(path)
+
+        try:
+            return self._io("readlink", path, read)
+        except FileNotFoundError:
+            return None
+
+    def symlink(self, target: str, path: str) -> None:
+        folder, name = _split(path)
+        tmp = f"{folder.rstrip('/')}/.{name}.{uuid.uuid4().hex[:8]}.lnk"
+
+        def link(sftp: paramiko.SFTPClient) -> None:
+            self._makedirs(sftp, folder)
+            sftp.symlink(target, tmp)
+            try:
+                sftp.posix_rename(tmp, path)
+            except BaseException:
+                try:
+                    sftp.remove(tmp)
+                except OSError:
+                    pass
+                raise
+
+        self._io("symlink", path, link)
 
     @staticmethod
     def _makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:

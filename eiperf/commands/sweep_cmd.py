@@ -18,8 +18,7 @@ from eicore.sweeps import SweepStatus
 from eicore.trials import tune_apply_command
 from eiperf.context import resolve_cluster
 from tuning.strategies import GridStrategy
-from tuning.sweep import run_sweep
-from tuning.sweep_folder import SweepFolder
+from tuning.sweep import resumable, run_sweep
 from tuning.sweep_spec import SweepSpec, load_spec
 
 EXIT_NO_TRIAL_MET_SLO = 1
@@ -111,18 +110,20 @@ def plan_lines(spec: SweepSpec) -> list[str]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    # All input is checked before the testbed starts or anything is written: the spec, and for
+    # --resume the sweep folder (there, not complete, not running elsewhere, the same spec).
     if not args.spec and not args.resume:
         raise ConfigError("give a sweep spec file (e.g. sweeps/heap_gc.toml) or --resume <id>")
     spec = load_spec(args.spec) if args.spec else None
     out = results_dir(args.results)
+    stored = resumable(out, args.resume, spec)[1] if args.resume else None
+    shown = spec or stored
+    assert shown is not None
     if args.dry_run:
-        if spec is None:
-            spec = SweepFolder.open(out, args.resume).spec()
-        for line in plan_lines(spec):
+        for line in plan_lines(shown):
             print(line)
         return 0
     cluster = resolve_cluster(args)
-    shown = spec or SweepFolder.open(out, args.resume).spec()
     ui = RichSweepUI(shown.objective.metric)
     outcome = run_sweep(spec, cluster, out, resume=args.resume, ui=ui)
     print()

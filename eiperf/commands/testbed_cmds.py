@@ -22,7 +22,7 @@ def print_urls(cluster: Cluster) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     cluster = manager.up(args.testbed_dir, nodes=args.nodes, port_base=args.port_base,
                          offset_base=args.offset_base, progress=lambda m: print(m, flush=True),
-                         jmx_auth=args.jmx_auth)
+                         jmx_auth=args.jmx_auth, hosts=args.hosts, generators=args.generators)
     print("testbed is up:")
     print_urls(cluster)
     return 0

@@ -12,16 +12,20 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from eicore.errors import ConfigError
+from eicore.errors import ConfigError, EiperfError
 from eicore.results import results_dir
 from eicore.transport import LocalTransport
 from eiperf.context import resolve_cluster
 from tuning.apply import apply_settings
-from tuning.changes import edit_file
+from tuning.changes import KIND_NAMES, edit_file, file_kind, file_settings
+from tuning.flag_check import java_major, node_java
+from tuning.jdk_checks import check_script
 from tuning.journal import Journal, busy_journals, unfinished_journals
-from tuning.params import ParameterError, ParamSet, lookup
+from tuning.params import ParameterError, ParamSet, Target, lookup
 from tuning.restore import restore_cluster, restore_journals
 from tuning.settings import cluster_settings
+
+JAVA_VERSION_IS_FOR_FILES = "--java-version is for --file; in a cluster each node's own java is asked"
 
 # ---- show --------------------------------------------------------------------------------------
 
@@ -63,7 +67,23 @@ def settings_table(settings: dict[str, Any]) -> list[str]:
     return [ln.rstrip() for ln in lines]
 
 
+def file_table(settings: dict[str, Any]) -> list[str]:
+    """The lines `tune show --file` prints: one parameter a line (several places: one each)."""
+    width = max([len("parameter"), *(len(k) for k in settings)]) + 2
+    lines = ["parameter".ljust(width) + "value"]
+    for key, value in settings.items():
+        for i, shown in enumerate(value if isinstance(value, list) else [value]):
+            lines.append(("" if i else key).ljust(width) + _fmt(shown))
+    return [ln.rstrip() for ln in lines]
+
+
 def cmd_tune_show(args: argparse.Namespace) -> int:
+    if args.file:
+        if args.cluster:
+            raise ConfigError("give --file PATH or --cluster FILE, not both")
+        return _show_file(args)
+    if args.java_version is not None:
+        raise ConfigError(JAVA_VERSION_IS_FOR_FILES)
     cluster = resolve_cluster(args, start_testbed=False)
     print(f"cluster {cluster.name} ({cluster.source})")
     for line in settings_table(cluster_settings(cluster)):
@@ -75,6 +95,50 @@ def cmd_tune_show(args: argparse.Namespace) -> int:
         print(f"\n{len(applied)} change(s) applied by 'eiperf tune apply' are journaled; "
               "'eiperf tune restore' brings the originals back")
     return 0
+
+
+def _show_file(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    text = _read_file(path)
+    kind, settings, notes = file_settings(path.name, text)
+    if kind is not Target.JVM and args.java_version is not None:
+        raise ConfigError(f"{path}: --java-version is for start-up scripts, not {KIND_NAMES[kind]}")
+    print(f"{path} ({KIND_NAMES[kind]})")
+    for line in file_table(settings):
+        print(line)
+    if kind is Target.JVM:
+        major, where = _java_major(args, required=False)
+        if major is None:
+            notes.append(f"flags not checked: {where}")
+        else:
+            print(f"\nflags checked against JDK {major} ({where})")
+            report = check_script(text, path.name, major)
+            notes += [f.line() for f in report.findings]
+    if notes:
+        print()
+    for note in notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _java_major(args: argparse.Namespace, required: bool = True) -> tuple[int | None, str]:
+    """The JDK a script given by --file will meet, and where that came from (to print):
+    --java-version, else the local java's version. ConfigError when there is neither (and
+    `required`); else (None, why)."""
+    if args.java_version is not None:
+        return args.java_version, "--java-version"
+    t = LocalTransport()
+    try:
+        java = node_java(t)
+    except EiperfError:
+        java = None
+    major = java_major(t, java) if java else None
+    if major is not None:
+        return major, f"the local java, {java}; --java-version N for another"
+    why = "no java here tells which JDK the script will meet"
+    if required:
+        raise ConfigError(f"{args.file}: {why}; give --java-version 8 or 11 (what EI 6.x runs on)")
+    return None, f"{why}; give --java-version N"
 
 
 # ---- apply -------------------------------------------------------------------------------------
@@ -106,12 +170,24 @@ def cmd_tune_apply(args: argparse.Namespace) -> int:
         if args.cluster:
             raise ConfigError("give --file PATH or --cluster FILE, not both")
         return _apply_file(args, params)
-    cluster = resolve_cluster(args, start_testbed=not args.dry_run)
+    if args.java_version is not None:
+        raise ConfigError(JAVA_VERSION_IS_FOR_FILES)
     if args.dry_run:
+        cluster = resolve_cluster(args, start_testbed=False)
         outcome = apply_settings(cluster, params, None, dry_run=True)
         _print_diffs(outcome.diffs)
         print(f"dry run: {len(outcome.diffs)} file(s) would change; nothing was changed")
         return 0
+    if not args.cluster:
+        # The testbed starts only once the change is checked against its files (when it has
+        # files yet: one never built is built first, and checked before anything is written).
+        try:
+            built = resolve_cluster(args, start_testbed=False)
+        except EiperfError:
+            built = None
+        if built is not None:
+            apply_settings(built, params, None, dry_run=True, progress=lambda m: None)
+    cluster = resolve_cluster(args)
     journal = Journal.begin(results_dir(args.results), Path(cluster.source or ""), "tune apply "
                             + " ".join(params.assignments()))
     try:
@@ -137,8 +213,8 @@ def cmd_tune_apply(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply_file(args: argparse.Namespace, params: ParamSet) -> int:
-    path = Path(args.file)
+def _read_file(path: Path) -> str:
+    """The text of a config file given by --file; ConfigError (one line) when it cannot be."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -147,14 +223,31 @@ def _apply_file(args: argparse.Namespace, params: ParamSet) -> int:
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder; give one file") from None
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; eiperf edits only text config files") from None
-    edit = edit_file(path.name, text, params)
+
+
+def _apply_file(args: argparse.Namespace, params: ParamSet) -> int:
+    path = Path(args.file)
+    text = _read_file(path)
+    major, where = (None, "")
+    if file_kind(path.name, text) is Target.JVM:
+        major, where = _java_major(args)
+    elif args.java_version is not None:
+        raise ConfigError(f"{path}: --java-version is for start-up scripts, not "
+                          f"{KIND_NAMES[file_kind(path.name, text)]}")
+    if major is not None:
+        print(f"flags checked against JDK {major} ({where})", flush=True)
+    result = edit_file(path.name, text, params, major, f"eiperf tune apply --file {path}")
+    edit = result.edit
+    for note in result.notes:
+        print(f"note: {note}")
     if edit.diff:
         print(edit.diff, end="")
     if not edit.changed:
-        print(f"{path}: already has these settings; nothing to change")
+        print(f"{path}: nothing to change" + (
+            "" if result.notes else ": it already has these settings"))
         return 0
     if args.dry_run:
         print(f"dry run: {path} would change; nothing was changed")

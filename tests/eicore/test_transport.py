@@ -102,6 +102,79 @@ def test_failed_write_leaves_the_target_and_no_temp_file(transport, tmp_path):
     assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]
 
 
+def _vhost_link(tmp_path):
+    """nginx's layout: sites-enabled/ei.conf -> ../sites-available/ei.conf (a relative link)."""
+    available, enabled = tmp_path / "sites-available", tmp_path / "sites-enabled"
+    available.mkdir()
+    enabled.mkdir()
+    target = available / "ei.conf"
+    target.write_bytes(b"server { listen 80; }\n")
+    os.chmod(target, 0o640)
+    link = enabled / "ei.conf"
+    os.symlink("../sites-available/ei.conf", link)
+    return link, target
+
+
+def test_write_through_a_symlink_replaces_its_target_and_keeps_the_link(transport, tmp_path):
+    link, target = _vhost_link(tmp_path)
+    with open(target, "rb") as reader:  # the old target stays readable: replaced by rename
+        transport.write_bytes(str(link), b"server { listen 8080; }\n")
+        assert reader.read() == b"server { listen 80; }\n"
+    assert os.readlink(link) == "../sites-available/ei.conf"  # still the same link
+    assert target.read_bytes() == b"server { listen 8080; }\n"
+    assert os.stat(target).st_mode & 0o7777 == 0o640
+    assert transport.read_bytes(str(link)) == b"server { listen 8080; }\n"
+    # the temp file went to the target's folder and is gone; nothing new beside the link
+    assert sorted(os.listdir(link.parent)) == ["ei.conf"]
+    assert sorted(os.listdir(target.parent)) == ["ei.conf"]
+
+
+def test_write_through_a_chain_of_links_and_a_dangling_link(transport, tmp_path):
+    link, target = _vhost_link(tmp_path)
+    outer = tmp_path / "conf.d-ei.conf"
+    os.symlink(str(link), outer)  # absolute link -> relative link -> file
+    transport.write_bytes(str(outer), b"chain\n")
+    assert os.path.islink(outer) and os.path.islink(link)
+    assert target.read_bytes() == b"chain\n"
+    dangling = tmp_path / "sites-enabled" / "new.conf"
+    os.symlink("../sites-available/new.conf", dangling)
+    transport.write_bytes(str(dangling), b"new\n")
+    assert os.path.islink(dangling)
+    assert (tmp_path / "sites-available" / "new.conf").read_bytes() == b"new\n"
+
+
+def test_write_keeps_the_owner_of_the_file_it_replaces(transport, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    link, target = _vhost_link(tmp_path)
+    os.chown(target, 65534, 65534)
+    transport.write_bytes(str(link), b"owned\n")
+    st = os.stat(target)
+    assert (st.st_uid, st.st_gid) == (65534, 65534) and st.st_mode & 0o7777 == 0o640
+
+
+def test_readlink_symlink_and_mode(transport, tmp_path):
+    link, target = _vhost_link(tmp_path)
+    assert transport.readlink(str(link)) == "../sites-available/ei.conf"
+    assert transport.readlink(str(target)) is None
+    assert transport.readlink(str(tmp_path / "missing")) is None
+    assert transport.mode(str(link)) == 0o640 == transport.mode(str(target))
+    with pytest.raises(FileNotFoundError):
+        transport.mode(str(tmp_path / "missing"))
+    # a link replaced by a regular file (what an editor that ignores links leaves) comes back
+    link.unlink()
+    link.write_bytes(b"a copy\n")
+    transport.symlink("../sites-available/ei.conf", str(link))
+    assert os.readlink(link) == "../sites-available/ei.conf"
+    transport.symlink("../sites-available/other.conf", str(link))  # a link over a link
+    assert os.readlink(link) == "../sites-available/other.conf"
+    transport.symlink("/etc/hostname", str(tmp_path / "new" / "dir" / "l"))
+    assert os.readlink(tmp_path / "new" / "dir" / "l") == "/etc/hostname"
+    assert not [n for n in os.listdir(link.parent) if n.startswith(".")]
+    transport.remove(str(link))  # the link goes, not its target
+    assert not os.path.lexists(link) and target.exists()
+
+
 def test_read_from_returns_bytes_from_offset_to_end(transport, tmp_path):
     log = tmp_path / "wso2carbon.log"
     log.write_bytes(b"line 1\nline 2\n")

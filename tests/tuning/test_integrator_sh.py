@@ -301,3 +301,51 @@ def test_jdk_refuses_the_guides_flags_and_the_fixed_flags_pass():
     # The same flags, as written into the script by the editor, pass too.
     edit = apply_jvm_changes(text, fixes_as_changes(fixes), "wso2server.sh")
     assert run_java(list(read_jvm_options(edit.new_text).options)).returncode == 0
+
+
+# ---- pairs the JVM refuses, judged on the script as it would be --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "message"),
+    [
+        ("integrator.sh", {"jvm.xms": "2g"},
+         "integrator.sh:184: -Xms2g would be above -Xmx1024m, which the JVM refuses (\"Initial "
+         "heap size set to a larger value than the maximum heap size\"); set jvm.xmx too (e.g. "
+         "jvm.xmx=2g) or a smaller jvm.xms"),
+        ("wso2server-crlf.sh", {"jvm.xmx": "128m"},
+         "wso2server-crlf.sh:124: -Xms256m would be above -Xmx128m, which the JVM refuses"),
+        ("integrator-ei600.sh", {"jvm.xms": "1536m", "jvm.xmx": "1g"},
+         "integrator-ei600.sh:194: -Xms1536m would be above -Xmx1g"),
+    ],
+)
+def test_xms_above_the_scripts_xmx_is_refused(name, changes, message):
+    with pytest.raises(EditorError) as info:
+        apply_jvm_changes(fixture(name), changes, name)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_heap_pairs_that_hold_after_the_change_pass():
+    for changes in ({"jvm.xms": "1024m"}, {"jvm.xms": "2g", "jvm.xmx": "2g"}, {"jvm.xmx": "256m"}):
+        assert apply_jvm_changes(fixture("integrator.sh"), changes).changed, changes
+
+
+def test_a_second_collector_is_refused_and_cms_with_parnew_is_one():
+    text = fixture("integrator.sh").replace(
+        'JVM_MEM_OPTS="-Xms256m -Xmx1024m"', 'JVM_MEM_OPTS="-Xms256m -Xmx1024m -XX:+UseG1GC"')
+    with pytest.raises(EditorError, match=r"^integrator.sh: -XX:\+UseG1GC and "
+                       r"-XX:\+UseConcMarkSweepGC would each select a garbage collector"):
+        apply_jvm_changes(text, {"jvm.flag.UseConcMarkSweepGC": True})
+    cms = apply_jvm_changes(text, {"jvm.gc": None, "jvm.flag.UseConcMarkSweepGC": True,
+                                   "jvm.flag.UseParNewGC": True})
+    assert "-XX:+UseConcMarkSweepGC -XX:+UseParNewGC" in cms.new_text
+    assert "UseG1GC" not in cms.new_text
+    assert apply_jvm_changes(text, {"jvm.gc": "Parallel"}).changed  # replaces, never adds
+
+
+def test_the_old_java_line_is_read_with_its_line_number():
+    for name, line in (("integrator.sh", 186), ("integrator-ei600.sh", 196)):
+        options = read_jvm_options(fixture(name), name)
+        assert options.conditional == ("-XX:MaxPermSize=256m",)
+        assert options.conditional_lines == (line,)
+    assert read_jvm_options(fixture("wso2server.sh")).conditional_lines == ()

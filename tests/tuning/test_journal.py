@@ -3,6 +3,7 @@ removed, durability before the first write, and recovery of a journal whose proc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,7 +144,7 @@ def test_write_after_restore_is_refused(tmp_path, files):
 def test_unknown_schema_is_refused_with_a_clear_line(tmp_path):
     j = Journal.begin(tmp_path / "results", None, "test")
     j.release()
-    raw = (j.path / "journal.json").read_text().replace('"schema_version": 1', '"schema_version": 9')
+    raw = (j.path / "journal.json").read_text().replace('"schema_version": 2', '"schema_version": 9')
     (j.path / "journal.json").write_text(raw)
     with pytest.raises(JournalError, match="schema_version 9"):
         unfinished_journals(tmp_path / "results")
@@ -184,3 +185,102 @@ def test_sigkill_after_first_write_leaves_an_unfinished_journal(tmp_path, files)
     found[0].close()
     assert snapshot(files) == before
     assert unfinished_journals(results) == []
+
+
+# ---- symlinked files (nginx's sites-enabled/x -> ../sites-available/x), locally and over SSH ----
+
+
+@pytest.fixture(params=["local", "ssh"])
+def transport(request):
+    if request.param == "local":
+        return LocalTransport()
+    return request.getfixturevalue("ssh_transport")  # a real sshd on loopback (tests/conftest.py)
+
+
+@pytest.fixture
+def vhost_link(tmp_path: Path) -> tuple[Path, Path]:
+    """A Debian-style nginx layout: the enabled vhost is a relative link to the available one."""
+    available, enabled = tmp_path / "nginx" / "sites-available", tmp_path / "nginx" / "sites-enabled"
+    available.mkdir(parents=True)
+    enabled.mkdir()
+    target = available / "ei.http.conf"
+    target.write_bytes(b"upstream ei {\r\n    server 10.0.0.1:8280;\r\n}\r\n")
+    target.chmod(0o640)
+    link = enabled / "ei.http.conf"
+    link.symlink_to("../sites-available/ei.http.conf")
+    return link, target
+
+
+def test_a_symlinked_file_is_written_through_and_restored_as_a_link(tmp_path, vhost_link, transport):
+    link, target = vhost_link
+    original = target.read_bytes()
+    j = Journal.begin(tmp_path / "results", None, "test")
+    j.write(transport, str(link), b"changed\n")
+    assert link.is_symlink() and os.readlink(link) == "../sites-available/ei.http.conf"
+    assert target.read_bytes() == b"changed\n" and target.stat().st_mode & 0o7777 == 0o640
+    j.close()
+    assert link.is_symlink() and os.readlink(link) == "../sites-available/ei.http.conf"
+    assert target.read_bytes() == original and target.stat().st_mode & 0o7777 == 0o640
+    assert sorted(os.listdir(link.parent)) == ["ei.http.conf"]
+    assert sorted(os.listdir(target.parent)) == ["ei.http.conf"]
+
+
+@pytest.mark.parametrize("damage", ["replaced by a copy", "removed"])
+def test_a_link_replaced_or_removed_after_the_write_comes_back_as_a_link(
+    tmp_path, vhost_link, transport, damage
+):
+    """What an editor that ignores links leaves (the copy), or a hand's `rm`: restore puts the
+    link back and the original bytes into the file it names."""
+    link, target = vhost_link
+    original = target.read_bytes()
+    j = Journal.begin(tmp_path / "results", None, "test")
+    j.write(transport, str(link), b"changed\n")
+    link.unlink()
+    if damage == "replaced by a copy":
+        link.write_bytes(b"changed\n")
+    j.close()
+    assert link.is_symlink() and os.readlink(link) == "../sites-available/ei.http.conf"
+    assert target.read_bytes() == original and target.stat().st_mode & 0o7777 == 0o640
+
+
+def test_a_dangling_link_written_through_is_a_dangling_link_again(tmp_path, transport):
+    link = tmp_path / "sites-enabled" / "new.conf"
+    link.parent.mkdir()
+    link.symlink_to("../sites-available/new.conf")
+    (tmp_path / "sites-available").mkdir()
+    j = Journal.begin(tmp_path / "results", None, "test")
+    j.write(transport, str(link), b"new\n")
+    assert (tmp_path / "sites-available" / "new.conf").read_bytes() == b"new\n"
+    j.close()
+    assert link.is_symlink() and not (tmp_path / "sites-available" / "new.conf").exists()
+
+
+def test_a_file_that_became_a_link_is_a_file_again(tmp_path, files):
+    script = files / "bin" / "integrator.sh"
+    before = snapshot(files)
+    j = Journal.begin(tmp_path / "results", None, "test")
+    j.write(LocalTransport(), str(script), b"changed\n")
+    elsewhere = tmp_path / "elsewhere.sh"
+    elsewhere.write_bytes(b"someone else's\n")
+    script.unlink()
+    script.symlink_to(elsewhere)
+    j.close()
+    assert not script.is_symlink() and snapshot(files) == before
+    assert elsewhere.read_bytes() == b"someone else's\n"
+
+
+def test_a_version_1_journal_is_still_restored(tmp_path, files):
+    """Journals written before links were recorded (schema 1) have no `link`: plain files."""
+    results = tmp_path / "results"
+    before = snapshot(files)
+    j = Journal.begin(results, None, "old")
+    j.write(LocalTransport(), str(files / "bin" / "integrator.sh"), b"changed\n")
+    j.release()
+    record = json.loads((j.path / "journal.json").read_text())
+    record["schema_version"] = 1
+    for entry in record["files"]:
+        del entry["link"], entry["target"]
+    (j.path / "journal.json").write_text(json.dumps(record))
+    [found] = unfinished_journals(results)
+    found.close()
+    assert snapshot(files) == before

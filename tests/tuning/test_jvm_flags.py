@@ -11,7 +11,9 @@ import tuning.integrator_sh
 from tuning.edit import EditorError
 from tuning.jvm_flags import (
     FlagFix,
+    FlagStatus,
     apply_flag_fixes,
+    fix_arguments,
     fixes_as_changes,
     flag_name,
     legacy_flag_fixes,
@@ -70,10 +72,41 @@ def test_cms_becomes_g1_from_jdk_14_and_cms_tuning_is_dropped():
     assert all(f.reason for f in fixes)
     assert apply_flag_fixes(flags, fixes) == ["-XX:+UseG1GC"]
     assert fixes_as_changes(fixes)["jvm.gc"] == "G1"
-    # JDK 11 still has CMS but not ParNew (removed in 10): drop ParNew, keep CMS.
-    jdk11 = legacy_flag_fixes(flags, 11)
-    assert [f.flag for f in jdk11] == ["-XX:+UseParNewGC"] and jdk11[0].replacement is None
+    # JDK 11 refuses ParNew (removed in 10): dropped, CMS picks its own young collector; CMS
+    # itself only warns (deprecated), with G1 as its way out; its tuning flags still work.
+    jdk11 = {f.flag: f for f in legacy_flag_fixes(flags, 11)}
+    assert list(jdk11) == ["-XX:+UseConcMarkSweepGC", "-XX:+UseParNewGC"]
+    parnew = jdk11["-XX:+UseParNewGC"]
+    assert parnew.status is FlagStatus.REFUSED and parnew.replacement is None
+    assert "CMS picks its young collector" in parnew.reason
+    cms = jdk11["-XX:+UseConcMarkSweepGC"]
+    assert cms.status is FlagStatus.DEPRECATED and cms.replacement == "-XX:+UseG1GC"
     assert legacy_flag_fixes(flags, 8) == []
+
+
+@pytest.mark.parametrize(
+    ("flag", "statuses"),
+    [  # what JDK 8 / 11 / 17 do (measured: JDK 8, Temurin 11.0.13, Debian 17)
+        ("-XX:MaxPermSize=256m", ["ignored", "ignored", "refused"]),
+        ("-XX:PermSize=64m", ["ignored", "ignored", "refused"]),
+        ("-XX:+UseConcMarkSweepGC", [None, "deprecated", "refused"]),
+        ("-XX:+UseParNewGC", [None, "refused", "refused"]),
+        ("-XX:+CMSClassUnloadingEnabled", [None, None, "refused"]),
+        ("-XX:+PrintGCDateStamps", [None, "refused", "refused"]),
+    ],
+)
+def test_what_jdk_8_11_and_17_do_with_each_legacy_flag(flag, statuses):
+    for major, expected in zip((8, 11, 17), statuses, strict=True):
+        fixes = legacy_flag_fixes([flag], major)
+        assert [f.status.value for f in fixes] == ([expected] if expected else []), major
+        for fix in fixes:
+            assert f"JDK {major} " in fix.reason
+
+
+def test_fix_arguments_are_tune_apply_arguments():
+    fixes = legacy_flag_fixes(["-XX:MaxPermSize=256m", "-XX:+UseConcMarkSweepGC"], 17)
+    assert fix_arguments(fixes) == [
+        "--unset jvm.flag.MaxPermSize", "--set jvm.max_metaspace=256m", "--set jvm.gc=G1"]
 
 
 def test_no_g1_is_added_when_a_supported_collector_is_chosen():

@@ -434,7 +434,118 @@ def test_ip_hash_is_refused_for_an_upstream_with_a_backup_server():
         apply_nginx_changes({"nginx.conf": text}, {"nginx.lb_method": "ip_hash"})
     assert str(info.value) == (
         "nginx.conf:42: upstream ei_http has a backup server, which nginx's ip_hash refuses; "
-        "remove 'backup' there or use nginx.lb_method=least_conn"
+        "remove 'backup' there or use nginx.lb_method=least_conn (stream {} at nginx.conf:12 "
+        "left alone: TCP/UDP, not these HTTP settings)"
     )
     backup = edit_one("nginx.conf", {"nginx.lb_method": "round_robin", "nginx.max_fails": 2}, text)
     assert "        server 10.0.1.13:8280 backup max_fails=2;   # DR node" in backup
+
+
+def test_each_stream_block_left_alone_is_named_with_the_reason():
+    text = fixture("nginx-stream.conf")
+    edit = apply_nginx_changes({"nginx.conf": text}, ALL)["nginx.conf"]
+    [note] = edit.notes
+    assert note.startswith("nginx.conf:12: stream {} left alone: ")
+    assert "TCP/UDP" in note and "proxy_read_timeout" in note and "by hand" in note
+    # worker settings have nothing to do with stream: no note then
+    only_workers = {"nginx.worker_processes": 2, "nginx.worker_connections": 512}
+    assert apply_nginx_changes({"nginx.conf": text}, only_workers)["nginx.conf"].notes == ()
+
+
+# ---- balancing methods nginx refuses beside a backup server: ip_hash, hash, random ----------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"nginx.lb_method": "ip_hash"},
+         "nginx.conf:29: upstream ei_sticky has a backup server, which nginx's ip_hash refuses; "
+         "remove 'backup' there or use nginx.lb_method=least_conn"),
+        # a change to the upstream keeps the file's own hash / random: judged as it would stand
+        ({"nginx.max_fails": 2},
+         "nginx.conf:29: upstream ei_sticky has a backup server, which nginx's hash refuses "
+         "(its hash is on line 26); remove 'backup' there or use nginx.lb_method=least_conn"),
+        ({"nginx.upstream_keepalive": 16},
+         "nginx.conf:29: upstream ei_sticky has a backup server, which nginx's hash refuses "
+         "(its hash is on line 26)"),
+    ],
+)
+def test_ip_hash_hash_and_random_beside_backup_are_refused(changes, message):
+    text = fixture("nginx-backup-methods.conf")
+    with pytest.raises(EditorError) as info:
+        apply_nginx_changes({"nginx.conf": text}, changes)
+    assert str(info.value).startswith(message)
+    assert str(info.value).endswith("(stream {} at nginx.conf:11 left alone: TCP/UDP, not these "
+                                    "HTTP settings)")
+    assert "\n" not in str(info.value)
+
+
+def test_random_beside_backup_is_refused_too():
+    text = fixture("nginx-backup-methods.conf").replace(
+        "hash $cookie_JSESSIONID consistent;", "least_conn;")
+    with pytest.raises(EditorError, match=r"^nginx.conf:36: upstream ei_random has a backup "
+                       r"server, which nginx's random refuses \(its random is on line 33\)"):
+        apply_nginx_changes({"nginx.conf": text}, {"nginx.fail_timeout": "5s"})
+
+
+def test_a_method_that_allows_backup_replaces_hash_and_random():
+    text = fixture("nginx-backup-methods.conf")
+    for method in ("least_conn", "round_robin"):
+        edit = apply_nginx_changes({"nginx.conf": text}, {"nginx.lb_method": method})["nginx.conf"]
+        assert "hash $cookie" not in edit.new_text and "random two" not in edit.new_text
+        assert edit.new_text.count("backup;") == 3  # the stream one too: left alone
+    # settings that touch no upstream are not held up by the pairs there
+    edit = apply_nginx_changes({"nginx.conf": text}, {"nginx.worker_processes": 4})["nginx.conf"]
+    assert edit.changed
+
+
+# ---- contexts: where nginx accepts each directive ------------------------------------------
+
+
+def test_a_timeout_for_an_if_block_goes_in_its_location():
+    text = fixture("ei.http.if.conf")
+    edit = apply_nginx_changes({"ei.http.conf": text}, {"nginx.proxy_read_timeout": "30s"})[
+        "ei.http.conf"]
+    assert changed_lines(edit.diff) == (
+        [], ["        proxy_read_timeout 30s;", "        proxy_read_timeout 30s;"])
+    new = edit.new_text.splitlines()
+    block = new[new.index("    location / {"): new.index("    location /services/ {")]
+    assert block[1:3] == ["        root /var/www/ei-docs;", "        proxy_read_timeout 30s;"]
+    assert not any("timeout" in line for line in block[3:])  # nothing inside the if
+    assert edit.notes == (
+        "ei.http.conf:13: proxy_read_timeout set in the enclosing location (line 11): nginx "
+        "does not accept it inside 'if'",)
+    assert read_nginx_settings({"ei.http.conf": edit.new_text})["nginx.proxy_read_timeout"] == "30s"
+    back = apply_nginx_changes({"ei.http.conf": edit.new_text},
+                               {"nginx.proxy_read_timeout": None})["ei.http.conf"]
+    assert back.new_text == text
+
+
+def test_keepalive_that_cannot_work_is_said_where():
+    text = fixture("ei.http.if.conf")
+    edit = apply_nginx_changes({"ei.http.conf": text}, {"nginx.upstream_keepalive": 16})[
+        "ei.http.conf"]
+    assert "    keepalive 16;" in edit.new_text
+    assert [n.split(":")[1] for n in edit.notes] == ["13", "19"]  # the if, /services/
+    assert "over HTTP/1.0 (no proxy_http_version 1.1) and with 'Connection: close'" in edit.notes[0]
+    assert "nginx.upstream_keepalive does nothing for it" in edit.notes[1]
+    # the guide's vhosts speak HTTP/1.1 with a Connection header: nothing to say
+    guide = apply_nginx_changes(guide_files(), {"nginx.upstream_keepalive": 16})
+    assert all(e.notes == () for e in guide.values())
+    # one of two servers proxies over HTTP/1.0
+    mixed = apply_nginx_changes({"nginx.conf": fixture("nginx-backup-methods.conf")},
+                                {"nginx.upstream_keepalive": 8, "nginx.lb_method": "least_conn"})
+    [stream, http10] = mixed["nginx.conf"].notes
+    assert stream.startswith("nginx.conf:11: stream {}") and http10.startswith("nginx.conf:50: location / proxies to upstream ei_random")
+
+
+def test_worker_connections_above_worker_rlimit_nofile_is_said():
+    text = fixture("nginx-backup-methods.conf")
+    edit = apply_nginx_changes({"nginx.conf": text}, {"nginx.worker_connections": 4096})[
+        "nginx.conf"]
+    assert edit.notes == (
+        "nginx.conf:5: worker_connections 4096 is above worker_rlimit_nofile 2048: nginx warns "
+        "that they exceed the open file limit and runs out of descriptors under load (a proxied "
+        "request holds two); raise worker_rlimit_nofile to 8192 or more",)
+    assert apply_nginx_changes({"nginx.conf": text}, {"nginx.worker_connections": 1024})[
+        "nginx.conf"].notes == ()

@@ -100,6 +100,24 @@ def test_nginx_warns_on_the_order_the_editor_avoids(tmp_path):
     assert result.returncode == 0 and "[warn]" not in result.stderr, result.stderr
 
 
+@needs_nginx
+def test_nginx_agrees_on_the_contexts_and_pairs_the_editor_keeps(tmp_path):
+    """A timeout inside `if` and ip_hash/hash/random beside a backup server are what nginx
+    refuses; the editor's placement of the timeout in the enclosing location passes."""
+    text = fixture("ei.http.if.conf")
+    inside_if = text.replace("break;", "break;\n            proxy_read_timeout 30s;")
+    refused = nginx_test(tmp_path, {"ei.http.conf": inside_if})
+    assert '"proxy_read_timeout" directive is not allowed here' in refused.stderr
+    edited = edit_one("ei.http.conf", {"nginx.proxy_read_timeout": "30s"}, text)
+    result = nginx_test(tmp_path, {"ei.http.conf": edited})
+    assert result.returncode == 0 and "[warn]" not in result.stderr, result.stderr
+    for method in ("ip_hash;", "hash $remote_addr consistent;", "random two least_conn;"):
+        upstream = (f"upstream u {{\n    {method}\n    server 127.0.0.1:1;\n"
+                    "    server 127.0.0.1:2 backup;\n}\n")
+        result = nginx_test(tmp_path, {"u.conf": upstream})
+        assert 'balancing method does not support parameter "backup"' in result.stderr, method
+
+
 # ---- the testbed's own nginx config --------------------------------------------------------------
 
 

@@ -159,3 +159,55 @@ def test_bad_changes_give_one_clear_line():
         str(info.value)
         == "passthru-http.properties: the value for a spans lines; give it on one line"
     )
+
+
+# ---- pairs judged on the file as it would be: the worker pool's core and max ------------------
+
+
+def ops() -> str:
+    return (FIXTURES / "passthru-http-ops-crlf.properties").read_bytes().decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "changes", "message"),
+    [
+        (shipped(), {"passthru.worker_pool_size_core": 600},
+         "passthru-http.properties: worker_pool_size_core 600 would be above "
+         "worker_pool_size_max 500 (line 16); EI's worker pool refuses that and the pass-through "
+         "transport does not start; set passthru.worker_pool_size_max too"),
+        (shipped(), {"passthru.worker_pool_size_max": 300},
+         "passthru-http.properties: worker_pool_size_core 400 would be above "
+         "worker_pool_size_max 300 (line 16); EI's worker pool refuses that and the pass-through "
+         "transport does not start; give passthru.worker_pool_size_max 400 or more"),
+        # unset: the max falls back to Synapse's default, 200, below the file's core of 400
+        (shipped(), {"passthru.worker_pool_size_max": None},
+         "passthru-http.properties: worker_pool_size_core 400 would be above "
+         "worker_pool_size_max 200 (not set: EI's default)"),
+        # the ops file keeps its max commented out: core 300 is above the default 200
+        (ops(), {"passthru.worker_pool_size_core": 300},
+         "passthru-http.properties: worker_pool_size_core 300 would be above "
+         "worker_pool_size_max 200 (not set: EI's default)"),
+    ],
+)
+def test_a_core_above_the_files_max_is_refused(text, changes, message):
+    with pytest.raises(EditorError) as info:
+        apply_passthru_changes(text, changes)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_pairs_that_hold_after_the_change_pass():
+    assert apply_passthru_changes(shipped(), {"passthru.worker_pool_size_core": 500}).changed
+    both = {"passthru.worker_pool_size_core": 600, "passthru.worker_pool_size_max": 800}
+    edit = apply_passthru_changes(shipped(), both)
+    assert read_properties(edit.new_text)["worker_pool_size_core"] == "600"
+    edit = apply_passthru_changes(ops(), {"passthru.worker_pool_size_max": 400})
+    assert edit.new_text.count("\r\n") == ops().count("\r\n")
+    assert "worker_pool_size_max=400\r\n" in edit.new_text and edit.notes == ()
+
+
+def test_a_max_with_an_unbounded_queue_is_said_to_have_no_effect():
+    edit = apply_passthru_changes(shipped(), {"passthru.worker_pool_size_max": 800})
+    assert edit.notes == (
+        "passthru-http.properties: worker_pool_queue_length is -1 (an unbounded queue), so the "
+        "pool never grows past worker_pool_size_core 400: worker_pool_size_max 800 has no effect "
+        "until the queue has a length",)

@@ -5,6 +5,7 @@ is one line, exit 2 and nothing changed."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from eicore.results import journal_root
+from eicore.transport import local_pid_alive
+from testbed import manager
+from tests.conftest import start_testbed
 from tests.tuning.test_apply import cmdline_heap, config_snapshot, pids, root_of
 from tuning.journal_pause import PAUSE_ENV
 
@@ -182,3 +186,162 @@ def test_file_mode_rewrites_one_file_and_restore_brings_it_back(tmp_path):
     r = eiperf("tune", "restore", results=results, timeout=60)
     assert r.returncode == 0 and f"restored 127.0.0.1:{script}" in r.stdout, r.stdout + r.stderr
     assert script.read_bytes() == original and script.stat().st_mode & 0o7777 == 0o754
+
+
+# ---- --file mode on files written for these tests (no cluster, no testbed) ---------------------
+
+
+def test_file_mode_on_a_symlinked_vhost_keeps_the_link_and_restore_keeps_it_too(tmp_path):
+    """sites-enabled/ei.http.conf -> ../sites-available/ei.http.conf: the target is rewritten,
+    the link stays a link, and `tune restore` puts the bytes back through it."""
+    available, enabled = tmp_path / "sites-available", tmp_path / "sites-enabled"
+    available.mkdir()
+    enabled.mkdir()
+    target = available / "ei.http.conf"
+    shutil.copy(FIXTURES / "ei.http.crlf.conf", target)
+    target.chmod(0o640)
+    original = target.read_bytes()
+    link = enabled / "ei.http.conf"
+    link.symlink_to("../sites-available/ei.http.conf")
+    results = tmp_path / "results"
+    r = eiperf("tune", "apply", "--file", str(link), "--set", "nginx.proxy_read_timeout=30s",
+               results=results, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and os.readlink(link) == "../sites-available/ei.http.conf"
+    assert b"proxy_read_timeout 30s;\r\n" in target.read_bytes()
+    assert target.stat().st_mode & 0o7777 == 0o640
+    assert sorted(os.listdir(enabled)) == ["ei.http.conf"]
+    r = eiperf("tune", "restore", results=results, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and os.readlink(link) == "../sites-available/ei.http.conf"
+    assert target.read_bytes() == original and target.stat().st_mode & 0o7777 == 0o640
+
+
+def test_file_mode_checks_a_legacy_script_against_the_chosen_jdk(tmp_path):
+    script = tmp_path / "wso2server.sh"
+    shutil.copy(FIXTURES / "wso2server-crlf.sh", script)
+    original = script.read_bytes()
+    results = tmp_path / "results"
+    # JDK 11 only ignores MaxPermSize: the change is made, the warning names the fix
+    r = eiperf("tune", "apply", "--file", str(script), "--set", "jvm.xmx=2g", "--java-version",
+               "11", "--dry-run", results=results, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "flags checked against JDK 11 (--java-version)" in r.stdout
+    assert ("note: wso2server.sh:124: JDK 11 ignores -XX:MaxPermSize (with a warning)"
+            in r.stdout)
+    assert "fix: --unset jvm.flag.MaxPermSize --set jvm.max_metaspace=256m" in r.stdout
+    # JDK 17 would not start: one line with the command that fixes it, nothing changed
+    r = eiperf("tune", "apply", "--file", str(script), "--set", "jvm.xmx=2g", "--java-version",
+               "17", results=results, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "JDK 17 would not start with it" in lines[0]
+    assert (f"fix: eiperf tune apply --file {script} --set jvm.xmx=2g --unset "
+            "jvm.flag.MaxPermSize --set jvm.max_metaspace=256m; nothing was changed") in lines[0]
+    assert script.read_bytes() == original and journals(results) == []
+    # without --java-version: the local java's version, said in the output
+    r = eiperf("tune", "apply", "--file", str(script), "--set", "jvm.xmx=2g", "--dry-run",
+               results=results, timeout=60)
+    assert "(the local java, " in r.stdout and "--java-version N for another" in r.stdout
+
+
+def test_file_mode_says_a_flag_on_the_old_java_line_was_left_alone(tmp_path):
+    script = tmp_path / "integrator.sh"
+    shutil.copy(FIXTURES / "integrator.sh", script)
+    original = script.read_bytes()
+    r = eiperf("tune", "apply", "--file", str(script), "--unset", "jvm.flag.MaxPermSize",
+               "--java-version", "11", results=tmp_path / "results", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert ("note: integrator.sh:186: -XX:MaxPermSize=256m stands on the line the script runs "
+            "only for Java older than 1.8 (its 'if' on line 185); JDK 11 never runs it") in r.stdout
+    assert "already has these settings" not in r.stdout
+    assert f"{script}: nothing to change" in r.stdout
+    assert script.read_bytes() == original and journals(tmp_path / "results") == []
+
+
+@pytest.mark.parametrize(
+    ("fixture", "name", "args", "needle"),
+    [
+        ("passthru-http.properties", "passthru-http.properties",
+         ["--set", "passthru.worker_pool_size_core=600"],
+         "worker_pool_size_core 600 would be above worker_pool_size_max 500 (line 16)"),
+        ("nginx-stream.conf", "nginx.conf", ["--set", "nginx.lb_method=ip_hash"],
+         "nginx.conf:42: upstream ei_http has a backup server, which nginx's ip_hash refuses"),
+        ("nginx-backup-methods.conf", "nginx.conf", ["--set", "nginx.upstream_keepalive=16"],
+         "which nginx's hash refuses (its hash is on line 26)"),
+        ("integrator.sh", "integrator.sh", ["--set", "jvm.xms=2g", "--java-version", "11"],
+         "integrator.sh:184: -Xms2g would be above -Xmx1024m"),
+        ("integrator.sh", "integrator.sh", ["--set", "jvm.xmx=2g", "--java-version", "eleven"],
+         "is not a Java major version"),
+        ("passthru-http.properties", "passthru-http.properties",
+         ["--set", "passthru.io_buffer_size=8192", "--java-version", "11"],
+         "--java-version is for start-up scripts"),
+    ],
+)
+def test_file_mode_refusals_are_one_line_and_change_nothing(tmp_path, fixture, name, args, needle):
+    path = tmp_path / name
+    shutil.copy(FIXTURES / fixture, path)
+    before = path.read_bytes()
+    for dry in ([], ["--dry-run"]):
+        r = eiperf("tune", "apply", "--file", str(path), *args, *dry,
+                   results=tmp_path / "results", timeout=60)
+        # one line: the error (argparse's own errors print the usage above it)
+        lines = [ln for ln in r.stderr.strip().splitlines() if "error:" in ln]
+        assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+    assert path.read_bytes() == before and journals(tmp_path / "results") == []
+
+
+def test_show_file_prints_one_files_settings(tmp_path):
+    conf = tmp_path / "nginx.conf"
+    shutil.copy(FIXTURES / "nginx-stream.conf", conf)
+    r = eiperf("tune", "show", "--file", str(conf), results=tmp_path / "results", timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{conf} (an nginx config file)"
+    assert "nginx.proxy_read_timeout     300s (nginx.conf:53)" in lines
+    assert any(ln.startswith("note: nginx.conf:12: stream {} not read") for ln in lines)
+    script = tmp_path / "wso2server.sh"
+    shutil.copy(FIXTURES / "wso2server-crlf.sh", script)
+    r = eiperf("tune", "show", "--file", str(script), "--java-version", "8",
+               results=tmp_path / "results", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert any(ln.split() == ["jvm.flag.MaxPermSize", "256m"] for ln in r.stdout.splitlines())
+    assert "flags checked against JDK 8 (--java-version)" in r.stdout
+    assert "note: wso2server.sh:124: JDK 8 ignores -XX:MaxPermSize" in r.stdout
+    r = eiperf("tune", "show", "--file", str(tmp_path / "none.sh"), results=tmp_path / "r")
+    assert r.returncode == 2 and "no such file" in r.stderr
+    r = eiperf("tune", "show", "--file", str(conf), "--java-version", "11", results=tmp_path / "r")
+    assert r.returncode == 2 and "--java-version is for start-up scripts" in r.stderr
+
+
+# ---- every command checks its input before it starts anything ----------------------------------
+
+
+def test_sweep_resume_of_no_such_sweep_starts_nothing(tmp_path):
+    testbed_dir = tmp_path / "tb"
+    started = time.monotonic()
+    r = eiperf("sweep", "--resume", "NO-SUCH-ID", "--testbed-dir", str(testbed_dir),
+               results=tmp_path / "results", timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "no sweep 'NO-SUCH-ID' under" in lines[0]
+    assert not testbed_dir.exists()  # the testbed was neither built nor started
+    assert time.monotonic() - started < 20
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.json"))
+
+
+def test_tune_apply_checks_the_change_before_it_starts_a_stopped_testbed(fresh_testbed_dir,
+                                                                         tmp_path):
+    start_testbed(fresh_testbed_dir)
+    manager.down(fresh_testbed_dir, progress=lambda m: None)
+    before = config_snapshot(fresh_testbed_dir)
+    r = eiperf("tune", "apply", "--testbed-dir", str(fresh_testbed_dir), "--set", "jvm.xms=2g",
+               results=tmp_path / "results", timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert re.search(r"node1: bin/integrator.sh:\d+: -Xms2g would be above -Xmx1024m", lines[0])
+    assert "started" not in r.stdout.lower()  # the testbed was not brought up
+    for pid_file in fresh_testbed_dir.rglob("*.pid"):  # what `down` left: no process behind it
+        text = pid_file.read_text().strip()
+        assert not text or not local_pid_alive(int(text)), pid_file
+    assert config_snapshot(fresh_testbed_dir) == before
