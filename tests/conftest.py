@@ -16,7 +16,6 @@ import pytest
 from eicore.errors import EiperfError
 from eicore.transport import SSHTransport
 from testbed import host_manager, manager
-from testbed.hosts import EI_HOME
 from testbed.layout import TestbedPlan
 from testbed.netns import links, namespaces
 from tests.sshd import start_sshd
@@ -89,21 +88,23 @@ def ssh_transport(sshd):
 
 @pytest.fixture(scope="session")
 def hosts_testbed(tmp_path_factory):
-    """The multi-host testbed (2 nodes, 1 generator; namespaces, sshd, SSH only), shared by the
+    """The multi-host testbed (2 nodes, 2 generators; namespaces, sshd, SSH only), shared by the
     session; taken down at the end, and nothing of it may be left (namespaces, links, sudoers
     rule, processes)."""
     if os.geteuid() != 0:
         pytest.skip("the multi-host testbed needs root")
     d = tmp_path_factory.mktemp("hosts")
-    cluster = host_manager.up_hosts(d, nodes=2, generators=1, progress=lambda m: None)
+    cluster = host_manager.up_hosts(d, nodes=2, generators=2, progress=lambda m: None)
     net = host_manager.saved_network(d)
     yield cluster
+    ours = host_manager.namespace_pids(net)  # every process that lives on one of its hosts
     host_manager.down_hosts(d, purge=True, progress=lambda m: None)
     assert not {h.namespace for h in net.hosts} & namespaces()
     assert not ({h.veth_root for h in net.hosts} | {net.bridge}) & links()
     assert not host_manager.sudoers_file(net).exists()
-    left = [p.info for p in psutil.process_iter(["pid", "cmdline"])
-            if any(str(d) in part or EI_HOME in part for part in (p.info["cmdline"] or []))]
+    left = [p.info for p in psutil.process_iter(["pid", "cmdline", "status", "ppid"])
+            if p.info["status"] != psutil.STATUS_ZOMBIE
+            and (p.info["pid"] in ours or any(str(d) in part for part in (p.info["cmdline"] or [])))]
     assert left == []
 
 
