@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from eicore.errors import EiperfError
-from eicore.fsutil import lock_held
 from eicore.results import (
     METRICS_FILE,
     REQUESTS_FILE,
@@ -37,17 +36,19 @@ from eicore.results import (
 from eicore.sweeps import (
     PARAM_PREFIX,
     SWEEP_JSON,
-    SWEEP_LOCK,
     TRIALS_FILE,
     SweepStatus,
     TrialRow,
     read_sweep_info,
     row_from_record,
+    sweep_running,
     sweeps_root,
 )
 
 #: Columns of requests.parquet that analysis reads by default (``bytes`` and ``name`` are not).
-REQUEST_COLUMNS: tuple[str, ...] = ("ts", "scenario", "latency_us", "status", "ok", "error", "node")
+#: ``worker`` is schema 2's; a schema 1 run loads with it all missing (not recorded then).
+REQUEST_COLUMNS: tuple[str, ...] = ("ts", "scenario", "latency_us", "status", "ok", "error", "node",
+                                    "worker")
 METRIC_COLUMNS: tuple[str, ...] = ("ts", "node", "source", "metric", "value")
 
 @dataclass(frozen=True)
@@ -164,7 +165,11 @@ def load_run(path: str | Path, *, request_columns: Sequence[str] = REQUEST_COLUM
             frames.append(_empty(schema, columns))
             if record.status is not RunStatus.FAILED:
                 problems.append(f"{name} is missing")
-    return Run(record, frames[0], frames[1], path, tuple(problems))
+    requests = frames[0]
+    if "worker" in request_columns and "worker" not in requests.columns:  # schema 1
+        requests["worker"] = pd.Categorical.from_codes(
+            np.full(len(requests), -1, dtype=np.int8), categories=pd.Index([], dtype=object))
+    return Run(record, requests, frames[1], path, tuple(problems))
 
 
 @dataclass(frozen=True)
@@ -178,8 +183,9 @@ class Sweep:
     direction: str = "maximize"
     objective: str = "objective"
     results: Path = field(default=Path("results"))
-    #: sweep.json says running, yet no process held the sweep's lock when it was loaded: the
-    #: process running it was killed.
+    #: sweep.json says running, yet no process held the sweep's lock (or, for a shared study, a
+    #: worker's lock in this folder) when it was loaded, and no trial ran on workers elsewhere
+    #: when it was last written: the processes running it were killed.
     interrupted: bool = False
     #: the trials as the foundation's records (what ``eicore.trials`` folds and ranks)
     rows: tuple[TrialRow, ...] = ()
@@ -204,6 +210,12 @@ class Sweep:
     @property
     def slo(self) -> list[str]:
         return [str(rule) for rule in self.info.get("slo") or []]
+
+    @property
+    def storage(self) -> str | None:
+        """The Optuna storage a shared sweep lives in (no password); None for a plain sweep.
+        Its folder holds every worker's trials as of ``info["synced"]``."""
+        return self.info.get("storage") or None
 
     @property
     def strategy(self) -> str:
@@ -258,7 +270,7 @@ def load_sweep(path: str | Path) -> Sweep:
     params = tuple(c[len(PARAM_PREFIX):] for c in trials.columns if c.startswith(PARAM_PREFIX))
     trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
     interrupted = (info.get("status") == SweepStatus.RUNNING.value
-                   and lock_held(path / SWEEP_LOCK) is False)
+                   and sweep_running(path) is False and not info.get("running_elsewhere"))
     return Sweep(path, info, trials, params, direction, objective, path.parent.parent,
                  interrupted, rows)
 

@@ -19,13 +19,14 @@ Statistics
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from analysis.quantiles import REPORTED_PERCENTILES, grouped_nearest_rank, nearest_rank
 from analysis.window import Window, check_window, window_duration, window_mask
+from eicore.results import GENERATOR_NODE, WORKER_CPU_METRIC
 
 #: Label of requests that carry no serving node (e.g. the load balancer answered itself).
 UNATTRIBUTED = "(none)"
@@ -118,6 +119,10 @@ class MetricsSummary:
     generator_processes: int
     #: True/False, or None when the generator's CPU was not recorded (unknown, not "fine").
     generator_saturated: bool | None
+    #: Each Locust worker's own mean CPU (100 = one core), when the run recorded it (schema 2).
+    worker_cpu_percent_mean: dict[str, float] = field(default_factory=dict)
+    #: The workers whose mean CPU reached the saturation threshold.
+    saturated_workers: tuple[str, ...] = ()
 
 
 def summarize_requests(
@@ -237,9 +242,12 @@ def summarize_metrics(
     new value counts as the increment). For concurrent collectors (ZGC, Shenandoah "Cycles") the
     JVM's collection time includes concurrent work, so the GC time share overstates pauses.
 
-    The generator is saturated when its mean ``cpu_percent`` reaches ``saturation_fraction`` of
-    one core per process (``processes`` Locust processes; the "generator" series is taken to be
-    their psutil-style sum, 100 = one core busy). No generator CPU samples: saturated is None.
+    The generator is saturated when one Locust worker is: a Locust process runs on one core, so
+    a worker whose own mean CPU (``worker_cpu_percent.<worker>`` series, schema 2, 100 = one
+    core) reaches ``saturation_fraction`` of a core sets the pace even while the others idle.
+    Runs without those series (schema 1) fall back to the sum: the mean ``cpu_percent`` of the
+    "generator" series reaching ``saturation_fraction`` of one core per process (``processes``
+    Locust processes). No generator CPU samples at all: saturated is None.
     """
     window = check_window(window)
     if processes < 1:
@@ -307,8 +315,16 @@ def summarize_metrics(
         for node in sorted(metric_names)
         if node not in NON_NODE_SERIES
     }
-    gen_mean = stat("generator", "cpu_percent", "mean")
-    saturated = None if math.isnan(gen_mean) else gen_mean >= saturation_fraction * 100 * processes
+    gen_mean = stat(GENERATOR_NODE, "cpu_percent", "mean")
+    prefix = f"{WORKER_CPU_METRIC}."
+    workers = {metric[len(prefix):]: stat(GENERATOR_NODE, metric, "mean")
+               for metric in sorted(metric_names.get(GENERATOR_NODE, []))
+               if metric.startswith(prefix)}
+    busy = tuple(w for w, v in workers.items() if v >= saturation_fraction * 100)
+    if workers:
+        saturated: bool | None = bool(busy)
+    else:
+        saturated = None if math.isnan(gen_mean) else gen_mean >= saturation_fraction * 100 * processes
     return MetricsSummary(
         window=window,
         nodes=nodes,
@@ -317,6 +333,8 @@ def summarize_metrics(
         generator_cpu_percent_max=stat("generator", "cpu_percent", "max"),
         generator_processes=processes,
         generator_saturated=saturated,
+        worker_cpu_percent_mean=workers,
+        saturated_workers=busy,
     )
 
 
@@ -352,11 +370,19 @@ def check_summary(summary: RequestSummary, metrics: MetricsSummary | None = None
             "(ip_hash or sticky sessions send one client to one node)"
         )
     if metrics is not None:
-        if metrics.generator_saturated:
+        if metrics.generator_saturated and metrics.saturated_workers:
+            each = ", ".join(f"{w} {metrics.worker_cpu_percent_mean[w]:.0f} %"
+                             for w in metrics.saturated_workers)
+            checks.append(
+                f"the load generator was saturated (worker mean CPU {each} of one core): these "
+                "figures measure the generator, not the cluster; run with more --workers, or "
+                "on more cores or more [[generators]] hosts"
+            )
+        elif metrics.generator_saturated:
             checks.append(
                 f"the load generator was saturated (mean CPU {metrics.generator_cpu_percent_mean:.0f} % "
                 f"over {metrics.generator_processes} process(es)): these figures measure the "
-                "generator, not the cluster; run with more --processes or on more cores"
+                "generator, not the cluster; run with more --workers or on more cores"
             )
         elif metrics.generator_saturated is None:
             checks.append(
@@ -412,6 +438,9 @@ def format_summary(summary: RequestSummary, metrics: MetricsSummary | None = Non
             f"generator: CPU mean {_num(metrics.generator_cpu_percent_mean, '.0f', ' %')} "
             f"max {_num(metrics.generator_cpu_percent_max, '.0f', ' %')} over "
             f"{metrics.generator_processes} process(es): {state[metrics.generator_saturated]}"
+            + ("; per worker " + ", ".join(f"{w} {_num(v, '.0f', ' %')}" for w, v in
+                                          metrics.worker_cpu_percent_mean.items())
+               if metrics.worker_cpu_percent_mean else "")
         )
     lines.extend(f"check: {c}" for c in check_summary(summary, metrics))
     return lines

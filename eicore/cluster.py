@@ -182,14 +182,41 @@ class LoadBalancer:
 
 
 @dataclass(frozen=True)
+class Generator:
+    """A load-generator host (`[[generators]]`): `eiperf run` starts Locust workers there.
+
+    `python` is the interpreter of an environment with eiperf (and so Locust) installed on
+    that host, e.g. a venv's `bin/python`; its versions must match this machine's. `workers`
+    overrides `--workers` for this host. `master_host` is the address the host's workers dial
+    to reach the Locust master on this machine (default: `--master-host`, else the address
+    this machine's SSH session to the host comes from). `work_dir` holds the run's files
+    there (default `~/.eiperf/runs`).
+    """
+
+    name: str
+    host: str
+    transport: str = "ssh"
+    python: str | None = None
+    ssh_user: str | None = None
+    ssh_port: int = 22
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+    workers: int | None = None
+    master_host: str | None = None
+    work_dir: str | None = None
+
+
+@dataclass(frozen=True)
 class Cluster:
-    """A cluster: a load balancer and its nodes. Built from cluster.toml by `load_cluster`."""
+    """A cluster: a load balancer and its nodes, and the hosts that generate its load.
+    Built from cluster.toml by `load_cluster`."""
 
     name: str
     load_balancer: LoadBalancer
     nodes: tuple[Node, ...]
     testbed_dir: str | None = None
     source: str | None = field(default=None, compare=False)
+    generators: tuple[Generator, ...] = ()
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -310,6 +337,43 @@ def _check_jmx_keys(node: Node, where: str, path: str) -> None:
                           "path (or start with ~/)")
 
 
+def _generator_from(table: dict[str, Any], i: int, path: str) -> Generator:
+    where = f"generators[{i}]"
+    _check_unknown(table, set(Generator.__dataclass_fields__), where, path)
+    host = _need(table, "host", str, where, path)
+    transport = _opt(table, "transport", str, where, path, "ssh")
+    if transport not in TRANSPORTS:
+        raise ConfigError(
+            f"{path}: {where}.transport is {transport!r}; use one of {', '.join(TRANSPORTS)}")
+    gen = Generator(
+        name=_opt(table, "name", str, where, path, host),
+        host=host,
+        transport=transport,
+        python=_opt(table, "python", str, where, path, None),
+        ssh_user=_opt(table, "ssh_user", str, where, path, None),
+        ssh_port=_opt(table, "ssh_port", int, where, path, 22),
+        ssh_key=_opt(table, "ssh_key", str, where, path, None),
+        known_hosts=_opt(table, "known_hosts", str, where, path, None),
+        workers=_opt(table, "workers", int, where, path, None),
+        master_host=_opt(table, "master_host", str, where, path, None) or None,
+        work_dir=_opt(table, "work_dir", str, where, path, None) or None,
+    )
+    if transport == "ssh" and not gen.ssh_user:
+        raise ConfigError(f"{path}: {where}.ssh_user is needed with transport = \"ssh\"")
+    if transport == "ssh" and not gen.python:
+        raise ConfigError(f"{path}: {where}.python is needed with transport = \"ssh\": the "
+                          "path of a python with eiperf installed on that host, e.g. "
+                          "\"/opt/eiperf/.venv/bin/python\"")
+    for key in ("python", "work_dir"):
+        value = getattr(gen, key)
+        if value and not value.startswith("/"):
+            raise ConfigError(f"{path}: {where}.{key} {value!r} must be an absolute path")
+    if gen.workers is not None and gen.workers < 1:
+        raise ConfigError(f"{path}: {where}.workers {gen.workers}: give 1 or more (or leave it "
+                          "out: one per core)")
+    return gen
+
+
 def _lb_from(table: dict[str, Any], path: str) -> LoadBalancer:
     where = "load_balancer"
     _check_unknown(table, set(LoadBalancer.__dataclass_fields__), where, path)
@@ -363,8 +427,8 @@ def cluster_from_dict(data: dict[str, Any], path: str = "<cluster>") -> Cluster:
             f"{path}: schema_version {version!r} is not supported (this eiperf reads "
             f"{SCHEMA_VERSION}); upgrade eiperf or rewrite the file"
         )
-    _check_unknown(data, {"schema_version", "name", "testbed_dir", "load_balancer", "nodes"},
-                   "<top>", path)
+    _check_unknown(data, {"schema_version", "name", "testbed_dir", "load_balancer", "nodes",
+                          "generators"}, "<top>", path)
     lb = data.get("load_balancer")
     if not isinstance(lb, dict):
         raise ConfigError(f"{path}: the [load_balancer] table is missing")
@@ -377,12 +441,22 @@ def cluster_from_dict(data: dict[str, Any], path: str = "<cluster>") -> Cluster:
         if n.name in seen:
             raise ConfigError(f"{path}: two nodes are named {n.name!r}; node names must be unique")
         seen.add(n.name)
+    gens = data.get("generators", [])
+    if not isinstance(gens, list) or not all(isinstance(g, dict) for g in gens):
+        raise ConfigError(f"{path}: generators must be [[generators]] tables")
+    generators = tuple(_generator_from(g, i, path) for i, g in enumerate(gens))
+    names = [g.name for g in generators]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: two generators are named {name!r}; give each a "
+                              "unique name")
     return Cluster(
         name=_opt(data, "name", str, "<top>", path, "cluster"),
         load_balancer=_lb_from(lb, path),
         nodes=built,
         testbed_dir=_opt(data, "testbed_dir", str, "<top>", path, None),
         source=path,
+        generators=generators,
     )
 
 
@@ -413,6 +487,8 @@ def cluster_to_dict(cluster: Cluster) -> dict[str, Any]:
         out["testbed_dir"] = cluster.testbed_dir
     out["load_balancer"] = clean(asdict(cluster.load_balancer))
     out["nodes"] = [clean(asdict(n)) for n in cluster.nodes]
+    if cluster.generators:
+        out["generators"] = [clean(asdict(g)) for g in cluster.generators]
     return out
 
 

@@ -10,6 +10,13 @@ Sweeps: eicore.sweeps.
 
 Schema history (bump SCHEMA_VERSION and keep a golden file of the old one in tests/):
     1  eiperf 0.1 -- first layout.
+    2  eiperf 0.1, scale-out (Locust master and workers) -- requests.parquet gains `worker`
+       (the Locust worker process that made the request, e.g. `local-1`, `gen2-1`);
+       run.json `generator` gains `workers` (WorkerInfo each: name, generator host, pid,
+       rows, lost_at) and `master`; metrics.parquet gains each worker's own CPU
+       (node "generator", source "locust", metric `worker_cpu_percent.<worker>`); a lost
+       worker makes the run incomplete and `error` names it. Golden v1 run:
+       tests/analysis/golden/v1/ (read with `worker` all null).
 Loaders refuse versions they do not know, with a message that says what to do.
 """
 
@@ -27,8 +34,8 @@ from typing import Any, TypedDict
 from eicore.errors import EiperfError
 from eicore.fsutil import atomic_write_text
 
-SCHEMA_VERSION = 1
-KNOWN_SCHEMA_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+KNOWN_SCHEMA_VERSIONS = (1, 2)
 
 RUN_JSON = "run.json"
 REQUESTS_FILE = "requests.parquet"
@@ -36,6 +43,10 @@ METRICS_FILE = "metrics.parquet"
 LOCUST_DIR = "locust"
 #: The load shape's own record of users over time, written by the locustfile next to run.json.
 TIMELINE_JSON = "timeline.json"
+#: metrics.parquet: one Locust worker's own CPU, `<prefix>.<worker>` (100 = one core busy),
+#: node GENERATOR_NODE, source "locust"; written by loadtests, read by analysis.
+WORKER_CPU_METRIC = "worker_cpu_percent"
+GENERATOR_NODE = "generator"
 #: Environment variable naming the results folder (default ``results`` in the current folder).
 RESULTS_ENV = "EIPERF_RESULTS"
 DEFAULT_RESULTS = "results"
@@ -94,6 +105,22 @@ class RunSummary(TypedDict, total=False):
     generator_cpu_percent_mean: float | None
     generator_saturated: bool | None
     node_metrics: dict[str, NodeResources]
+
+
+class WorkerInfo(TypedDict, total=False):
+    """One Locust worker process of a run (run.json ``generator.workers[]``, schema 2).
+
+    ``name`` is what requests.parquet's ``worker`` column holds; ``generator`` the
+    ``[[generators]]`` name (``local`` for this machine); ``rows`` the request rows it sent;
+    ``lost_at`` (epoch s) when the master last heard from a worker lost mid-run, else None.
+    """
+
+    name: str
+    generator: str
+    host: str
+    pid: int | None
+    rows: int
+    lost_at: float | None
 
 
 class SloVerdict(TypedDict):
@@ -185,11 +212,12 @@ def read_run_record(run_dir: Path) -> RunRecord:
     return RunRecord.from_dict(data, str(Path(run_dir) / RUN_JSON))
 
 
-def requests_schema():
-    """pyarrow schema of requests.parquet (imported lazily: pyarrow is heavy)."""
+def requests_schema(version: int = SCHEMA_VERSION):
+    """pyarrow schema of requests.parquet as results schema `version` writes it (imported
+    lazily: pyarrow is heavy). Version 1 has no `worker` column."""
     import pyarrow as pa
 
-    return pa.schema([
+    columns = [
         ("ts", pa.float64()),          # request start, epoch seconds
         ("scenario", pa.string()),
         ("name", pa.string()),
@@ -199,7 +227,10 @@ def requests_schema():
         ("ok", pa.bool_()),
         ("error", pa.string()),
         ("node", pa.string()),         # from nginx's upstream header
-    ])
+    ]
+    if version >= 2:
+        columns.append(("worker", pa.string()))  # the Locust worker process that sent it
+    return pa.schema(columns)
 
 
 def metrics_schema():
@@ -208,7 +239,7 @@ def metrics_schema():
     return pa.schema([
         ("ts", pa.float64()),
         ("node", pa.string()),         # node name, or "host" / "generator" / "lb"
-        ("source", pa.string()),       # psutil | jmx | nginx
+        ("source", pa.string()),       # psutil | proc (over SSH) | jmx | nginx | locust
         ("metric", pa.string()),
         ("value", pa.float64()),
     ])

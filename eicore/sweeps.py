@@ -2,14 +2,28 @@
 
     results/sweeps/<sweep-id>/sweep.json      SWEEP_SCHEMA_VERSION; id, status (SweepStatus),
                                               created/finished, strategy, the spec as plain
-                                              data, objective, slo, parameters, best, cluster
+                                              data, objective, slo, parameters, best, cluster;
+                                              a shared study adds storage (its URL, never a
+                                              password), workers {id: host, pid, cluster,
+                                              results, started}, synced, running_elsewhere
     results/sweeps/<sweep-id>/trials.parquet  one TrialRow per trial and repetition
                                               (TRIAL_COLUMNS, then `param.<name>` strings)
-    results/sweeps/<sweep-id>/lock            flock held by the process running the sweep
+    results/sweeps/<sweep-id>/lock            flock held by the one process running the sweep
+    results/sweeps/<sweep-id>/workers/<w>.lock  a shared study: flock held by each worker
+                                              running it from this folder (WORKERS_DIR)
+    results/sweeps/<sweep-id>/write.lock      flock held while a process rewrites the two
+                                              files above (several workers share a folder)
 
 Written by the sweep engine (tuning.sweep), read by it on --resume and by analysis.loading.
+A sweep shared through an Optuna storage (`eiperf sweep --storage/--join`) keeps its trials
+in the storage (tuning.sweep_study); each worker's folder is rewritten from there, so its
+trials.parquet holds every worker's rows, and `sweep_running` tells a live folder from one
+whose processes were killed.
 Schema history (bump SWEEP_SCHEMA_VERSION, keep a golden file of the old one in tests/):
     1  eiperf 0.1 -- first layout.
+    2  issue 11 (shared studies) -- trials.parquet column `worker` (who ran the row:
+       host-pid); sweep.json storage/workers/synced/running_elsewhere; workers/ and
+       write.lock. Version 1 folders load as before (no worker, one process).
 """
 
 from __future__ import annotations
@@ -22,15 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from eicore.errors import EiperfError
-from eicore.fsutil import atomic_write_bytes
+from eicore.fsutil import atomic_write_bytes, lock_held
 from eicore.results import RunSummary, SchemaError, new_run_id, read_json_file
 
-SWEEP_SCHEMA_VERSION = 1
-KNOWN_SWEEP_SCHEMA_VERSIONS = (1,)
+SWEEP_SCHEMA_VERSION = 2
+KNOWN_SWEEP_SCHEMA_VERSIONS = (1, 2)
 SWEEPS_DIR = "sweeps"
 SWEEP_JSON = "sweep.json"
 #: Held (flock) by the process running the sweep: a "running" sweep without it was killed.
 SWEEP_LOCK = "lock"
+#: A shared study's workers: `<worker-id>.lock`, each held (flock) by one worker while it runs.
+WORKERS_DIR = "workers"
+#: Held (flock) while a process rewrites sweep.json and trials.parquet.
+SWEEP_WRITE_LOCK = "write.lock"
 TRIALS_FILE = "trials.parquet"
 PARAM_PREFIX = "param."
 
@@ -85,6 +103,8 @@ class TrialRow:
     error: str | None = None
     started: float = 0.0
     duration_s: float = 0.0
+    #: who ran it: "<host>-<pid>" of the eiperf process (None in schema 1 folders)
+    worker: str | None = None
     #: SLO constraint values for Optuna (from the run's slo_results; not stored in Parquet)
     constraints: tuple[float, ...] = field(default=(), compare=False)
 
@@ -94,6 +114,7 @@ TRIAL_COLUMNS = (
     ("trial", "int64"), ("repetition", "int64"), ("state", "string"), ("run_id", "string"),
     ("objective", "float64"), ("slo_ok", "bool"), ("slo_detail", "string"),
     ("error", "string"), ("started", "float64"), ("duration_s", "float64"),
+    ("worker", "string"),
 )
 
 
@@ -122,6 +143,33 @@ def read_sweep_info(folder: Path) -> dict[str, Any]:
     return info
 
 
+def sweep_running(folder: Path) -> bool | None:
+    """Whether a process runs the sweep in `folder`: its `lock`, or a worker's lock in
+    `workers/`, is held. None when it cannot be told (a lock file unreadable)."""
+    folder = Path(folder)
+    locks = [folder / SWEEP_LOCK]
+    try:
+        locks += sorted((folder / WORKERS_DIR).glob("*.lock"))
+    except OSError:
+        return None
+    answers = [lock_held(p) for p in locks]
+    if any(answers):
+        return True
+    return None if None in answers else False
+
+
+def row_record(row: TrialRow, names: list[str]) -> dict[str, Any]:
+    """One row as plain data: TRIAL_COLUMNS, then `param.<name>` (what trials.parquet stores
+    and a shared study keeps; `row_from_record` reads it back)."""
+    out: dict[str, Any] = {}
+    for c, _ in TRIAL_COLUMNS:
+        value = getattr(row, c)
+        out[c] = value.value if isinstance(value, StrEnum) else value
+    for name in names:
+        out[PARAM_PREFIX + name] = row.params.get(name)
+    return out
+
+
 def trials_table(rows: list[TrialRow], names: list[str]):
     """The rows as an Arrow table with the contract's column types."""
     import pyarrow as pa  # heavy: only when a sweep is written
@@ -130,11 +178,8 @@ def trials_table(rows: list[TrialRow], names: list[str]):
     for name in names:
         columns[PARAM_PREFIX + name] = []
     for r in rows:
-        for c, _ in TRIAL_COLUMNS:
-            value = getattr(r, c)
-            columns[c].append(value.value if isinstance(value, StrEnum) else value)
-        for name in names:
-            columns[PARAM_PREFIX + name].append(r.params.get(name))
+        for key, value in row_record(r, names).items():
+            columns[key].append(value)
     schema = pa.schema([*(pa.field(c, t) for c, t in TRIAL_COLUMNS),
                         *(pa.field(PARAM_PREFIX + n, "string") for n in names)])
     return pa.table(columns, schema=schema)
@@ -169,7 +214,7 @@ def row_from_record(rec: dict[str, Any], where: str = TRIALS_FILE) -> TrialRow:
         params=params, run_id=opt("run_id"), objective=opt("objective"),
         slo_ok=None if slo_ok is None else bool(slo_ok), slo_detail=opt("slo_detail", ""),
         error=opt("error"), started=float(opt("started", 0.0)),
-        duration_s=float(opt("duration_s", 0.0)))
+        duration_s=float(opt("duration_s", 0.0)), worker=opt("worker"))
 
 
 def read_trials(path: Path) -> list[TrialRow]:

@@ -204,8 +204,30 @@ def _add_run(sub: _Subparsers) -> None:
     g.add_argument("--arrival-rate", type=positive_float, default=None,
                    help="arrival: requests per second (open model, paced users)")
     g.add_argument("--message-size", default="1KB", help="1KB, 10KB, 100KB or bytes (default 1KB)")
-    g.add_argument("--processes", type=process_count, default=1,
-                   help="Locust processes (-1: one per core); use all cores for high rates")
+    g = p.add_argument_group(
+        "load generators",
+        "Locust's own master/worker mode. Workers run on this machine, or on each host of "
+        "cluster.toml's [[generators]] (started over SSH; this machine then runs only the "
+        "master). One worker on this machine alone runs as a single Locust process.")
+    g.add_argument("--workers", "--processes", dest="workers", type=process_count,
+                   default=os.environ.get("EIPERF_WORKERS"),
+                   metavar="N",
+                   help="Locust worker processes on each load-generator machine (a generator's "
+                        "own 'workers' key wins); -1: one per core. Default: one per core of a "
+                        "machine that runs no part of the cluster; on a machine that runs "
+                        "nodes or the load balancer (the loopback testbed), the cores left "
+                        "after one per node and one for nginx, at least 1 -- and never more "
+                        "workers than users [env EIPERF_WORKERS]")
+    g.add_argument("--master-host", metavar="ADDR", default=os.environ.get("EIPERF_MASTER_HOST"),
+                   help="the address of this machine that generator hosts' workers dial to "
+                        "reach the master (default: a generator's master_host in cluster.toml, "
+                        "else the address its SSH session comes from) [env EIPERF_MASTER_HOST]")
+    g.add_argument("--master-port", type=port, metavar="PORT", default=None,
+                   help="the master's port for its workers (default: a free one; fix it when a "
+                        "firewall sits between this machine and the generators)")
+    g.add_argument("--worker-wait", type=positive_float, metavar="S", default=None,
+                   help="seconds the master waits for every worker to connect before the run "
+                        "fails, naming the ones it never heard from (default 60)")
     g = p.add_argument_group("results")
     g.add_argument("--slo", action="append", metavar="RULE",
                    help="e.g. 'p95<200ms', 'errors<0.1%%', 'rps>=500'; repeatable; exit 1 if broken")
@@ -342,17 +364,33 @@ def _add_sweep(sub: _Subparsers) -> None:
                     "its settings (nodes restart only for JVM/pass-through changes, nginx-only "
                     "changes reload), warm up, run the load, record the objective and SLO "
                     "verdict in results/sweeps/<id>/ (sweep.json, trials.parquet). The "
-                    "originals come back at the end, on Ctrl-C and on error. Exit codes: 0 "
-                    "done, 1 no trial met the SLO, 2 error, 3 interrupted (--resume it).")
+                    "originals come back at the end, on Ctrl-C and on error. With --storage the "
+                    "sweep is an Optuna study that more workers, each on its own cluster, "
+                    "--join; no configuration runs twice. Exit codes: 0 done, 1 no trial met "
+                    "the SLO, 2 error, 3 interrupted (--resume or --join it).")
     p.add_argument("spec", nargs="?", metavar="SPEC.toml",
-                   help="the sweep spec; optional with --resume (the stored spec is used)")
+                   help="the sweep spec; optional with --resume/--join (the stored spec is used)")
     _add_cluster(p)
     _add_results(p, "results folder: runs, sweeps/ and the change journal")
     p.add_argument("--resume", metavar="ID",
                    help="continue the interrupted sweep results/sweeps/ID without repeating "
-                        "its finished trials")
+                        "its finished trials (a shared one: as --join ID)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the spec and print the planned trials; change nothing")
+    g = p.add_argument_group("shared sweeps (several workers, each on its own cluster)")
+    g.add_argument("--storage", metavar="URL", default=os.environ.get("EIPERF_STORAGE"),
+                   help="keep the sweep in this Optuna storage so workers can --join it: a file "
+                        "path (SQLite) or an RDB URL such as postgresql://user@host/eiperf "
+                        "(a password stays out of every file eiperf writes) [env EIPERF_STORAGE]")
+    g.add_argument("--join", metavar="ID",
+                   help="run trials of the shared sweep ID on this --cluster, beside its other "
+                        "workers (storage: --storage, else the one results/sweeps/ID names)")
+    g.add_argument("--sync", metavar="ID",
+                   help="rewrite results/sweeps/ID from the shared sweep's storage (every "
+                        "worker's trials, for 'eiperf report'); runs nothing")
+    g.add_argument("--grace", type=positive_int, default=60, metavar="S",
+                   help="a new shared sweep: seconds without a worker's heartbeat before its "
+                        "trial counts as dead and is run again elsewhere (default 60, min 2)")
     p.set_defaults(func=_lazy("eiperf.commands.sweep_cmd", "cmd_sweep"))
 
 

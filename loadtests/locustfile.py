@@ -4,8 +4,14 @@
     locust -f loadtests/locustfile.py --headless --cluster cluster.toml --weights soap_http=3,soap_https=1 \
            --shape step -u 100 -t 2m --processes 2 --eiperf-out /tmp/run
 
+It works in every Locust mode: standalone, `--processes`, and `--master` with `--worker`s on
+other hosts (`eiperf run --workers`, `[[generators]]`). A standalone process writes its own
+request rows; a worker sends them to its master in Locust's reports, and the master writes them
+all (with `--eiperf-out`, given to the master only) and marks workers it lost mid-test.
+
 Everything here is wiring on Locust's own events (init_command_line_parser, init, test_start,
-test_stop, request, quitting); the scenarios, shapes and recorder live in their modules.
+test_stop, request, report_to_master, worker_report, heartbeat_sent, quitting); the scenarios,
+shapes, recorder and worker reports live in their modules.
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ from pathlib import Path
 
 import gevent
 from locust import LoadTestShape, events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from eicore.cluster import load_cluster
 from eicore.errors import EiperfError
 from eicore.fsutil import atomic_write_text
 from eicore.results import TIMELINE_JSON
 from loadtests.messages import parse_size
-from loadtests.recorder import RequestRecorder
+from loadtests.recorder import REPORT_KEY, RequestRecorder
 
 # The scenario classes must be names of this module for Locust to find them.
 from loadtests.scenarios import (  # noqa: F401
@@ -40,8 +46,9 @@ from loadtests.scenarios import (  # noqa: F401
     parse_weights,
 )
 from loadtests.shapes import build_shape
+from loadtests.worker_reports import WorkerReports
 
-_state: dict = {"recorder": None, "timeline": [], "t0": None, "shape": None}
+_state: dict = {"recorder": None, "reports": None, "timeline": [], "t0": None, "shape": None}
 
 
 @events.init_command_line_parser.add_listener
@@ -62,7 +69,10 @@ def add_eiperf_options(parser) -> None:
     g.add_argument("--warmup", type=float, default=0.0,
                    help="seconds at the start left out of Locust's statistics")
     g.add_argument("--eiperf-out", default=None,
-                   help="folder for per-request rows (one Parquet file per process) and timeline.json")
+                   help="folder for per-request rows (one Parquet file per process or worker) "
+                        "and timeline.json; with --master, give it to the master only")
+    g.add_argument("--eiperf-worker", default=None,
+                   help="this process's name in the rows' worker column (default <host>-<pid>)")
 
 
 class EiperfShape(LoadTestShape):
@@ -109,18 +119,40 @@ def on_init(environment, runner=None, **_kw) -> None:
     _state["shape"] = shape
     if shape is None:
         environment.shape_class = None
-    if opts.eiperf_out and not isinstance(runner, MasterRunner):
-        rec = RequestRecorder(Path(opts.eiperf_out),
+    if isinstance(runner, MasterRunner):
+        if opts.eiperf_out:
+            reports = _state["reports"] = WorkerReports(Path(opts.eiperf_out))
+            environment.events.worker_report.add_listener(reports.on_worker_report)
+            environment.events.heartbeat_sent.add_listener(reports.on_heartbeat)
+        return
+    # A worker learns whether its master wants rows only from the master's options (they
+    # arrive with the first spawn, after init): it records, and asks at each report.
+    worker = isinstance(runner, WorkerRunner)
+    if opts.eiperf_out or worker:
+        rec = RequestRecorder(None if worker else Path(opts.eiperf_out),
                               upstream_header=cluster.load_balancer.upstream_header if cluster
                               else "X-Upstream-Addr",
-                              node_of=cluster.node_for_upstream if cluster else None)
+                              node_of=cluster.node_for_upstream if cluster else None,
+                              worker=opts.eiperf_worker, stream=worker)
         _state["recorder"] = rec
         environment.events.request.add_listener(rec.on_request)
+        if worker:
+            def on_report_to_master(client_id, data, **_kw) -> None:
+                wanted = bool(getattr(environment.parsed_options, "eiperf_out", None))
+                data[REPORT_KEY] = rec.report(wanted)
+
+            environment.events.report_to_master.add_listener(on_report_to_master)
 
 
 def _sample_users(runner) -> None:
     while True:
-        _state["timeline"].append((time.time(), runner.user_count))
+        now = time.time()
+        _state["timeline"].append((now, runner.user_count))
+        reports = _state["reports"]
+        if reports is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            for name in reports.check(runner.clients, STATE_MISSING, now):
+                sys.stderr.write(f"eiperf locustfile: worker {name} was lost "
+                                 f"({runner.worker_count} still running)\n")
         gevent.sleep(1.0)
 
 
@@ -161,6 +193,11 @@ def on_test_stop(environment, **_kw) -> None:
 
 @events.quitting.add_listener
 def on_quitting(environment, **_kw) -> None:
+    # A master's own quitting listener (registered after this one, so called first: quitting
+    # fires in reverse) has already collected the workers' final reports.
     rec = _state["recorder"]
     if rec is not None:
         rec.close()
+    reports = _state["reports"]
+    if reports is not None:
+        reports.close()

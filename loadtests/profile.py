@@ -39,7 +39,9 @@ class LoadProfile:
     spike_users: int | None = None
     arrival_rate: float | None = None
     message_size: str = "1KB"
-    processes: int = 1
+    #: Locust worker processes per load-generator machine (`--workers`): None for the default
+    #: rule (`loadtests.generators.default_workers`), -1 for one per core, or a count.
+    processes: int | None = None
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -50,8 +52,8 @@ class LoadProfile:
             raise ConfigError(f"warm-up {self.warmup}: give 0 or more seconds")
         if self.shape not in SHAPES:
             raise ConfigError(f"shape {self.shape!r}: use one of {', '.join(SHAPES)}")
-        if self.processes < 1:
-            raise ConfigError(f"processes {self.processes}: give 1 or more")
+        if self.processes is not None and self.processes < 1 and self.processes != -1:
+            raise ConfigError(f"workers {self.processes}: give 1 or more, or -1 for one per core")
         active = sorted(n for n, w in self.weights.items() if w > 0)
         if self.users < len(active):
             # Locust gives each scenario whole users by weight: a scenario left with none
@@ -82,7 +84,8 @@ class LoadProfile:
         return asdict(self)
 
     def locust_args(self) -> list[str]:
-        """Locust command-line options for this profile (eiperf's locustfile options included)."""
+        """Locust command-line options for this profile (eiperf's locustfile options included);
+        how many processes run it is the generators' business (`loadtests.generators`)."""
         args = ["-u", str(self.users), "-r", f"{self.spawn_rate:g}", "-t",
                 f"{max(1, round(self.total_seconds))}s",
                 "--weights", ",".join(f"{k}={v}" for k, v in self.weights.items()),
@@ -93,6 +96,4 @@ class LoadProfile:
                            ("--arrival-rate", self.arrival_rate)):
             if value is not None:
                 args += [opt, f"{value:g}"]
-        if self.processes > 1:
-            args += ["--processes", str(self.processes)]
         return args

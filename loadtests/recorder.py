@@ -1,14 +1,25 @@
-"""Per-request recorder: one row per request, exact to the microsecond.
+"""Per-request recorder: one row per request, exact to the microsecond, naming its worker.
 
-Hooked on Locust's `request` event. The hot path only appends a tuple; rows are written in
-batches as Parquet row groups to one file per Locust process (`requests-<pid>.parquet`), and
-`merge_request_files` joins them at the end. Locust's own percentiles are 2-significant-digit
-buckets; these rows give exact ones.
+Hooked on Locust's `request` event; the hot path only appends a tuple. Where the rows go
+depends on the Locust process it runs in:
+
+- standalone (one process): in batches, as Parquet row groups, to its own file
+  `requests-<worker>.parquet`; `merge_request_files` joins the files at the end;
+- a worker of a Locust master (local or on another host): nowhere on its own host. The rows
+  ride in Locust's own report to the master (`report_to_master`, every 3 s and once at the
+  end) as one Arrow IPC buffer, next to the statistics of the very same requests, and the
+  master writes them (`loadtests.worker_reports`). So the rows of a run and Locust's totals
+  are the same requests by construction, and a worker lost mid-run has delivered all but its
+  last few seconds.
+
+Locust's own percentiles are 2-significant-digit buckets; these rows give exact ones.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,15 +30,52 @@ from eicore.results import requests_schema
 FLUSH_ROWS = 50_000
 FLUSH_SECONDS = 5.0
 ERROR_CHARS = 200
+#: The key of eiperf's part of a Locust worker report (`data[REPORT_KEY]`).
+REPORT_KEY = "eiperf"
+
+
+def default_worker_name() -> str:
+    """`<host>-<pid>`: what a Locust process calls itself when nobody named it."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def file_safe(name: str) -> str:
+    """A worker name as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "worker"
+
+
+def encode_rows(table) -> bytes:
+    """An Arrow table as one compressed Arrow IPC stream (what a worker report carries)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_rows(data: bytes):
+    """The table `encode_rows` made."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
 class RequestRecorder:
-    """Collects request rows in memory and appends them to a Parquet file in batches."""
+    """Collects request rows in memory; writes them to a Parquet file in batches (`out_dir`)
+    or, with `stream=True` (a Locust worker), hands them to the next report to the master."""
 
-    def __init__(self, out_dir: Path, upstream_header: str = "X-Upstream-Addr",
-                 node_of: Callable[[str | None], str | None] | None = None) -> None:
-        self.out_dir = Path(out_dir)
-        self.path = self.out_dir / f"requests-{os.getpid()}.parquet"
+    def __init__(self, out_dir: Path | None, upstream_header: str = "X-Upstream-Addr",
+                 node_of: Callable[[str | None], str | None] | None = None,
+                 worker: str | None = None, stream: bool = False) -> None:
+        self.worker = worker or default_worker_name()
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.stream = stream
+        if not stream and self.out_dir is None:
+            raise ValueError("a recorder that does not stream needs an out_dir")
+        self.path = (self.out_dir / f"requests-{file_safe(self.worker)}.parquet"
+                     if self.out_dir is not None else None)
         self.upstream_header = upstream_header
         self.node_of = node_of or (lambda addr: addr)
         self.rows: list[tuple] = []
@@ -75,33 +123,57 @@ class RequestRecorder:
             None if exception is None else str(exception)[:ERROR_CHARS],
             upstream,
         ))
-        if len(self.rows) >= FLUSH_ROWS or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+        if not self.stream and (len(self.rows) >= FLUSH_ROWS
+                                or time.monotonic() - self._last_flush > FLUSH_SECONDS):
             self.flush()
 
-    def flush(self) -> None:
-        """Write the buffered rows as one row group (upstream addresses mapped to node names)."""
-        self._last_flush = time.monotonic()
+    def _take(self):
+        """The buffered rows as a table of requests_schema() (upstreams mapped to node names),
+        the buffer emptied; None when there are none."""
         if not self.rows:
-            return
+            return None
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         rows, self.rows = self.rows, []
         cols = list(zip(*rows))
         nodes = {a: self.node_of(a) for a in set(cols[8])}
-        schema = requests_schema()
-        table = pa.Table.from_arrays([
+        self.count += len(rows)
+        return pa.Table.from_arrays([
             pa.array(cols[0], pa.float64()), pa.array(cols[1], pa.string()),
             pa.array(cols[2], pa.string()), pa.array(cols[3], pa.int64()),
             pa.array(cols[4], pa.int64()), pa.array(cols[5], pa.int32()),
             pa.array(cols[6], pa.bool_()), pa.array(cols[7], pa.string()),
             pa.array([nodes[a] for a in cols[8]], pa.string()),
-        ], schema=schema)
+            pa.array([self.worker] * len(rows), pa.string()),
+        ], schema=requests_schema())
+
+    def flush(self) -> None:
+        """Write the buffered rows as one row group (a streaming recorder keeps them for the
+        next report)."""
+        self._last_flush = time.monotonic()
+        if self.stream:
+            return
+        table = self._take()
+        if table is None:
+            return
+        import pyarrow.parquet as pq
+
         if self._writer is None:
+            assert self.out_dir is not None and self.path is not None
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
         self._writer.write_table(table)
-        self.count += len(rows)
+
+    def report(self, wanted: bool = True) -> dict[str, Any]:
+        """eiperf's part of a worker report: who this worker is, its CPU time so far, and the
+        rows since the previous report (dropped, not sent, when the master wants none)."""
+        table = self._take()
+        times = os.times()
+        return {
+            "worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(),
+            "cpu_s": times.user + times.system, "mono": time.monotonic(),
+            "rows": encode_rows(table) if table is not None and wanted else None,
+        }
 
     def close(self) -> None:
         if self._closed:
@@ -114,7 +186,7 @@ class RequestRecorder:
 
 
 def merge_request_files(parts_dir: Path, out_file: Path) -> int:
-    """Join every requests-<pid>.parquet under `parts_dir` into `out_file`, sorted by time.
+    """Join every requests-*.parquet under `parts_dir` into `out_file`, sorted by time.
 
     A part a crashed process left without its footer is skipped (its rows are lost, the
     others are kept). Returns the number of rows written. Written atomically.

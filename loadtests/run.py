@@ -1,10 +1,12 @@
 """One headless load test against a cluster, written as a versioned result folder.
 
-`run_load_test` checks the load balancer answers before any load, records the cluster
-snapshot, starts the collectors (their own process), runs Locust headless in a subprocess, and
-writes results/<run-id>/ (see eicore.results). An `incomplete` run.json is written first, so an
-interrupted or crashed run still leaves a valid result marked incomplete; Ctrl-C stops Locust
-gracefully and keeps every row recorded so far.
+`run_load_test` checks the load balancer answers and every load generator fits before any
+load, records the cluster snapshot, starts the collectors (their own process), runs Locust
+headless in a subprocess -- standalone, or as Locust's master with its workers on this machine
+or the cluster's `[[generators]]` (`loadtests.generators`) -- and writes results/<run-id>/ (see
+eicore.results). An `incomplete` run.json is written first, so an interrupted or crashed run
+still leaves a valid result marked incomplete; Ctrl-C stops Locust gracefully and keeps every
+row recorded so far; a worker lost mid-run leaves the run incomplete, naming it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from eicore.results import (
     TIMELINE_JSON,
     RunRecord,
     RunStatus,
+    WorkerInfo,
     host_facts,
     new_run_id,
     write_run_record,
@@ -43,11 +46,19 @@ from eicore.results import (
 from loadtests.catalog import SCENARIO_VHOSTS
 from loadtests.collectors.jmx import JmxConnection
 from loadtests.collectors.process import CollectorProcess, write_generator_pids
+from loadtests.generators import (
+    LOCAL,
+    LOCUSTFILE,
+    WORKER_WAIT_S,
+    WorkerFleet,
+    WorkerPlan,
+    plan_workers,
+)
 from loadtests.messages import soap_envelope
 from loadtests.profile import LoadProfile
 from loadtests.recorder import merge_request_files
+from loadtests.worker_reports import WORKER_CPU_FILE, read_workers
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 Progress = Callable[[str], None]
 Finalize = Callable[[Path, RunRecord], RunRecord]
 #: reads a cluster's settings from its files for the snapshot ({"nginx": ..., "nodes": ...})
@@ -188,14 +199,81 @@ def _window(run_dir: Path, parts: Path, warmup: float, planned: float,
     return min(ts) + warmup, max(ts)
 
 
+def _lost_error(workers: list[dict[str, Any]], test_start: float | None) -> str | None:
+    """One sentence per worker lost mid-run: which, where, when."""
+    lost = [w for w in workers if w.get("lost_at")]
+    if not lost:
+        return None
+    parts = []
+    for w in lost:
+        at = float(w["lost_at"])
+        into = f"{at - test_start:.1f} s into the load, " if test_start else ""
+        pid = f", pid {w['pid']}" if w.get("pid") else ""
+        parts.append(f"worker {w['name']} ({w.get('generator') or w.get('host')}{pid}) was lost "
+                     f"{into}last heard at {time.strftime('%H:%M:%S', time.localtime(at))}")
+    return ("; ".join(parts) + ": the run went on with the other workers; the rows it sent "
+            "before are kept")
+
+
+def _add_worker_cpu(parts: Path, metrics_file: Path) -> None:
+    """Append the workers' own CPU samples (from the master) to metrics.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = parts / WORKER_CPU_FILE
+    try:
+        new = pq.read_table(src)
+    except (OSError, pa.ArrowInvalid):
+        return
+    if not new.num_rows:
+        return
+    tables = [new]
+    if metrics_file.exists():
+        try:
+            tables.insert(0, pq.read_table(metrics_file))
+        except (OSError, pa.ArrowInvalid):
+            pass
+    tmp = metrics_file.with_name(f".{metrics_file.name}.tmp")
+    pq.write_table(pa.concat_tables(tables, promote_options="default"), tmp, compression="zstd")
+    os.replace(tmp, metrics_file)
+
+
+def _worker_infos(started: list[WorkerInfo], reported: list[dict[str, Any]],
+                  exits: dict[str, float], test_start: float | None) -> list[WorkerInfo]:
+    """The workers as started (name, generator, host, pid) with what the master saw of each
+    (rows, lost_at); a worker the master never heard from has 0 rows. A worker is lost when
+    the master counted it missing, or when its process ended after the test started and
+    before it stopped (`exits`: the master may not have noticed yet)."""
+    by_name = {str(r.get("name")): r for r in reported}
+    out: list[WorkerInfo] = []
+    for info in started:
+        seen = by_name.pop(info["name"], {})
+        lost_at = seen.get("lost_at")
+        exited = exits.get(info["name"])
+        if lost_at is None and exited is not None and test_start and exited > test_start:
+            lost_at = seen.get("last_heard") or exited
+        out.append({**info, "pid": seen.get("pid") or info.get("pid"),
+                    "rows": int(seen.get("rows") or 0), "lost_at": lost_at})
+    for name, seen in sorted(by_name.items()):  # a worker nobody here started (plain Locust)
+        out.append({"name": name, "generator": "", "host": str(seen.get("host") or ""),
+                    "pid": seen.get("pid"), "rows": int(seen.get("rows") or 0),
+                    "lost_at": seen.get("lost_at")})
+    return out
+
+
 def run_load_test(
     cluster: Cluster, profile: LoadProfile, out_dir: Path, slo: list[str] | None = None,
     finalize: Finalize | None = None, progress: Progress = print, collect: bool = True,
     interval: float = 1.0, run_id: str | None = None, labels: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    settings: Settings | None = None, master_host: str | None = None,
+    master_port: int | None = None, worker_wait: float = WORKER_WAIT_S,
 ) -> RunOutcome:
     """Run one load test and write its result folder; returns the folder and final record.
 
+    The workers go where `loadtests.generators.plan_workers` says (this machine, or the
+    cluster's `[[generators]]`, checked before any load); `master_host` / `master_port` are
+    the address generator hosts dial to reach the Locust master here, and its port;
+    `worker_wait` how long (s) the master waits for every worker to connect.
     `finalize` fills in the figures of the finished run (analysis.record.record_figures);
     `settings` reads the cluster's settings for the snapshot (tuning.settings.cluster_settings).
     Both are passed in by the caller, so this layer imports neither.
@@ -203,6 +281,8 @@ def run_load_test(
     if not cluster.source or not Path(cluster.source).exists():
         raise EiperfError("the cluster must come from a cluster.toml file (Locust reads it)")
     preflight(cluster, profile)
+    plan = plan_workers(cluster, profile.processes, max(profile.users, profile.spike_users or 0),
+                        master_host, master_port, progress)
     run_id = run_id or new_run_id()
     run_dir = Path(out_dir).absolute() / run_id  # Locust runs with cwd=run_dir
     parts = run_dir / "parts"
@@ -215,12 +295,14 @@ def run_load_test(
         measure_start=None, measure_end=None,
         load={**profile.as_dict(), **({"labels": labels} if labels else {})},
         cluster=snapshot(cluster, settings), slo=list(slo or []),
-        generator={"processes": profile.processes, "cpus": os.cpu_count()},
+        generator={"processes": plan.total, "cpus": os.cpu_count(), **plan.as_dict(),
+                   "workers": []},
         versions=_versions(), host=host_facts(),
     )
     write_run_record(run_dir, record)
     progress(f"run {run_id}: {profile.users} users, {profile.shape}, "
              f"{profile.warmup:g}s warm-up + {profile.duration:g}s -> {run_dir}")
+    progress(f"  generators: {plan.describe()}")
 
     collector = None
     pids_file = run_dir / "generator.pids"
@@ -230,21 +312,38 @@ def run_load_test(
                                      generator_pids_file=str(pids_file))
         collector.start()
 
-    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "--cluster", cluster.source, "--eiperf-out", str(parts),
-            "--csv", str(locust_dir / "stats"), "--html", str(locust_dir / "report.html"),
-            "--exit-code-on-error", "0", "--loglevel", "WARNING", "--stop-timeout", "5",
-            *profile.locust_args()]
+    argv = _locust_argv(plan, cluster, profile, parts, locust_dir, worker_wait)
+    fleet = None
+    if plan.single:
+        workers: list[WorkerInfo] = [{"name": f"{LOCAL}-1", "generator": LOCAL,
+                                      "host": plan.machines[0].host, "pid": None, "rows": 0,
+                                      "lost_at": None}]
+    else:
+        fleet = WorkerFleet(plan, cluster, profile.locust_args(), run_id, locust_dir)
+        workers = []
     status, error = RunStatus.COMPLETE, None
     log = open(locust_dir / "locust.log", "wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, cwd=run_dir)
-    deadline = time.monotonic() + profile.total_seconds + 120
+    deadline = time.monotonic() + profile.total_seconds + 120 + (0 if plan.single
+                                                                  else worker_wait)
     next_note = time.monotonic() + 5
     old_term = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    early: list[str] = []
     try:
+        if fleet is not None:
+            fleet.start()
+            workers = fleet.infos()
+            record = replace(record, generator={**record.generator, "workers": workers})
+            write_run_record(run_dir, record)  # still incomplete: says which workers run where
+        else:
+            workers[0]["pid"] = proc.pid
         while proc.poll() is None:
-            write_generator_pids(pids_file, [proc.pid, *_children(proc.pid)])
+            local = fleet.local_pids() if fleet is not None else []
+            write_generator_pids(pids_file, [proc.pid, *_children(proc.pid), *local])
+            if fleet is not None and not (parts / TIMELINE_JSON).exists():  # test not stopped
+                for name in fleet.poll():
+                    progress(f"  worker {name} exited while the test runs")
             if time.monotonic() > deadline:
                 status, error = RunStatus.INCOMPLETE, "Locust did not stop in time; it was killed"
                 break
@@ -255,22 +354,35 @@ def run_load_test(
                 extra = f", {live[0]:,} requests, {live[1]:,.0f} req/s" if live else ""
                 progress(f"  {elapsed:4.0f}/{profile.total_seconds:.0f} s{extra}")
             time.sleep(0.5)
+        if fleet is not None and proc.returncode not in (0, None):
+            early = _unconnected(fleet, read_workers(parts))
     except KeyboardInterrupt:
         status, error = RunStatus.INCOMPLETE, "interrupted (Ctrl-C)"
         progress("interrupted: stopping Locust, keeping what was recorded ...")
+    except EiperfError as e:  # a generator refused its workers: no load ran
+        status, error = RunStatus.FAILED, str(e)
     finally:
         signal.signal(signal.SIGTERM, old_term)
         _stop_process_tree(proc, grace=15)
         log.close()
+        if fleet is not None:  # told to quit by a master that ran; else nobody tells them
+            fleet.stop(grace=10 if proc.returncode in (0, -signal.SIGINT) else 2)
         if collector is not None:
             collector.stop()
     if proc.returncode not in (0, -signal.SIGINT) and status is RunStatus.COMPLETE:
         status, error = RunStatus.FAILED, f"Locust exited with {proc.returncode}"
+        if early:
+            error += (f"; the master never heard from {'; '.join(early)} (check "
+                      "master_host / --master-host, firewalls, and locust/worker-*.log)")
 
     requests_file = run_dir / REQUESTS_FILE
     rows = merge_request_files(parts, requests_file)
     measure_start, measure_end = _window(run_dir, parts, profile.warmup, profile.total_seconds,
                                           requests_file)
+    if fleet is not None:
+        workers, status, error = _settle_workers(fleet, workers, run_dir, parts, status, error)
+    else:
+        workers[0]["rows"] = rows
     shutil.rmtree(parts, ignore_errors=True)
     if rows == 0 and status is RunStatus.COMPLETE:
         status = RunStatus.FAILED
@@ -280,8 +392,57 @@ def run_load_test(
         error = f"{error}: {' | '.join(tail)}" if tail else error
     record = replace(record, status=status, ended_at=time.time(), measure_start=measure_start,
                      measure_end=measure_end, error=error,
-                     generator={**record.generator, "requests": rows})
+                     generator={**record.generator, "requests": rows, "workers": workers})
     if finalize is not None:
         record = finalize(run_dir, record)
     write_run_record(run_dir, record)
     return RunOutcome(run_dir, record)
+
+
+def _locust_argv(plan: WorkerPlan, cluster: Cluster, profile: LoadProfile, parts: Path,
+                 locust_dir: Path, worker_wait: float) -> list[str]:
+    """The command line of the Locust process this machine runs: standalone for a single
+    worker here, else the master waiting for the plan's workers."""
+    assert cluster.source
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "--cluster", cluster.source, "--eiperf-out", str(parts),
+            "--csv", str(locust_dir / "stats"), "--html", str(locust_dir / "report.html"),
+            "--exit-code-on-error", "0", "--loglevel", "WARNING", "--stop-timeout", "5",
+            *profile.locust_args()]
+    if plan.single:
+        return [*argv, "--eiperf-worker", f"{LOCAL}-1"]
+    # --enable-rebalancing: the users of a worker lost mid-run move to the others
+    return [*argv, "--master", "--master-bind-host", plan.bind_host,
+            "--master-bind-port", str(plan.port), "--expect-workers", str(plan.total),
+            "--expect-workers-max-wait", f"{worker_wait:g}", "--enable-rebalancing"]
+
+
+def _settle_workers(fleet: WorkerFleet, started: list[WorkerInfo], run_dir: Path, parts: Path,
+                    status: RunStatus, error: str | None
+                    ) -> tuple[list[WorkerInfo], RunStatus, str | None]:
+    """After a master/worker run: each worker's rows and fate, their CPU samples into
+    metrics.parquet, and the run incomplete (saying which and when) if one was lost."""
+    test_start = _test_start(run_dir)
+    workers = _worker_infos(started, read_workers(parts), fleet.exits(), test_start)
+    _add_worker_cpu(parts, run_dir / METRICS_FILE)
+    lost = _lost_error(workers, test_start)
+    if lost and status is RunStatus.COMPLETE:
+        return workers, RunStatus.INCOMPLETE, lost
+    return workers, status, f"{error}; {lost}" if lost else error
+
+
+def _unconnected(fleet: WorkerFleet, reported: list[dict[str, Any]]) -> list[str]:
+    """The workers the master never heard from, each with where it dialled and its state
+    (still running, or exited with its log's last line)."""
+    heard = {str(r.get("name")) for r in reported}
+    gone = dict(fleet.exited_early())
+    return [f"{w.name} on {w.machine.name}, dialling {w.machine.dial}:{fleet.plan.port}, "
+            + (f"exited: {gone[w.name]}" if w.name in gone else "still running")
+            for w in fleet.workers if w.name not in heard]
+
+
+def _test_start(run_dir: Path) -> float | None:
+    try:
+        return float(json.loads((run_dir / TIMELINE_JSON).read_text())["test_start"])
+    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        return None

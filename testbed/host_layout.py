@@ -7,20 +7,32 @@ members; EI_HOME is owned by `wso2`; JMX (bound to the node's address) asks for 
 and one random password, whose client copy is `<testbed>/jmx.password` (0600). The load balancer listens on 80 and 443 of its address;
 its vhosts live in `sites-available/` and are enabled by `sites-enabled/` symlinks, owned by
 root, as on Debian.
+
+Each generator host `gen<j>` is a `[[generators]]` entry: SSH as `eiperf`, `master_host` the
+bridge's address (where the CLI and the Locust master live), `python` one with this eiperf:
+this environment's own interpreter when the gen user may run it, else a venv-shaped folder in
+the host's own files (`/srv/eiperf-host/python`: this machine's system python of the same
+version, over this environment's site-packages) -- a pyenv python under root's 0700 home is
+not something the unprivileged user may execute.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import shutil
+import stat
+import sys
+import sysconfig
 from dataclasses import replace
 from pathlib import Path
 
-from eicore.cluster import Cluster, LoadBalancer, Node, save_cluster
+from eicore.cluster import Cluster, Generator, LoadBalancer, Node, save_cluster
 from eicore.credentials import write_secret_file
 from testbed.certs import generate_tls
 from testbed.hosts import (
     EI_HOME,
+    HOST_ROOT,
     NODE_USER,
     WRITE_HELPER,
     client_key,
@@ -57,6 +69,58 @@ def host_nodes(dir: Path, net: NetworkPlan) -> tuple[Node, ...]:
         for h in net.hosts if h.name.startswith("node"))
 
 
+def _world_usable(path: str) -> bool:
+    """True when any user may reach `path` (every folder on the way searchable by others) and
+    read and execute it, following symlinks."""
+    real = Path(os.path.realpath(path))
+    try:
+        if not real.stat().st_mode & stat.S_IROTH or not real.stat().st_mode & stat.S_IXOTH:
+            return False
+        return all(p.stat().st_mode & stat.S_IXOTH for p in real.parents)
+    except OSError:
+        return False
+
+
+def generator_python(dir: Path, host: str) -> str:
+    """The python a generator host's user runs workers with (a path inside the host)."""
+    if _world_usable(sys.executable):
+        return sys.executable
+    major, minor = sys.version_info[:2]
+    base = next((c for c in (f"/usr/bin/python{major}.{minor}",
+                             f"/usr/local/bin/python{major}.{minor}",
+                             shutil.which(f"python{major}.{minor}") or "")
+                 if c and _world_usable(c)), None)
+    site = sysconfig.get_paths()["purelib"]
+    if base is None or not os.path.isdir(site):
+        return sys.executable  # `eiperf run` says why it cannot run there
+    root = host_files(dir, host).root / "python"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "lib" / f"python{major}.{minor}").mkdir(parents=True, exist_ok=True)
+    for link, target in ((root / "bin" / "python", base),
+                         (root / "lib" / f"python{major}.{minor}" / "site-packages", site)):
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(target, link)
+    (root / "pyvenv.cfg").write_text(f"home = {os.path.dirname(base)}\n"
+                                     "include-system-site-packages = false\n"
+                                     f"version = {major}.{minor}\n")
+    for p in (root, root / "bin", root / "lib", root / "lib" / f"python{major}.{minor}"):
+        os.chmod(p, 0o755)
+    os.chmod(root / "pyvenv.cfg", 0o644)
+    return f"{HOST_ROOT}/python/bin/python"
+
+
+def host_generators(dir: Path, net: NetworkPlan) -> tuple[Generator, ...]:
+    """The generator hosts as the cluster file names them: SSH as the gen user, workers dial
+    the bridge's address (the CLI's side of the network)."""
+    return tuple(
+        Generator(name=h.name, host=h.address, transport="ssh",
+                  python=generator_python(dir, h.name), ssh_user=user_of(h.name),
+                  ssh_key=str(client_key(dir)), known_hosts=str(known_hosts(dir)),
+                  master_host=net.gateway)
+        for h in net.hosts if h.name.startswith("gen"))
+
+
 def host_cluster(dir: Path, net: NetworkPlan, nodes: tuple[Node, ...]) -> Cluster:
     lb = net.host("lb")
     local = host_files(dir, "lb")
@@ -74,7 +138,8 @@ def host_cluster(dir: Path, net: NetworkPlan, nodes: tuple[Node, ...]) -> Cluste
         known_hosts=str(known_hosts(dir)), become="sudo", write_helper=WRITE_HELPER,
     )
     return Cluster(name="testbed-hosts", load_balancer=load_balancer, nodes=nodes,
-                   testbed_dir=str(dir), source=str(Path(dir) / "cluster.toml"))
+                   testbed_dir=str(dir), source=str(Path(dir) / "cluster.toml"),
+                   generators=host_generators(dir, net))
 
 
 def render_hosts(dir: Path, net: NetworkPlan, nginx_workers: int = 1) -> Cluster:

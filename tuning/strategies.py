@@ -11,6 +11,10 @@ before the first ask, so nothing finished is proposed again. Two implementations
   value per rule, <= 0 when met), also stored in each trial's user attrs. Optuna 5 deprecated
   TPESampler's `constraints_func` for `Trial.set_constraint`, which the TPE sampler reads the
   same way (infeasible trials rank below feasible ones); eiperf uses the new call.
+
+A sweep shared through an Optuna storage uses a third, `tuning.sweep_study.StudyStrategy`:
+the storage, not this process, decides which configuration runs next; it shares the helpers
+below (`tpe_sampler`, `suggest_params`) so a configuration is named the same way everywhere.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from eicore.results import SloVerdict
 from tuning.sweep_spec import Axis, SweepSpec
 
 CONSTRAINTS_ATTR = "constraints"
+#: user attr of an Optuna trial: the eiperf trial number it runs
+TRIAL_ATTR = "eiperf_trial"
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ class GridStrategy(SweepStrategy):
         return len(self.order)
 
 
-def _optuna():
+def optuna_module():
+    """Optuna, imported on first use (an install hint when missing), quiet below warnings."""
     try:
         import optuna
     except ImportError:  # pragma: no cover - a declared dependency
@@ -116,28 +123,59 @@ def _optuna():
     return optuna
 
 
+def tpe_sampler(spec: SweepSpec, seed: int, constant_liar: bool = False):
+    """The TPE sampler of an optuna sweep (`constant_liar`: for workers sharing a study, so
+    trials still running elsewhere push a worker away from their region)."""
+    optuna = optuna_module()
+    budget = spec.budget.trials
+    startup = 10 if budget is None else max(2, min(10, budget // 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
+                                          constant_liar=constant_liar)
+
+
+def distribution(axis: Axis, grid: bool = False):
+    """The Optuna distribution of an axis (`grid`: its grid values, as categorical text)."""
+    d = optuna_module().distributions
+    if grid:
+        return d.CategoricalDistribution(list(axis.grid_values()))
+    if axis.kind != "range":
+        return d.CategoricalDistribution(list(axis.values))
+    return d.IntDistribution(axis.low, axis.high, log=axis.log, step=axis.step or 1)
+
+
+def suggest_params(trial, spec: SweepSpec, grid: bool = False) -> dict[str, str]:
+    """The configuration of an Optuna trial: each parameter suggested (sampled, or the value a
+    queued trial fixes) and given back in the normalised text form `--set` takes."""
+    params = {}
+    for name, axis in spec.parameters.items():
+        if grid:
+            params[name] = trial.suggest_categorical(name, list(axis.grid_values()))
+        elif axis.kind == "range":
+            number = trial.suggest_int(name, axis.low, axis.high, step=axis.step or 1,
+                                       log=axis.log)
+            params[name] = axis.decode(number)
+        else:
+            params[name] = trial.suggest_categorical(name, list(axis.values))
+    return params
+
+
 class OptunaStrategy(SweepStrategy):
     """Optuna TPE via ask-and-tell; the SLO verdict is a constraint (<= 0: met)."""
 
     def __init__(self, spec: SweepSpec) -> None:
         super().__init__(spec)
-        optuna = _optuna()
+        optuna = optuna_module()
         self._optuna = optuna
-        budget = spec.budget.trials
-        startup = 10 if budget is None else max(2, min(10, budget // 3))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=startup)
-        self.study = optuna.create_study(direction=spec.objective.direction, sampler=sampler)
+        self.study = optuna.create_study(direction=spec.objective.direction,
+                                         sampler=tpe_sampler(spec, spec.seed))
         self._pending: dict[int, object] = {}
         self._next = 0
         self._count = 0
 
     def _distribution(self, axis: Axis):
-        d = self._optuna.distributions
-        if axis.kind != "range":
-            return d.CategoricalDistribution(list(axis.values))
-        return d.IntDistribution(axis.low, axis.high, log=axis.log, step=axis.step or 1)
+        return distribution(axis)
 
     def replay(self, finished: list[Finished]) -> None:
         optuna = self._optuna
@@ -152,7 +190,7 @@ class OptunaStrategy(SweepStrategy):
                 frozen = optuna.trial.create_trial(
                     params=params, distributions=dists, state=state,
                     value=f.objective if f.objective is not None else None,
-                    user_attrs={CONSTRAINTS_ATTR: list(f.constraints), "eiperf_trial": f.trial},
+                    user_attrs={CONSTRAINTS_ATTR: list(f.constraints), TRIAL_ATTR: f.trial},
                     constraints=self._named(f.constraints) if f.objective is not None else None)
             except (KeyError, ValueError):
                 continue  # a value outside the space as written now: counts, teaches nothing
@@ -162,18 +200,11 @@ class OptunaStrategy(SweepStrategy):
         if self.spec.budget.trials is not None and self._count >= self.spec.budget.trials:
             return None
         trial = self.study.ask()
-        params = {}
-        for name, axis in self.spec.parameters.items():
-            if axis.kind == "range":
-                number = trial.suggest_int(name, axis.low, axis.high, step=axis.step or 1,
-                                           log=axis.log)
-                params[name] = axis.decode(number)
-            else:
-                params[name] = trial.suggest_categorical(name, list(axis.values))
+        params = suggest_params(trial, self.spec)
         number = self._next
         self._next += 1
         self._count += 1
-        trial.set_user_attr("eiperf_trial", number)
+        trial.set_user_attr(TRIAL_ATTR, number)
         self._pending[number] = trial
         return Proposal(number, params)
 
@@ -192,7 +223,12 @@ class OptunaStrategy(SweepStrategy):
         return self.spec.budget.trials
 
     def _named(self, constraints: tuple[float, ...]) -> dict[str, float]:
-        return {rule: float(v) for rule, v in zip(self.spec.slo, constraints)}
+        return named_constraints(self.spec, constraints)
+
+
+def named_constraints(spec: SweepSpec, constraints: tuple[float, ...]) -> dict[str, float]:
+    """The SLO constraint values keyed by their rule (what `Trial.set_constraint` takes)."""
+    return {rule: float(v) for rule, v in zip(spec.slo, constraints)}
 
 
 def slo_constraints(slo_results: list[SloVerdict]) -> tuple[float, ...]:

@@ -14,11 +14,17 @@ the journal stays open and the next eiperf command (or `eiperf tune restore`) re
 and replayed into a fresh strategy (grid: their configurations are skipped; optuna: told to a
 new study before the first ask); rows left "running" by an interruption are dropped and run
 again.
+
+A sweep shared by several workers through an Optuna storage (`--storage`, `--join`) runs the
+same trials through `tuning.sweep_shared.SharedSweepRun`, which replaces the bookkeeping hooks
+(`_prepare`, `_put`, `_result`, `_release`, `_close`) and keeps everything else.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -40,7 +46,7 @@ from tuning.journal import Journal
 from tuning.params import ParameterError, ParamSet
 from tuning.restore import restore_cluster
 from tuning.settings import cluster_settings
-from tuning.strategies import Finished, Proposal, make_strategy, slo_constraints
+from tuning.strategies import Finished, Proposal, SweepStrategy, make_strategy, slo_constraints
 from tuning.sweep_folder import SweepFolder
 from tuning.sweep_spec import SweepSpec
 
@@ -65,6 +71,9 @@ class SweepUI:
     def trial_finished(self, row: TrialRow, best: TrialResult | None) -> None: ...
 
     def note(self, message: str) -> None: ...
+
+    def total_done(self, done: int) -> None:
+        """Trials finished in the whole sweep (a shared study: every worker's)."""
 
     def stop(self) -> None: ...
 
@@ -99,6 +108,8 @@ class SweepRun:
         self.ui = ui
         self.journal = None
         self._noted: set[str] = set()
+        self.worker = f"{socket.gethostname()}-{os.getpid()}"
+        self._t0 = time.monotonic()
 
     # -- journal
 
@@ -126,6 +137,7 @@ class SweepRun:
     # -- bookkeeping
 
     def _put(self, row: TrialRow) -> None:
+        """Record a row (a repetition's state) where the sweep keeps its trials."""
         rows = [r for r in self.folder.rows
                 if (r.trial, r.repetition) != (row.trial, row.repetition)]
         self.folder.rows = [*rows, row]
@@ -134,6 +146,13 @@ class SweepRun:
             "trial": best.trial, "params": best.params, "objective": best.objective,
             "run_ids": best.run_ids}
         self.folder.save()
+
+    def _best(self) -> TrialResult | None:
+        return best_of(aggregate(self.folder.rows), self.spec.objective.direction)
+
+    def _result(self, trial: int) -> TrialResult:
+        """The trial as it stands after this process's last row for it."""
+        return next(t for t in aggregate(self.folder.rows) if t.trial == trial)
 
     def finished(self) -> list[Finished]:
         return [Finished(t.trial, t.params, t.objective, t.constraints)
@@ -173,21 +192,20 @@ class SweepRun:
             if rep:
                 self.ui.trial_started(p, rep)
             self._run_once(p, rep, started if rep == 0 else time.time())
-        return next(t for t in aggregate(self.folder.rows) if t.trial == p.trial)
+        return self._result(p.trial)
 
     def _fail(self, p: Proposal, started: float, error: str) -> TrialResult:
         row = TrialRow(p.trial, 0, TrialState.FAILED, p.params, error=error, started=started,
-                       duration_s=time.time() - started)
+                       duration_s=time.time() - started, worker=self.worker)
         self._put(row)
-        self.ui.trial_finished(row, best_of(aggregate(self.folder.rows),
-                                            self.spec.objective.direction))
-        return next(t for t in aggregate(self.folder.rows) if t.trial == p.trial)
+        self.ui.trial_finished(row, self._best())
+        return self._result(p.trial)
 
     def _run_once(self, p: Proposal, rep: int, started: float) -> None:
         rules = _rules(self.spec)
         run_id = new_run_id()
         self._put(TrialRow(p.trial, rep, TrialState.RUNNING, p.params, run_id=run_id,
-                           started=started))
+                           started=started, worker=self.worker))
 
         def finalize(run_dir: Path, record: RunRecord) -> RunRecord:
             if record.generator.get("requests", 0) == 0:
@@ -221,13 +239,13 @@ class SweepRun:
                     error=None if objective is not None else "the objective could not be computed",
                     started=started, duration_s=time.time() - started,
                     constraints=slo_constraints(rec.slo_results))
-        self._put(row)
-        self.ui.trial_finished(row, best_of(aggregate(self.folder.rows),
-                                            self.spec.objective.direction))
+        self._put(replace(row, worker=self.worker))
+        self.ui.trial_finished(row, self._best())
 
     # -- the loop
 
-    def execute(self) -> SweepOutcome:
+    def _prepare(self) -> SweepStrategy:
+        """The strategy, told what already finished; the folder marked running."""
         folder = self.folder
         # rows an interruption left "running" run again; their run folders stay as incomplete runs
         folder.rows = [r for r in folder.rows if r.state is not TrialState.RUNNING]
@@ -236,18 +254,39 @@ class SweepRun:
         strategy.replay(self.finished())
         folder.info.update(status=SweepStatus.RUNNING.value, finished=None)
         folder.save()
-        planned = strategy.planned()
-        done = len(self.finished())
-        self.ui.start(folder.id, planned, done)
+        return strategy
+
+    def _done(self) -> int:
+        return len(self.finished())
+
+    def _time_left(self) -> bool:
+        """Whether the spec's time budget (counted from this execution's start) allows more."""
+        return self.spec.budget.time_s is None or \
+            time.monotonic() - self._t0 < self.spec.budget.time_s
+
+    def _release(self, strategy: SweepStrategy, status: SweepStatus) -> None:
+        """Before the originals come back: give back what the strategy holds (nothing here)."""
+
+    def _close(self, status: SweepStatus, error: BaseException | None) -> None:
+        """The folder's final word: status, finish time, the error if any."""
+        self.folder.info.update(status=status.value,
+                                finished=datetime.now(UTC).isoformat(timespec="seconds"))
+        if error is not None:
+            self.folder.info["error"] = str(error)
+        self.folder.save()
+
+    def execute(self) -> SweepOutcome:
+        folder = self.folder
+        self._t0 = time.monotonic()
+        strategy = self._prepare()
+        self.ui.start(folder.id, strategy.planned(), self._done())
         status = SweepStatus.FAILED
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         error: BaseException | None = None
-        t0 = time.monotonic()
         try:
             self._begin_journal()
             while True:
-                if self.spec.budget.time_s is not None and \
-                        time.monotonic() - t0 >= self.spec.budget.time_s:
+                if not self._time_left():
                     self.ui.note("time budget used up: no new trial")
                     break
                 proposal = strategy.ask()
@@ -266,16 +305,15 @@ class SweepRun:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
-                self._restore()
+                try:
+                    self._release(strategy, status)
+                finally:
+                    self._restore()
             finally:
                 signal.signal(signal.SIGINT, old_int)
                 signal.signal(signal.SIGTERM, old_term)
                 self.ui.stop()
-                folder.info.update(status=status.value,
-                                   finished=datetime.now(UTC).isoformat(timespec="seconds"))
-                if error is not None:
-                    folder.info["error"] = str(error)
-                folder.save()
+                self._close(status, error)
         if error is not None:
             raise error
         results = aggregate(folder.rows)
@@ -293,6 +331,9 @@ def resumable(results_dir: Path, sweep_id: str, spec: SweepSpec | None = None
     line, nothing touched) when there is no such sweep, it is complete, another eiperf runs
     it, or `spec` is not the one it started with. Cheap: callers check before starting anything."""
     folder = SweepFolder.open(Path(results_dir), sweep_id)
+    if folder.storage:  # its trials are in the storage: only a worker of the study may run it
+        raise EiperfError(f"sweep {sweep_id} is shared through {folder.storage}; continue it "
+                          f"with 'eiperf sweep --join {sweep_id}'")
     stored = folder.spec()
     if spec is not None and _comparable(spec) != _comparable(stored):
         raise EiperfError(f"{spec.source} differs from the spec sweep {sweep_id} started with; "

@@ -427,6 +427,18 @@ class SSHTransport(NodeTransport):
             del out[: out.find(b"\n") + 1]
         return CommandResult(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
+    def open_channel(self, command: str) -> paramiko.Channel:
+        """A session channel running `command` on the kept connection, stdin left open, for a
+        caller that talks to a long-running remote program (e.g. a sampling shell) and closes
+        the channel itself. Not part of the transport contract: SSH only."""
+        try:
+            chan = self._connected().get_transport().open_session(timeout=self.connect_timeout)
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()
+            raise TransportError(f"cannot open a session on {self.where} ({e})") from None
+        return chan
+
     def _kill_after_timeout(self, out: bytearray) -> None:
         """KILL the remote command that did not finish in time, as subprocess.run does."""
         line = bytes(out).split(b"\n", 1)[0]

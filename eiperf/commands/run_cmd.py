@@ -7,7 +7,6 @@ summary and SLO results are written into run.json once, when the run is final.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from analysis.record import record_figures
@@ -16,6 +15,7 @@ from eicore.cluster import Cluster
 from eicore.errors import ConfigError
 from eicore.results import RunRecord, RunStatus, results_dir
 from eiperf.context import resolve_cluster
+from loadtests.generators import WORKER_WAIT_S
 from loadtests.profile import LoadProfile, parse_duration
 from loadtests.run import run_load_test
 from tuning.settings import cluster_settings
@@ -34,7 +34,7 @@ def profile_from_args(args: argparse.Namespace) -> LoadProfile:
         step_time=parse_duration(args.step_time, "--step-time") if args.step_time else None,
         spike_users=args.spike_users, arrival_rate=args.arrival_rate,
         message_size=args.message_size,
-        processes=os.cpu_count() or 1 if args.processes == -1 else args.processes,
+        processes=args.workers,
     )
 
 
@@ -51,13 +51,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     rules = slo_rules(args.slo)
     cluster = resolve_cluster(args)
     code, _ = execute_run(cluster, profile, results_dir(args.results), rules,
-                          collect=not args.no_collect, interval=args.interval)
+                          collect=not args.no_collect, interval=args.interval,
+                          master_host=args.master_host, master_port=args.master_port,
+                          worker_wait=args.worker_wait or WORKER_WAIT_S)
     return code
 
 
 def execute_run(cluster: Cluster, profile: LoadProfile, out_dir: Path,
                 rules: list[SloRule] | None = None, *, collect: bool = True,
-                interval: float = 1.0) -> tuple[int, Path]:
+                interval: float = 1.0, master_host: str | None = None,
+                master_port: int | None = None,
+                worker_wait: float = WORKER_WAIT_S) -> tuple[int, Path]:
     """Run into `out_dir`, print the summary and SLO verdicts; (exit code, result folder).
     `eiperf run` and `eiperf demo` both run through it."""
     rules = rules or []
@@ -73,7 +77,8 @@ def execute_run(cluster: Cluster, profile: LoadProfile, out_dir: Path,
     outcome = run_load_test(cluster, profile, out_dir, slo=[r.text for r in rules],
                             finalize=finalize, settings=cluster_settings,
                             progress=lambda m: print(m, flush=True), collect=collect,
-                            interval=interval)
+                            interval=interval, master_host=master_host,
+                            master_port=master_port, worker_wait=worker_wait)
     rec = outcome.record
     print()
     for line in printed:

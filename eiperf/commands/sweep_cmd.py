@@ -1,25 +1,37 @@
 """`eiperf sweep SPEC.toml`: run a tuning sweep with a progress bar, then rank its trials.
 
-The engine is `tuning.sweep`; this module is the edge: it reads the spec (bad spec: one line,
-exit 2, nothing created), prints the plan for --dry-run, draws the rich progress bar on stderr,
-and prints the ranked table and the best configuration as `eiperf tune apply` arguments.
+The engine is `tuning.sweep` (one process) and `tuning.sweep_shared` (`--storage`: an Optuna
+study that `--join`ed workers share, each on its own cluster; `--sync` rewrites a folder from
+it); this module is the edge: it reads the spec (bad spec: one line, exit 2, nothing created),
+checks --resume/--join before the testbed starts, prints the plan for --dry-run, draws the rich
+progress bar on stderr, and prints the ranked table and the best configuration as
+`eiperf tune apply` arguments.
 Exit codes: 0 complete, 1 no trial met the SLO, 2 error, 3 interrupted (resume it).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from analysis.loading import load_sweep
 from analysis.ranking import format_ranking
 from eicore.errors import ConfigError
 from eicore.results import results_dir
-from eicore.sweeps import SweepStatus
+from eicore.sweeps import SWEEP_JSON, SweepStatus, read_sweep_info, sweeps_root
 from eicore.trials import tune_apply_command
 from eiperf.context import resolve_cluster
 from tuning.strategies import GridStrategy
 from tuning.sweep import resumable, run_sweep
+from tuning.sweep_shared import (
+    check_grace,
+    join_sweep,
+    prepare_join,
+    run_shared_sweep,
+    sync_sweep,
+)
 from tuning.sweep_spec import SweepSpec, load_spec
+from tuning.sweep_study import public_url, storage_url
 
 EXIT_NO_TRIAL_MET_SLO = 1
 EXIT_INCOMPLETE = 3
@@ -48,6 +60,7 @@ class RichSweepUI:
             console=self.console, transient=False)
         self.task = None
         self.reps = 1
+        self._absolute = False  # a shared sweep counts every worker's trials (total_done)
 
     def start(self, sweep_id: str, total: int | None, done: int) -> None:
         self.console.print(f"sweep {sweep_id}: {total if total is not None else '?'} trial(s)"
@@ -68,7 +81,12 @@ class RichSweepUI:
                            f"{verdict}{why}")
         best_text = "" if best is None else \
             f"best {self.objective} {best.objective:.4g} (trial {best.trial})"
-        self.progress.update(self.task, advance=1, best=best_text)
+        self.progress.update(self.task, advance=0 if self._absolute else 1, best=best_text)
+
+    def total_done(self, done: int) -> None:
+        self._absolute = True
+        if self.task is not None:
+            self.progress.update(self.task, completed=done)
 
     def note(self, message: str) -> None:
         if message.startswith("  "):  # the run's periodic "12/35 s, ... req/s" tick
@@ -109,30 +127,67 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     return lines
 
 
+def _shared(out: Path, sweep_id: str) -> bool:
+    """Whether results/sweeps/ID is a shared sweep's folder (its sweep.json names a storage)."""
+    folder = sweeps_root(out) / sweep_id
+    return (folder / SWEEP_JSON).exists() and bool(read_sweep_info(folder).get("storage"))
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     # All input is checked before the testbed starts or anything is written: the spec, and for
-    # --resume the sweep folder (there, not complete, not running elsewhere, the same spec).
-    if not args.spec and not args.resume:
+    # --resume the sweep folder (there, not complete, not running elsewhere, the same spec);
+    # for --join the storage and its study (there, not complete, the same spec).
+    modes = [f"--{m}" for m in ("resume", "join", "sync") if getattr(args, m, None)]
+    if len(modes) > 1:
+        raise ConfigError(f"give one of --resume, --join and --sync, not {' and '.join(modes)}")
+    if not args.spec and not modes:
         raise ConfigError("give a sweep spec file (e.g. sweeps/heap_gc.toml) or --resume <id>")
-    spec = load_spec(args.spec) if args.spec else None
     out = results_dir(args.results)
-    stored = resumable(out, args.resume, spec)[1] if args.resume else None
+    if args.sync:
+        if args.spec:
+            raise ConfigError("--sync takes no spec file: the storage holds the sweep's spec")
+        return _sync(out, args)
+    spec = load_spec(args.spec) if args.spec else None
+    join = args.join or (args.resume if args.resume and _shared(out, args.resume) else None)
+    study = stored = None
+    if join:
+        study = prepare_join(out, join, args.storage, spec)
+        stored = study.spec
+    elif args.resume:
+        stored = resumable(out, args.resume, spec)[1]
+    elif args.storage:
+        storage_url(args.storage)
+        check_grace(args.grace)
     shown = spec or stored
     assert shown is not None
     if args.dry_run:
         for line in plan_lines(shown):
             print(line)
+        if study is not None:
+            print(f"join: sweep {study.id} in {study.public_url}: {study.waiting()} trial(s) "
+                  f"queued, {len(study.running())} running, {len(study.workers())} worker(s)")
+        elif args.storage and not args.resume:
+            print(f"shared through {public_url(storage_url(args.storage))}: other workers "
+                  "--join it")
         return 0
     cluster = resolve_cluster(args)
     ui = RichSweepUI(shown.objective.metric)
-    outcome = run_sweep(spec, cluster, out, resume=args.resume, ui=ui)
+    if study is not None:
+        outcome = join_sweep(study, cluster, out, ui=ui)
+    elif args.storage and not args.resume:
+        assert spec is not None
+        outcome = run_shared_sweep(spec, cluster, out, args.storage, grace_s=args.grace, ui=ui)
+    else:
+        outcome = run_sweep(spec, cluster, out, resume=args.resume, ui=ui)
     print()
     for line in format_ranking(load_sweep(outcome.path), top=None):
         print(line)
     print(f"\nsweep: {outcome.path}  ({outcome.status.value})")
     if outcome.status is SweepStatus.INCOMPLETE:
+        again = "--join" if study is not None or (args.storage and not args.resume) \
+            else "--resume"
         print(f"interrupted: the original settings are back; continue with "
-              f"'eiperf sweep --resume {outcome.path.name}'")
+              f"'eiperf sweep {again} {outcome.path.name}'")
         return EXIT_INCOMPLETE
     if outcome.best is None:
         print("no trial met the SLO" if shown.slo else "no trial completed")
@@ -140,4 +195,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"best: trial {outcome.best.trial}, {shown.objective.metric} "
           f"{outcome.best.objective:.4g}; the original settings are back. To keep the best:")
     print(f"  {tune_apply_command(outcome.best.params)}")
+    return 0
+
+
+def _sync(out: Path, args: argparse.Namespace) -> int:
+    """`--sync ID`: the folder rewritten from the storage, then its ranking."""
+    path = sync_sweep(out, args.sync, args.storage)
+    sweep = load_sweep(path)
+    for line in format_ranking(sweep, top=None):
+        print(line)
+    print(f"\nsweep: {path}  ({sweep.state}; synced from {sweep.info.get('storage')})")
     return 0

@@ -4,7 +4,8 @@
 its own session -- never inside Locust's event loop, and out of reach of the terminal's Ctrl-C,
 which the caller handles -- and stops it with SIGTERM (then SIGKILL by PID). The child:
 
-- builds PsutilCollector, JmxCollector and NginxCollector from the cluster file;
+- builds PsutilCollector, JmxCollector, NginxCollector and, when the cluster file reaches a
+  node or the load balancer over SSH, ProcCollector (those hosts' /proc) from the cluster file;
 - samples them at t0 + k * interval on the monotonic clock (no drift; a round that overruns
   skips the ticks it missed and counts them), all rows of a round sharing one `ts`;
 - writes the rows through `MetricsSink` (spool every `flush_s`, Parquet at the end);
@@ -36,6 +37,7 @@ from eicore.fsutil import atomic_write_text
 from loadtests.collectors.base import Collector, Sample, log
 from loadtests.collectors.jmx_collector import JmxCollector
 from loadtests.collectors.nginx_collector import NginxCollector
+from loadtests.collectors.proc_collector import ProcCollector, ssh_targets
 from loadtests.collectors.psutil_collector import PsutilCollector
 from loadtests.collectors.sink import MetricsSink, finish_spool, spool_path
 
@@ -194,10 +196,13 @@ def _last_line(path: Path) -> str:
 
 
 def build_collectors(cluster: Cluster, generator_pids=None) -> list[Collector]:
-    """The collectors for a cluster: psutil, JMX and (when it has a status URL) nginx."""
+    """The collectors for a cluster: psutil, JMX, nginx (when it has a status URL) and proc
+    (when it reaches a node or the load balancer over SSH)."""
     collectors: list[Collector] = [PsutilCollector(cluster, generator_pids), JmxCollector(cluster)]
     if cluster.load_balancer.status_url:
         collectors.append(NginxCollector(cluster))
+    if ssh_targets(cluster):
+        collectors.append(ProcCollector(cluster))
     return collectors
 
 
@@ -360,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s collector[%(process)d] %(levelname)s %(message)s")
+    logging.getLogger("paramiko").setLevel(logging.WARNING)  # not two lines per SSH connect
     if not (args.interval > 0 and math.isfinite(args.interval)):
         parser.error(f"--interval {args.interval}: must be a positive number of seconds")
     try:

@@ -13,8 +13,9 @@ Series (source "psutil"); every `cpu_percent` here means 100 = one core busy, li
   `generator_cores` (how many generator processes were measured).
 
 A node's PID comes from its wso2carbon.pid (through the node's transport) and is read again
-whenever the process is gone, so a restarted node is followed. Nodes on other hosts (transport
-"ssh") are skipped: psutil only sees this machine.
+whenever the process is gone, so a restarted node is followed. psutil only sees this machine:
+nodes on other hosts (transport "ssh") are left to `ProcCollector`, which reads the same
+figures (and their hosts') from /proc over SSH.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class PsutilCollector(Collector):
 
     def start(self) -> None:
         if self.skipped:
-            log.info("psutil: skipping %s (not on this host)", ", ".join(self.skipped))
+            log.info("psutil: %s on other hosts: sampled over SSH by the proc collector",
+                     ", ".join(self.skipped))
         self._transports = {n.name: transport_for(n) for n in self.nodes}
         self.sample(time.time())  # prime the CPU and network baselines
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,6 +25,8 @@ from eicore.errors import EiperfError
 from eicore.results import RunStatus, SchemaError
 from tests.analysis.results_fixture import T0, write_run, write_step_run, write_sweep
 
+GOLDEN_V1 = Path(__file__).parent / "golden" / "v1" / "20261130-104617-93ae"
+
 
 def test_run_loads_with_window_and_categoricals(tmp_path):
     run = load_run(write_run(tmp_path, "r1", n=2000, duration=30.0, warmup=5.0))
@@ -34,13 +37,32 @@ def test_run_loads_with_window_and_categoricals(tmp_path):
     assert set(run.metrics["node"].astype(str)) >= {"node1", "node2", "generator", "host"}
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1"])
+@pytest.mark.parametrize("version", [0, 3, 99, "1"])
 def test_unknown_run_schema_is_refused_in_one_line(tmp_path, version):
     path = write_run(tmp_path, "old", n=100, schema_version=version)
     with pytest.raises(SchemaError) as e:
         load_run(path)
     message = str(e.value)
     assert "\n" not in message and f"{version!r}" in message and "upgrade eiperf" in message
+
+
+def test_a_schema_1_run_still_loads_with_its_worker_column_missing():
+    """A real run written by eiperf before schema 2 (checked in: tests/analysis/golden/v1/)."""
+    run = load_run(GOLDEN_V1)
+    assert run.record.schema_version == 1 and not run.incomplete
+    assert len(run.requests) == run.record.generator["requests"] == 140
+    assert "worker" in run.requests.columns and run.requests["worker"].isna().all()
+    figures = run_figures(run)
+    assert figures.requests.count > 0 and set(figures.requests.nodes) == {"node1", "node2"}
+    assert figures.metrics.worker_cpu_percent_mean == {}
+    assert figures.metrics.generator_saturated is False  # the schema 1 rule: summed CPU
+    assert "<html" in render_report([run]).lower()
+
+
+def test_a_schema_2_run_loads_its_workers(tmp_path):
+    run = load_run(write_run(tmp_path, "r2", n=1000))
+    assert run.record.schema_version == 2
+    assert set(run.requests["worker"].astype(str)) == {"local-1", "local-2"}
 
 
 def test_unknown_sweep_schema_is_refused(tmp_path):

@@ -207,3 +207,29 @@ def test_categorical_metrics_frame_gives_the_same_summary() -> None:
         node=frame["node"].astype("category"), metric=frame["metric"].astype("category")
     )
     assert summarize_metrics(categorical) == summarize_metrics(frame)
+
+
+def with_workers(frame: pd.DataFrame, workers: dict[str, float]) -> pd.DataFrame:
+    """`frame` plus each Locust worker's own CPU, sampled every 3 s as the master records it."""
+    rows = [(T0 + i, "generator", "locust", f"worker_cpu_percent.{name}", cpu)
+            for name, cpu in workers.items() for i in range(0, 101, 3)]
+    return pd.concat([frame, pd.DataFrame(rows, columns=frame.columns)], ignore_index=True)
+
+
+def test_one_busy_worker_saturates_the_generator_though_the_sum_is_low(make_requests) -> None:
+    # two workers on two hosts: gen2-1 pegs its core while gen1-1 idles; summed over the
+    # processes that is under the threshold, per worker it is not
+    metrics = summarize_metrics(with_workers(make_metrics(60.0), {"gen1-1": 20.0, "gen2-1": 96.0}),
+                                processes=2)
+    assert metrics.worker_cpu_percent_mean == {"gen1-1": 20.0, "gen2-1": 96.0}
+    assert metrics.generator_saturated is True and metrics.saturated_workers == ("gen2-1",)
+    lines = format_summary(summarize_requests(make_requests(50_000)), metrics)
+    assert any("per worker gen1-1 20 %, gen2-1 96 %" in line for line in lines)
+    assert any(line.startswith("check: the load generator was saturated (worker mean CPU "
+                               "gen2-1 96 % of one core)") for line in lines)
+
+
+def test_workers_below_the_threshold_are_not_saturated_even_without_psutil() -> None:
+    metrics = summarize_metrics(with_workers(make_metrics(None), {"local-1": 50.0,
+                                                                 "local-2": 70.0}), processes=2)
+    assert metrics.generator_saturated is False and metrics.saturated_workers == ()

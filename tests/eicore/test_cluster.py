@@ -196,3 +196,38 @@ def test_the_model_and_its_snapshot_hold_no_password(tmp_path, monkeypatch):
     out = tmp_path / "again.toml"
     save_cluster(c, out)
     assert load_cluster(out) == c
+
+
+GENERATORS = GOOD + """
+[[generators]]
+name = "load1"
+host = "10.0.0.20"
+ssh_user = "load"
+ssh_key = "~/.ssh/id_ed25519"
+python = "/opt/eiperf/.venv/bin/python"
+master_host = "10.0.0.2"
+
+[[generators]]
+host = "127.0.0.1"
+transport = "local"
+workers = 2
+"""
+
+
+def test_generators_load_validated_and_round_trip(tmp_path):
+    c = load_cluster(write(tmp_path, GENERATORS))
+    load1, here = c.generators
+    assert (load1.name, load1.transport, load1.python, load1.master_host, load1.workers) == (
+        "load1", "ssh", "/opt/eiperf/.venv/bin/python", "10.0.0.2", None)
+    assert (here.name, here.transport, here.python, here.workers) == (
+        "127.0.0.1", "local", None, 2)  # the name defaults to the host
+    out = tmp_path / "again.toml"
+    save_cluster(c, out)
+    assert load_cluster(out) == c
+    assert "generators" not in dump_cluster(load_cluster(write(tmp_path, GOOD)))
+
+
+def test_two_generators_of_one_name_are_refused(tmp_path):
+    text = GOOD + '\n[[generators]]\nname = "g"\nhost = "a"\ntransport = "local"\n' * 2
+    with pytest.raises(ConfigError, match="two generators are named 'g'"):
+        load_cluster(write(tmp_path, text))

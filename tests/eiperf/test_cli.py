@@ -33,9 +33,12 @@ def _argv(command: tuple[str, ...], *options: str) -> list[str]:
 
 
 @pytest.mark.parametrize("argv, option, message", [
-    (["run", "--processes", "0"], "--processes", "0 must be 1 or more, or -1 for one per core"),
-    (["run", "--processes", "-2"], "--processes", "-2 must be 1 or more, or -1 for one per core"),
-    (["run", "--processes", "two"], "--processes", "'two' is not a whole number"),
+    (["run", "--workers", "0"], "--workers/--processes",
+     "0 must be 1 or more, or -1 for one per core"),
+    (["run", "--processes", "-2"], "--workers/--processes",
+     "-2 must be 1 or more, or -1 for one per core"),
+    (["run", "--workers", "two"], "--workers/--processes", "'two' is not a whole number"),
+    (["run", "--master-port", "70000"], "--master-port", "70000 is not a TCP port (1..65535)"),
     (["run", "--spawn-rate", "x"], "-r/--spawn-rate", "'x' is not a number"),
     (["run", "-r", "0"], "-r/--spawn-rate", "0 must be a positive number"),
     (["run", "--interval", "0"], "--interval", "0 must be a positive number"),
@@ -70,8 +73,11 @@ def test_a_bad_value_is_one_error_line_and_exit_2(capsys, argv, option, message)
 
 
 @pytest.mark.parametrize("argv, dest, value", [
-    (["run", "--processes", "-1"], "processes", -1),
-    (["run", "--processes", "4"], "processes", 4),
+    (["run", "--processes", "-1"], "workers", -1),
+    (["run", "--processes", "4"], "workers", 4),
+    (["run", "--workers", "3"], "workers", 3),
+    (["run"], "workers", None),
+    (["run", "--master-host", "10.0.0.2", "--master-port", "5557"], "master_port", 5557),
     (["run", "-r", "2.5"], "spawn_rate", 2.5),
     (["run", "--interval", "0.25"], "interval", 0.25),
     (["run", "--arrival-rate", "300"], "arrival_rate", 300.0),
