@@ -70,8 +70,11 @@ def test_run_collects_nodes_generator_and_nginx_and_prints_cpu_and_heap(testbed,
     rec = read_run_record(run)
     assert rec.status is RunStatus.COMPLETE
     df = read_metrics(run)
-    assert set(df.source) == {"psutil", "jmx", "nginx", "collector"}
-    rounds = df.ts.nunique()
+    # "locust": each of the two workers reports its own CPU (per-worker saturation verdict)
+    assert set(df.source) == {"psutil", "jmx", "nginx", "collector", "locust"}
+    workers = df[df.source == "locust"].metric.unique()
+    assert len(workers) == 2 and all(m.startswith("worker_cpu_percent.") for m in workers)
+    rounds = df[df.source != "locust"].ts.nunique()  # the collector's rounds (workers: own clock)
     assert rounds >= 6  # ~1 Hz over a 6 s run
     for node in testbed.nodes:
         # JMX heap max is the -Xmx of the node's own start-up script, as the JVM got it.
