@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.eiperf-installed
 
-.PHONY: demo test setup system-deps lint bench down clean
+.PHONY: demo test setup system-deps bench-deps lint bench down clean
 
 ## demo: set everything up, start the testbed, verify it, and show where to look next
 demo: setup
@@ -19,6 +19,9 @@ setup: system-deps $(STAMP)
 system-deps:
 	@bash scripts/install_system_deps.sh
 
+bench-deps:
+	@bash scripts/install_system_deps.sh --bench
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
-bench: setup
+bench: setup bench-deps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 down:

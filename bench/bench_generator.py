@@ -8,20 +8,31 @@ the status port: nginx answers itself, no node involved, so the generator is the
 - a plain minimal FastHttpUser locustfile (written into a temp dir) GETting the same URL,
   with the same users, spawn rate, duration and Locust process count;
 
-and prints eiperf's requests/s divided by the plain one's (target >= 0.95), and the same
-comparison by CPU time per request of each leg's whole process tree (Locust; for eiperf also
-its orchestrator and collector process), which other work on a shared machine disturbs far
-less than throughput. Every leg is
+and compares them by CPU time per request of each leg's whole process tree (Locust; for eiperf
+also its orchestrator and collector process): plain / eiperf, target >= 0.95 -- which other work
+on a shared machine disturbs far less than throughput -- and by requests/s (eiperf / plain). It
+also gives the same CPU ratio for the Locust process alone, so what the recorder and scenario
+checks cost (inside Locust) is told apart from what the collector and orchestrator cost (a fixed
+cost per second, not per request). Every leg is
 rated the same way, from outside: nginx's own stub_status request counter, read by the bench
 once the load has started and ramped (1 s) and again 1 s before the leg ends -- the requests
 nginx served per second of steady load. (Locust's own Requests/s divides by a span that
 depends on how each run stops, so it is not comparable between the two.) The legs alternate
-(plain, eiperf, eiperf, plain, ...) so drift on a shared machine hits both alike. Then `wrk`
-on the same URL, for scale; when wrk is missing the bench says how to install it and skips
-that line. The bench starts its own testbed on free ports and stops it.
+(plain, eiperf, eiperf, plain, ...) so drift on a shared machine hits both alike.
+
+One pair is noisy (pairs of 10 s legs were seen from 0.69 to 1.21 by throughput, on a machine
+running a test suite beside), so each figure is the median over `--pairs` pairs (default 8)
+with its spread (min..max) and a 95 % bootstrap interval of the median (pairs resampled,
+seeded); the verdict is "meets target" only when the whole interval is at or above the target,
+"below target" when it is wholly below, else "unclear": run more pairs (or on a quiet machine);
+under 5 pairs it is "unknown".
+
+Then `wrk` on the same URL (`make bench` installs it: scripts/install_system_deps.sh --bench),
+for scale: requests/s and CPU per request of a C load generator on the same connections. The
+bench starts its own testbed on free ports and stops it.
 
     .venv/bin/python bench/bench_generator.py [--seconds 10] [--users 20] [--processes 1]
-                                               [--pairs 2]
+                                               [--pairs 8]
 """
 
 from __future__ import annotations
@@ -45,6 +56,9 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import start_testbed  # noqa: E402
 
 TARGET = 0.95
+CONFIDENCE = 0.95
+#: Fewer pairs than this give no interval worth a verdict ("unknown").
+MIN_PAIRS = 5
 PLAIN_LOCUSTFILE = '''\
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
@@ -81,23 +95,32 @@ class NginxCounter:
         self.conn.close()
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of a process and all its descendants, as of now."""
+def _is_locust(cmdline: list[str]) -> bool:
+    """A `python -m locust ...` process (or one Locust forked from it: same command line)."""
+    return any(a == "-m" and b == "locust" for a, b in zip(cmdline, cmdline[1:]))
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a process and all its descendants, as of now: all of
+    them, and the Locust processes among them."""
     import psutil
 
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return 0.0, 0.0
+    total = locust = 0.0
     for p in procs:
         try:
             t = p.cpu_times()
+            cmdline = p.cmdline()
         except psutil.NoSuchProcess:
             continue
         total += t.user + t.system
-    return total
+        if _is_locust(cmdline):
+            locust += t.user + t.system
+    return total, locust
 
 
 def steady_rate(proc: subprocess.Popen, counter: NginxCounter, seconds: float,
@@ -119,13 +142,14 @@ def steady_rate(proc: subprocess.Popen, counter: NginxCounter, seconds: float,
         at, count = at2, count2
     began = at
     time.sleep(max(0.0, began + 1.0 - time.monotonic()))
-    cpu1 = tree_cpu_seconds(proc.pid)
+    cpu1, locust1 = tree_cpu_seconds(proc.pid)
     t1, c1 = counter.read()
     time.sleep(max(0.5, began + seconds - 1.0 - time.monotonic()))
-    cpu2 = tree_cpu_seconds(proc.pid)
+    cpu2, locust2 = tree_cpu_seconds(proc.pid)
     t2, c2 = counter.read()
     requests = max(1, c2 - c1)
     return {"rps": (c2 - c1) / (t2 - t1), "cpu_us": (cpu2 - cpu1) / requests * 1e6,
+            "locust_cpu_us": (locust2 - locust1) / requests * 1e6,
             "cpu_percent": (cpu2 - cpu1) / (t2 - t1) * 100}
 
 
@@ -182,7 +206,7 @@ def run_eiperf(tmp: Path, cluster_file: str, counter: NginxCounter, args, leg: i
             "metrics": (run / "metrics.parquet").exists()}
 
 
-def run_wrk(url: str, counter: NginxCounter, args) -> float | None:
+def run_wrk(url: str, counter: NginxCounter, args) -> dict | None:
     wrk = shutil.which("wrk")
     if wrk is None:
         return None
@@ -196,7 +220,83 @@ def run_wrk(url: str, counter: NginxCounter, args) -> float | None:
         if proc.poll() is None:
             proc.kill()  # by PID
             proc.wait()
-    return got["rps"]
+    return got
+
+
+def median_interval(values: list[float], confidence: float = CONFIDENCE, n_boot: int = 10_000,
+                    seed: int = 0) -> tuple[float, float, float]:
+    """(median, low, high): the median of `values` and its percentile bootstrap interval at
+    `confidence` (the values resampled with replacement `n_boot` times, seeded). With one
+    value the interval is that value: nothing says how noisy it is."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    med = float(np.median(x))
+    if len(x) < 2:
+        return med, med, med
+    rng = np.random.default_rng(seed)
+    meds = np.median(x[rng.integers(0, len(x), size=(n_boot, len(x)))], axis=1)
+    alpha = (1 - confidence) / 2
+    return med, float(np.quantile(meds, alpha)), float(np.quantile(meds, 1 - alpha))
+
+
+def verdict(low: float, high: float, target: float, pairs: int) -> str:
+    """Where a ratio's interval lies against its target (higher is better); "unclear" when
+    it straddles the target -- more pairs would tell -- and "unknown" below MIN_PAIRS."""
+    if pairs < MIN_PAIRS:
+        return f"unknown: {pairs} pair(s) are too few for an interval, give --pairs {MIN_PAIRS} or more"
+    if low >= target:
+        return "meets target"
+    if high < target:
+        return "below target"
+    return "unclear: the interval straddles the target, run more pairs (--pairs)"
+
+
+def format_ratio(label: str, ratios: list[float], target: float | None = None) -> list[str]:
+    """Lines for one paired ratio: median, bootstrap interval, spread, pairs, verdict."""
+    med, low, high = median_interval(ratios)
+    lines = [f"  {label}: {med:.3f} median of {len(ratios)} pairs, "
+             f"{CONFIDENCE:.0%} interval {low:.3f}..{high:.3f}, "
+             f"spread {min(ratios):.3f}..{max(ratios):.3f}"]
+    if target is not None:
+        lines.append(f"    target >= {target}: {verdict(low, high, target, len(ratios))}")
+    lines.append(f"    pairs: {', '.join(f'{r:.3f}' for r in ratios)}")
+    return lines
+
+
+def format_report(args, plain: list[dict], ours: list[dict], wrk: dict | None) -> list[str]:
+    """The bench's summary, as lines."""
+    pairs = list(zip(ours, plain, strict=True))
+    mean_plain = statistics.fmean(p["rps"] for p in plain)
+    mean_ours = statistics.fmean(o["rps"] for o in ours)
+    lines = [f"generator efficiency ({args.processes} process(es), {args.users} users, "
+             f"{args.seconds:g} s legs, {len(pairs)} pairs):",
+             f"  eiperf run (recorder + collectors): {mean_ours:8.0f} req/s, "
+             f"{statistics.median(o['cpu_us'] for o in ours):5.0f} CPU us/request (median)",
+             f"  plain FastHttpUser locustfile     : {mean_plain:8.0f} req/s, "
+             f"{statistics.median(p['cpu_us'] for p in plain):5.0f} CPU us/request (median)"]
+    lines += format_ratio("CPU per request, plain / eiperf (whole process trees)",
+                          [p["cpu_us"] / o["cpu_us"] for o, p in pairs], TARGET)
+    lines += format_ratio("CPU per request, plain / eiperf (the Locust process alone)",
+                          [p["locust_cpu_us"] / o["locust_cpu_us"] for o, p in pairs])
+    lines += format_ratio("throughput, eiperf / plain (disturbed by other work on the machine)",
+                          [o["rps"] / p["rps"] for o, p in pairs])
+    cpu = [o["generator_cpu"] for o in ours]
+    lines.append(f"  eiperf's generator CPU (collector): {', '.join(f'{c:.0f} %' for c in cpu)} "
+                 f"of {100 * args.processes} % -- Locust is the bottleneck when this is near "
+                 "the top")
+    recorded = ", ".join(f"{o['recorded']:,}" for o in ours)
+    lines.append(f"  requests recorded per eiperf leg: {recorded}; "
+                 f"metrics.parquet written: {all(o['metrics'] for o in ours)}")
+    if wrk is None:
+        lines.append("  wrk: not installed, reference skipped (make bench-deps, or Debian: "
+                     "apt-get install wrk)")
+    else:
+        lines.append(f"  wrk ({args.processes} thread(s), {args.users} connections): "
+                     f"{wrk['rps']:8.0f} req/s, {wrk['cpu_us']:5.1f} CPU us/request; "
+                     f"eiperf / wrk = {mean_ours / wrk['rps']:.3f}, plain Locust / wrk = "
+                     f"{mean_plain / wrk['rps']:.3f} (req/s)")
+    return lines
 
 
 def main() -> int:
@@ -205,8 +305,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20, help="Locust users (wrk connections)")
     parser.add_argument("--processes", type=int, default=1,
                         help="Locust processes in both legs (wrk threads)")
-    parser.add_argument("--pairs", type=int, default=2,
-                        help="plain/eiperf pairs, alternating order (default 2)")
+    parser.add_argument("--pairs", type=int, default=8,
+                        help="plain/eiperf pairs, alternating order (default 8; the figures "
+                             "are medians over them, with a bootstrap interval)")
     args = parser.parse_args()
     from testbed import manager
 
@@ -236,40 +337,15 @@ def main() -> int:
                         extra = (f"  (its own exact count: {r['exact_rps']:.0f} req/s over the "
                                  f"measured window, generator CPU {r['generator_cpu']:.0f} %)")
                     print(f"  pair {pair + 1} {kind:<6}: {r['rps']:8.0f} req/s, "
-                          f"{r['cpu_us']:5.0f} CPU us/request ({r['cpu_percent']:3.0f} % CPU)"
-                          f"{extra}", flush=True)
-            wrk_rps = run_wrk(url, counter, args)
+                          f"{r['cpu_us']:5.0f} CPU us/request ({r['cpu_percent']:3.0f} % CPU; "
+                          f"Locust {r['locust_cpu_us']:5.0f} us){extra}", flush=True)
+            wrk = run_wrk(url, counter, args)
             counter.close()
         finally:
             manager.down(tb, progress=lambda m: None)
 
-    ratios = [o["rps"] / p["rps"] for o, p in zip(ours, plain, strict=True)]
-    ratio = statistics.median(ratios)
-    verdict = "OK" if ratio >= TARGET else "BELOW TARGET"
-    mean_plain = statistics.fmean(p["rps"] for p in plain)
-    mean_ours = statistics.fmean(o["rps"] for o in ours)
-    print(f"generator efficiency ({args.processes} process(es), {args.users} users, "
-          f"{args.seconds:g} s legs):")
-    print(f"  eiperf run (recorder + collectors): {mean_ours:8.0f} req/s (mean of {len(ours)})")
-    print(f"  plain FastHttpUser locustfile     : {mean_plain:8.0f} req/s (mean of {len(plain)})")
-    print(f"  ratio eiperf / plain              : {ratio:.3f} (median of pairs "
-          f"{', '.join(f'{r:.3f}' for r in ratios)}; target >= {TARGET}: {verdict})")
-    cpu_ratio = statistics.median(p["cpu_us"] / o["cpu_us"] for o, p in zip(ours, plain,
-                                                                             strict=True))
-    print(f"  CPU per request, plain / eiperf   : {cpu_ratio:.3f} (median of pairs; the same "
-          f"comparison, insensitive to other work on the machine)")
-    cpu = [o["generator_cpu"] for o in ours]
-    print(f"  eiperf's generator CPU (collector): {', '.join(f'{c:.0f} %' for c in cpu)} of "
-          f"{100 * args.processes} % -- Locust is the bottleneck when this is near the top")
-    recorded = ", ".join(f"{o['recorded']:,}" for o in ours)
-    print(f"  requests recorded per eiperf leg: {recorded}; "
-          f"metrics.parquet written: {all(o['metrics'] for o in ours)}")
-    if wrk_rps is None:
-        print("  wrk: not installed, ratio skipped (Debian: apt-get install wrk)")
-    else:
-        print(f"  wrk ({args.processes} thread(s), {args.users} connections): {wrk_rps:8.0f} req/s;"
-              f" eiperf / wrk = {mean_ours / wrk_rps:.3f}, plain Locust / wrk = "
-              f"{mean_plain / wrk_rps:.3f}")
+    for line in format_report(args, plain, ours, wrk):
+        print(line)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Per-request recorder: one row per request, exact to the microsecond, naming its worker.
 
-Hooked on Locust's `request` event; the hot path only appends a tuple. Where the rows go
-depends on the Locust process it runs in:
+Hooked on Locust's `request` event; the hot path only adds a request's raw values to one flat
+list, and `rows_table` converts a whole batch at once, in Arrow. Where the rows go depends on
+the Locust process it runs in:
 
 - standalone (one process): in batches, as Parquet row groups, to its own file
   `requests-<worker>.parquet`; `merge_request_files` joins the files at the end;
@@ -28,6 +29,8 @@ from typing import Any
 from eicore.results import requests_schema
 
 FLUSH_ROWS = 50_000
+#: Values per request in the recorder's flat buffer (see `RequestRecorder.on_request`).
+FIELDS = 8
 FLUSH_SECONDS = 5.0
 ERROR_CHARS = 200
 #: The key of eiperf's part of a Locust worker report (`data[REPORT_KEY]`).
@@ -62,6 +65,47 @@ def decode_rows(data: bytes):
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
+def _ints(values, type_):
+    """Integers of a raw column, None and 0 both 0 (the hot path's `int(x or 0)`, in batch)."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, type_).fill_null(0)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. a float from a custom request event
+        return pa.array([int(v or 0) for v in values], type_)
+
+
+def rows_table(flat: list, node_of: Callable[[str | None], str | None], worker: str):
+    """The raw rows `RequestRecorder.on_request` buffers as a table of requests_schema().
+
+    `flat` holds FIELDS values per request, one request after the other: start time, scenario,
+    name, response time in ms, response length, status or None, error text or None, upstream
+    header or None. Here, per column (a slice) and in Arrow: latency in whole µs (truncated,
+    as `int(ms * 1000.0)`), bytes and status with None as 0, `ok` as "no error", each distinct
+    upstream mapped once through `node_of`, and the worker's name.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(flat) % FIELDS:
+        raise ValueError(f"a flat row buffer holds {FIELDS} values per request")
+    ts, scenario, name, ms, length, status, error, upstream = (
+        flat[i::FIELDS] for i in range(FIELDS))
+    errors = pa.array(error, pa.string())
+    ups = pa.array(upstream, pa.string()).dictionary_encode()
+    nodes = pa.array([node_of(a) for a in ups.dictionary.to_pylist()],
+                     pa.string()).take(ups.indices)
+    if nodes.null_count and (unknown := node_of(None)) is not None:
+        nodes = nodes.fill_null(unknown)
+    return pa.Table.from_arrays([
+        pa.array(ts, pa.float64()), pa.array(scenario, pa.string()),
+        pa.array(name, pa.string()),
+        pc.multiply(pa.array(ms, pa.float64()), 1000.0).cast(pa.int64(), safe=False),
+        _ints(length, pa.int64()), _ints(status, pa.int32()), pc.is_null(errors), errors,
+        nodes, pa.repeat(pa.scalar(worker, pa.string()), len(ts)),
+    ], schema=requests_schema())
+
+
 class RequestRecorder:
     """Collects request rows in memory; writes them to a Parquet file in batches (`out_dir`)
     or, with `stream=True` (a Locust worker), hands them to the next report to the master."""
@@ -78,7 +122,8 @@ class RequestRecorder:
                      if self.out_dir is not None else None)
         self.upstream_header = upstream_header
         self.node_of = node_of or (lambda addr: addr)
-        self.rows: list[tuple] = []
+        self.rows: list = []  # FIELDS values per request, flat (cheaper than a tuple each)
+        self._extend = self.rows.extend
         self.count = 0
         self._writer = None
         self._closed = False
@@ -98,32 +143,33 @@ class RequestRecorder:
         pa.array([0.0], pa.float64())
         pa.array(["x"], pa.string())
 
-    # -- hot path: called by Locust for every request
+    # -- hot path: called by Locust for every request. It only reads what would be gone
+    # later (the response's status and upstream header, the exception's text) and adds the raw
+    # values to one flat list; every conversion waits for `_take`, once per batch, in Arrow.
     def on_request(self, request_type: str, name: str, response_time: float,
                    response_length: int, response: Any = None, context: Any = None,
-                   exception: Any = None, start_time: float | None = None, **_: Any) -> None:
+                   exception: Any = None, start_time: float | None = None, url: Any = None,
+                   **_: Any) -> None:
         if self._closed:  # a straggler after the file was closed: counted, not written
             self.dropped += 1
             return
-        status = 0
-        upstream = None
-        if response is not None:
-            status = getattr(response, "status_code", 0) or 0
+        if response is None:
+            status = upstream = None
+        else:
+            status = getattr(response, "status_code", None)
             headers = getattr(response, "headers", None)
-            if headers is not None:
-                upstream = headers.get(self.upstream_header)
-        self.rows.append((
-            start_time if start_time is not None else time.time(),
-            (context or {}).get("scenario", ""),
+            upstream = None if headers is None else headers.get(self.upstream_header)
+        self._extend((
+            time.time() if start_time is None else start_time,
+            context.get("scenario", "") if context else "",
             name,
-            int(response_time * 1000.0),
-            int(response_length or 0),
-            int(status),
-            exception is None,
+            response_time,
+            response_length,
+            status,
             None if exception is None else str(exception)[:ERROR_CHARS],
             upstream,
         ))
-        if not self.stream and (len(self.rows) >= FLUSH_ROWS
+        if not self.stream and (len(self.rows) >= FLUSH_ROWS * FIELDS
                                 or time.monotonic() - self._last_flush > FLUSH_SECONDS):
             self.flush()
 
@@ -132,20 +178,10 @@ class RequestRecorder:
         the buffer emptied; None when there are none."""
         if not self.rows:
             return None
-        import pyarrow as pa
-
-        rows, self.rows = self.rows, []
-        cols = list(zip(*rows))
-        nodes = {a: self.node_of(a) for a in set(cols[8])}
-        self.count += len(rows)
-        return pa.Table.from_arrays([
-            pa.array(cols[0], pa.float64()), pa.array(cols[1], pa.string()),
-            pa.array(cols[2], pa.string()), pa.array(cols[3], pa.int64()),
-            pa.array(cols[4], pa.int64()), pa.array(cols[5], pa.int32()),
-            pa.array(cols[6], pa.bool_()), pa.array(cols[7], pa.string()),
-            pa.array([nodes[a] for a in cols[8]], pa.string()),
-            pa.array([self.worker] * len(rows), pa.string()),
-        ], schema=requests_schema())
+        flat, self.rows = self.rows, []
+        self._extend = self.rows.extend
+        self.count += len(flat) // FIELDS
+        return rows_table(flat, self.node_of, self.worker)
 
     def flush(self) -> None:
         """Write the buffered rows as one row group (a streaming recorder keeps them for the

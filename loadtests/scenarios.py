@@ -33,6 +33,17 @@ class EiUser(FastHttpUser):
     payload: bytes = b""
     network_timeout = 30.0
     connection_timeout = 10.0
+    _context: dict[str, str] = {"scenario": ""}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._context = {"scenario": cls.scenario}
+
+    def context(self) -> dict[str, str]:
+        """Locust's per-user part of every request event's context: the scenario (the
+        recorder's `scenario` column). One dict per class: Locust merges it into a new one
+        for each request, so no request builds its own."""
+        return self._context
 
     @staticmethod
     def _status_failure(resp, what: str = "HTTP") -> str:
@@ -57,7 +68,7 @@ class EiUser(FastHttpUser):
 
     def _post(self, path: str, name: str, headers: dict[str, str]) -> None:
         with self.client.post(path, data=self.payload, headers=self._headers(headers), name=name,
-                              catch_response=True, context={"scenario": self.scenario}) as r:
+                              catch_response=True) as r:
             self._check_echo(r, self.payload)
 
 
@@ -114,7 +125,7 @@ class ConsoleUser(EiUser):
     @task
     def console(self) -> None:
         with self.client.get("/carbon/", headers=self._headers({}), name="console",
-                             catch_response=True, context={"scenario": self.scenario}) as r:
+                             catch_response=True) as r:
             if r.status_code != 200 or b"Management Console" not in (r.content or b""):
                 r.failure(self._status_failure(r, "console answered HTTP"))
 
@@ -127,8 +138,7 @@ class StaticUser(EiUser):
 
     @task
     def static(self) -> None:
-        with self.client.get("/static", name="static", catch_response=True,
-                             context={"scenario": self.scenario}) as r:
+        with self.client.get("/static", name="static", catch_response=True) as r:
             if r.status_code != 200:
                 r.failure(self._status_failure(r))
 

@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Installs what eiperf's testbed and tests need from Debian when it is missing:
 # nginx, a JDK (java + javac) and openssh-server. Idempotent and quick when all is there.
+#   --bench   also what only the benchmarks use (wrk: the physical reference of
+#             bench/bench_generator.py); `make bench` passes it, `make test` does not.
 set -euo pipefail
+bench=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench) bench=1 ;;
+        *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+    esac
+done
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
@@ -10,6 +19,9 @@ command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v sudo >/dev/null 2>&1 || missing+=(sudo)          # the multi-host testbed's LB user
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)        # its network namespaces
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)   # renders HTML reports in tests
+if [ "$bench" = 1 ]; then
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)         # bench_generator's reference
+fi
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
     echo "eiperf: missing system packages: ${missing[*]} -- run 'make' as root or install them with apt-get" >&2

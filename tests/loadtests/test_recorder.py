@@ -1,0 +1,119 @@
+"""The per-request recorder's rows, without Locust or a testbed: what a request event carries
+becomes the row it always did (the hot path keeps raw values; `rows_table` converts a batch),
+on a worker's stream as in a standalone process's Parquet file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from geventhttpclient.header import Headers
+
+from eicore.results import requests_schema
+from loadtests.recorder import FIELDS, RequestRecorder, decode_rows, rows_table
+
+
+class Response:
+    """What the recorder reads of a FastResponse: `status_code` (a property there) and
+    `headers` (geventhttpclient's case-insensitive Headers; None when nothing came back)."""
+
+    def __init__(self, status, headers=None) -> None:
+        self._status = status
+        self.headers = headers
+
+    @property
+    def status_code(self):
+        return self._status
+
+
+def upstream(addr: str) -> Headers:
+    return Headers([("Server", "nginx"), ("x-upstream-addr", addr), ("Content-Length", "3")])
+
+
+def node_of(addr: str | None) -> str | None:
+    return {"127.0.0.1:8290": "node1", "127.0.0.1:8291": "node2"}.get(addr or "", addr)
+
+
+EVENTS = [  # (request event keyword arguments, the row it must give)
+    (dict(request_type="GET", name="static", response_time=1.2345, response_length=3,
+          response=Response(200, upstream("127.0.0.1:8290")), context={"scenario": "static"},
+          exception=None, start_time=1000.5, url="http://lb/static"),
+     dict(ts=1000.5, scenario="static", name="static", latency_us=1234, bytes=3, status=200,
+          ok=True, error=None, node="node1")),
+    (dict(request_type="POST", name="soap_http", response_time=0.0009, response_length=None,
+          response=Response(500, upstream("127.0.0.1:8291")),
+          context={"scenario": "soap_http", "user": 7}, exception=RuntimeError("HTTP 500" * 40),
+          start_time=1001.0),
+     dict(ts=1001.0, scenario="soap_http", name="soap_http", latency_us=0, bytes=0, status=500,
+          ok=False, error=("HTTP 500" * 40)[:200], node="node2")),
+    # a connection error: Locust's ErrorResponse (status 0, no headers)
+    (dict(request_type="GET", name="console", response_time=10007.9999, response_length=0,
+          response=Response(0), context={}, exception=ConnectionRefusedError(111, "refused"),
+          start_time=1002.25),
+     dict(ts=1002.25, scenario="", name="console", latency_us=10007999, bytes=0, status=0,
+          ok=False, error="[Errno 111] refused", node=None)),
+    # a custom event (no response, no context, an int time, a float length, a status of None)
+    (dict(request_type="X", name="custom", response_time=5, response_length=7.0,
+          start_time=1003.0),
+     dict(ts=1003.0, scenario="", name="custom", latency_us=5000, bytes=7, status=0, ok=True,
+          error=None, node=None)),
+    (dict(request_type="GET", name="none", response_time=1.0, response_length=1,
+          response=Response(None, upstream("10.0.0.9:8280")), context=None, exception=None,
+          start_time=1004.0),
+     dict(ts=1004.0, scenario="", name="none", latency_us=1000, bytes=1, status=0, ok=True,
+          error=None, node="10.0.0.9:8280")),
+]
+
+
+def expected(worker: str) -> list[dict]:
+    return [{**row, "worker": worker} for _, row in EVENTS]
+
+
+def test_a_worker_streams_each_request_as_its_row() -> None:
+    rec = RequestRecorder(None, node_of=node_of, worker="gen1-1", stream=True)
+    for kwargs, _ in EVENTS:
+        rec.on_request(**kwargs)
+    report = rec.report()
+    table = decode_rows(report["rows"])
+    assert table.schema == requests_schema()
+    assert table.to_pylist() == expected("gen1-1")
+    assert (rec.count, report["worker"]) == (len(EVENTS), "gen1-1")
+    assert rec.report()["rows"] is None  # nothing new since the last report
+    rec.on_request(**EVENTS[0][0])
+    assert rec.report(wanted=False)["rows"] is None and rec.count == len(EVENTS) + 1
+
+
+def test_a_standalone_process_writes_row_groups_then_drops_stragglers(tmp_path: Path) -> None:
+    rec = RequestRecorder(tmp_path, node_of=node_of, worker="local/1")
+    for kwargs, _ in EVENTS[:2]:
+        rec.on_request(**kwargs)
+    rec.flush()
+    for kwargs, _ in EVENTS[2:]:
+        rec.on_request(**kwargs)
+    rec.close()
+    rec.on_request(**EVENTS[0][0])
+    assert rec.path == tmp_path / "requests-local_1.parquet"
+    file = pq.ParquetFile(rec.path)
+    assert file.metadata.num_row_groups == 2
+    assert file.read().to_pylist() == expected("local/1")
+    assert (rec.count, rec.dropped) == (len(EVENTS), 1)
+
+
+def test_a_request_without_start_time_is_stamped_now() -> None:
+    rec = RequestRecorder(None, worker="w", stream=True)
+    before = time.time()
+    rec.on_request("GET", "x", 1.0, 1)
+    (row,) = decode_rows(rec.report()["rows"]).to_pylist()
+    assert before <= row["ts"] <= time.time()
+    assert (row["node"], row["status"], row["ok"]) == (None, 0, True)
+
+
+def test_node_of_none_fills_requests_without_upstream() -> None:
+    flat = [1.0, "s", "n", 1.0, 1, 200, None, None] * 2
+    table = rows_table(flat, lambda a: "unknown" if a is None else a, "w")
+    assert table.column("node").to_pylist() == ["unknown", "unknown"]
+    with pytest.raises(ValueError):
+        rows_table(flat[:FIELDS + 1], node_of, "w")
