@@ -193,22 +193,30 @@ def _drop(folder: SweepFolder) -> None:
     folder.path.rmdir()
 
 
+def _open_study(results_dir: Path, sweep_id: str, storage: str | None,
+                unshared: str) -> SweepStudy:
+    """The study of `sweep_id` in `storage`, else in the storage this results folder's copy of
+    the sweep names; EiperfError (one line) when there is none (`unshared` ends that line for a
+    sweep that is not shared)."""
+    if storage is None:
+        folder_json = sweeps_root(results_dir) / sweep_id / SWEEP_JSON
+        if not folder_json.exists():
+            raise EiperfError(f"no sweep {sweep_id!r} under {sweeps_root(results_dir)}: "
+                              "give --storage URL, the storage the sweep shares")
+        storage = read_sweep_info(folder_json.parent).get("storage")
+        if not storage:
+            raise EiperfError(f"sweep {sweep_id} is not shared through a storage{unshared}")
+    return SweepStudy.open(storage_url(storage), sweep_id)
+
+
 def prepare_join(results_dir: Path, sweep_id: str, storage: str | None = None,
                  spec: SweepSpec | None = None) -> SweepStudy:
     """The study a worker joins: from `storage`, else the storage this results folder's copy of
     the sweep names. EiperfError (one line, nothing touched) when there is no such sweep, it is
     complete, or `spec` is not the one it started with. Cheap: callers check before starting
     anything."""
-    folder_json = sweeps_root(Path(results_dir)) / sweep_id / SWEEP_JSON
-    if storage is None:
-        if not folder_json.exists():
-            raise EiperfError(f"no sweep {sweep_id!r} under {sweeps_root(Path(results_dir))}: "
-                              "give --storage URL, the storage the sweep shares")
-        storage = read_sweep_info(folder_json.parent).get("storage")
-        if not storage:
-            raise EiperfError(f"sweep {sweep_id} is not shared through a storage; continue it "
-                              f"with 'eiperf sweep --resume {sweep_id}'")
-    study = SweepStudy.open(storage_url(storage), sweep_id)
+    study = _open_study(Path(results_dir), sweep_id, storage,
+                        f"; continue it with 'eiperf sweep --resume {sweep_id}'")
     if spec is not None and _comparable(spec) != _comparable(study.spec):
         raise EiperfError(f"{spec.source} differs from the spec sweep {sweep_id} started with; "
                           "join without the spec file")
@@ -268,15 +276,7 @@ def sync_sweep(results_dir: Path, sweep_id: str, storage: str | None = None) -> 
     missing); nothing runs. The folder says running while trials run on any worker."""
     results_dir = Path(results_dir)
     folder_json = sweeps_root(results_dir) / sweep_id / SWEEP_JSON
-    if storage is None:
-        if not folder_json.exists():
-            raise EiperfError(f"no sweep {sweep_id!r} under {sweeps_root(results_dir)}: give "
-                              "--storage URL, the storage the sweep shares")
-        storage = read_sweep_info(folder_json.parent).get("storage")
-        if not storage:
-            raise EiperfError(f"sweep {sweep_id} is not shared through a storage: its folder "
-                              "is all there is")
-    study = SweepStudy.open(storage_url(storage), sweep_id)
+    study = _open_study(results_dir, sweep_id, storage, ": its folder is all there is")
     if folder_json.exists():
         folder = SweepFolder.open(results_dir, sweep_id)
     else:
