@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +35,7 @@ from testbed.hosts import (
     prepare_host,
     start_host,
     stop_host,
+    terminate,
     user_of,
     write_known_hosts,
 )
@@ -46,6 +45,7 @@ from testbed.node_build import compiled_classes, find_javac
 
 Progress = Callable[[str], None]
 STATE = "hosts.json"
+KILL_AFTER_S = 10.0  # a JVM stopping cleanly on TERM takes a few seconds
 SUDOERS_DIR = Path("/etc/sudoers.d")
 
 
@@ -201,40 +201,6 @@ def up_hosts(dir: Path, nodes: int = 2, generators: int = 1,
     return cluster
 
 
-def _kill_all(pids: list[int], timeout: float = 10.0) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [p for p in alive if _exists(p)]
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def namespace_pids(net: NetworkPlan) -> list[int]:
     """Every process living in one of the testbed's network namespaces."""
     present = namespaces()
@@ -257,12 +223,12 @@ def down_hosts(dir: Path, purge: bool = False, progress: Progress = print) -> bo
     for h in net.hosts:  # nodes first (TERM: integrator.sh's JVM stops cleanly), then the rest
         pid_file = host_files(dir, h.name).root / "wso2ei-6.6.0" / "wso2carbon.pid"
         try:
-            _kill_all([int(pid_file.read_text().strip())])
+            terminate([int(pid_file.read_text().strip())], KILL_AFTER_S)
             progress(f"{h.name} stopped")
         except (FileNotFoundError, ValueError):
             pass
     leftovers = namespace_pids(net)
-    _kill_all(leftovers)
+    terminate(leftovers, KILL_AFTER_S)
     for h in net.hosts:
         stop_host(host_files(dir, h.name))
     removed = destroy_network(net)

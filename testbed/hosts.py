@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eicore.errors import EiperfError
+from eicore.transport import local_pid_alive
 from testbed.netns import HostAddr, NetworkPlan
 
 SSHD = "/usr/sbin/sshd"
@@ -236,24 +237,36 @@ def in_host(files: HostFiles, argv: list[str], **kw) -> subprocess.CompletedProc
     return subprocess.run(["nsenter", "--target", str(pid), "--mount", "--net", *argv], **kw)
 
 
+def terminate(pids: list[int], timeout: float) -> None:
+    """TERM every PID, wait up to `timeout` for them to be gone (this process's own children
+    are reaped; a zombie counts as gone), then KILL what is left -- all by PID."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for pid in alive:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        alive = [pid for pid in alive if local_pid_alive(pid)]
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def stop_host(files: HostFiles, timeout: float = 5.0) -> bool:
     """TERM the host's sshd by its PID (KILL after `timeout`); True if it ran."""
     pid = anchor_pid(files)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
+    terminate([pid], timeout)
     files.pid_file.unlink(missing_ok=True)
     return True
