@@ -20,6 +20,7 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import paramiko
@@ -241,8 +242,6 @@ class SSHTransport(NodeTransport):
     def write_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         def write(sftp: paramiko.SFTPClient) -> None:
             target = self._link_target(sftp, path)  # a link stays a link: write what it names
-            folder, name = _split(target)
-            tmp = f"{folder.rstrip('/')}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
             try:
                 old: paramiko.SFTPAttributes | None = sftp.stat(target)
             except FileNotFoundError:
@@ -251,23 +250,36 @@ class SSHTransport(NodeTransport):
                 keep = mode
             else:
                 keep = stat.S_IMODE(old.st_mode or 0o644) if old is not None else 0o644
-            self._makedirs(sftp, folder)
-            try:
+            self._makedirs(sftp, _split(target)[0])
+
+            def fill(tmp: str) -> None:
                 with sftp.open(tmp, "wb") as f:
                     f.set_pipelined(True)
                     f.write(data)
                 if old is not None:  # before chmod: a chown clears set-id bits
                     self._keep_owner(sftp, tmp, old)
                 sftp.chmod(tmp, keep)
-                sftp.posix_rename(tmp, target)
-            except BaseException:
-                try:
-                    sftp.remove(tmp)
-                except OSError:
-                    pass
-                raise
+
+            self._replace(sftp, target, "tmp", fill)
 
         self._io("write", path, write)
+
+    @staticmethod
+    def _replace(sftp: paramiko.SFTPClient, path: str, suffix: str,
+                 make: Callable[[str], None]) -> None:
+        """`make` a temp entry beside `path`, then rename it over `path` (atomic on the host);
+        the temp entry is removed when either step fails."""
+        folder, name = _split(path)
+        tmp = f"{folder.rstrip('/')}/.{name}.{uuid.uuid4().hex[:8]}.{suffix}"
+        try:
+            make(tmp)
+            sftp.posix_rename(tmp, path)
+        except BaseException:
+            try:
+                sftp.remove(tmp)
+            except OSError:
+                pass
+            raise
 
     @staticmethod
     def _link_target(sftp: paramiko.SFTPClient, path: str) -> str:
@@ -314,20 +326,9 @@ class SSHTransport(NodeTransport):
             return None
 
     def symlink(self, target: str, path: str) -> None:
-        folder, name = _split(path)
-        tmp = f"{folder.rstrip('/')}/.{name}.{uuid.uuid4().hex[:8]}.lnk"
-
         def link(sftp: paramiko.SFTPClient) -> None:
-            self._makedirs(sftp, folder)
-            sftp.symlink(target, tmp)
-            try:
-                sftp.posix_rename(tmp, path)
-            except BaseException:
-                try:
-                    sftp.remove(tmp)
-                except OSError:
-                    pass
-                raise
+            self._makedirs(sftp, _split(path)[0])
+            self._replace(sftp, path, "lnk", lambda tmp: sftp.symlink(target, tmp))
 
         self._io("symlink", path, link)
 
