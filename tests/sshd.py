@@ -15,15 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.hosts import keygen
+
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT_S = 10.0
-
-
-def keygen(path: Path, comment: str) -> Path:
-    """An unencrypted ed25519 key pair at `path` (and `path`.pub)."""
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                   check=True, stdin=subprocess.DEVNULL)
-    return path
 
 
 def free_port() -> int:
