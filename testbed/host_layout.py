@@ -47,10 +47,10 @@ from testbed.layout import (
     JMX_USER,
     MEMBER_PORT_BASE,
     UPSTREAM_HEADER,
-    _env,
-    _write,
     new_jmx_password,
     render_node,
+    template_env,
+    write_file,
 )
 from testbed.netns import NetworkPlan
 
@@ -165,15 +165,15 @@ def render_hosts(dir: Path, net: NetworkPlan, nginx_workers: int = 1) -> Cluster
             for name in (root, *(os.path.join(root, f) for f in (*dirs, *files))):
                 os.chown(name, wso2.pw_uid, wso2.pw_gid)
     os.unlink(tls.node_keystore)
-    env = _env()
+    env = template_env()
     ctx = dict(prefix="/etc/nginx", nodes=nodes, listen_host=net.host("lb").address,
                http_port=HTTP_PORT, https_port=HTTPS_PORT, status_port=STATUS_PORT,
                host_name=HOST_NAME, console_host_name=CONSOLE_HOST_NAME, console_node=nodes[0],
                upstream_header=UPSTREAM_HEADER, worker_processes=nginx_workers,
                client_address=net.gateway)
-    _write(etc / "nginx.conf", env.get_template("nginx-host.conf.j2").render(**ctx))
+    write_file(etc / "nginx.conf", env.get_template("nginx-host.conf.j2").render(**ctx))
     for name in VHOSTS:
-        _write(etc / "sites-available" / name, env.get_template(f"{name}.j2").render(**ctx))
+        write_file(etc / "sites-available" / name, env.get_template(f"{name}.j2").render(**ctx))
         link = etc / "sites-enabled" / name
         if not link.is_symlink():
             os.symlink(f"../sites-available/{name}", link)

@@ -120,12 +120,14 @@ class TestbedPlan:
                        testbed_dir=str(self.dir), source=str(self.cluster_file))
 
 
-def _env() -> Environment:
+def template_env() -> Environment:
+    """The testbed's jinja2 templates (strict: a missing variable is an error)."""
     return Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
                        keep_trailing_newline=True)
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
+def write_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a testbed file (folders made as needed) with `mode`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     os.chmod(path, mode)
@@ -134,7 +136,7 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
 def render_integrator_sh(jmx_auth: bool = False, listen_host: str = HOST) -> str:
     """bin/integrator.sh; with `jmx_auth` its JVM's JMX asks for the users of conf/jmx/. The
     node's listeners and JMX bind `listen_host` (loopback in the loopback testbed)."""
-    return _env().get_template("integrator.sh.j2").render(
+    return template_env().get_template("integrator.sh.j2").render(
         main_class=MAIN_CLASS, jmx_auth=jmx_auth, jmx_password_file=JMX_PASSWORD_FILE,
         jmx_access_file=JMX_ACCESS_FILE, listen_host=listen_host)
 
@@ -161,21 +163,21 @@ def render_node(plan: TestbedPlan | None, node: Node, members: tuple[Node, ...],
                 keystore_password: str, jmx_password: str | None = None,
                 listen_host: str = HOST) -> None:
     """Write one miniature EI_HOME, shaped like EI 6.x's (JMX with a password when given)."""
-    env = _env()
+    env = template_env()
     home = Path(node.ei_home)
-    _write(home / "bin" / "integrator.sh",
+    write_file(home / "bin" / "integrator.sh",
            render_integrator_sh(jmx_password is not None, listen_host), 0o755)
     if jmx_password is not None:
         render_jmx_auth(home, node.jmx_user or JMX_USER, jmx_password)
-    _write(home / "bin" / "version.txt", "WSO2 Enterprise Integrator 6.6.0 (eiperf testbed node)\n")
-    _write(home / "conf" / "carbon.xml", env.get_template("carbon.xml.j2").render(
+    write_file(home / "bin" / "version.txt", "WSO2 Enterprise Integrator 6.6.0 (eiperf testbed node)\n")
+    write_file(home / "conf" / "carbon.xml", env.get_template("carbon.xml.j2").render(
         host=node.host, offset=node.port_offset, keystore_password=keystore_password), 0o600)
-    _write(home / "conf" / "axis2" / "axis2.xml", env.get_template("axis2.xml.j2").render(
+    write_file(home / "conf" / "axis2" / "axis2.xml", env.get_template("axis2.xml.j2").render(
         clustering=True, domain=DOMAIN, host=node.host, member_port=node.member_port,
         members=[{"host": m.host, "port": m.member_port} for m in members]))
-    _write(home / "conf" / "passthru-http.properties",
+    write_file(home / "conf" / "passthru-http.properties",
            env.get_template("passthru-http.properties.j2").render())
-    _write(home / "conf" / "tomcat" / "catalina-server.xml",
+    write_file(home / "conf" / "tomcat" / "catalina-server.xml",
            env.get_template("catalina-server.xml.j2").render())
     security = home / "repository" / "resources" / "security"
     security.mkdir(parents=True, exist_ok=True)
@@ -183,16 +185,16 @@ def render_node(plan: TestbedPlan | None, node: Node, members: tuple[Node, ...],
     os.chmod(security / "wso2carbon.p12", 0o600)
     (home / "repository" / "logs").mkdir(parents=True, exist_ok=True)
     (home / "tmp").mkdir(parents=True, exist_ok=True)
-    _write(Path(node.proxy_services_dir) / "SampleProxy.xml", render_proxy("SampleProxy"))
+    write_file(Path(node.proxy_services_dir) / "SampleProxy.xml", render_proxy("SampleProxy"))
     # A proxy whose backend answers late, for the `delayed` scenario and nginx timeout sweeps.
-    _write(Path(node.proxy_services_dir) / "DelayedProxy.xml",
+    write_file(Path(node.proxy_services_dir) / "DelayedProxy.xml",
            render_proxy("DelayedProxy", backend_delay_ms=DELAYED_PROXY_MS))
     install_classes(home / "lib")
 
 
 def render_nginx(plan: TestbedPlan, nodes: tuple[Node, ...]) -> None:
     """Write nginx.conf and the guide's three vhosts into the private prefix."""
-    env = _env()
+    env = template_env()
     prefix = plan.nginx_prefix
     for sub in ("conf", "logs", "temp", "ssl"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -203,7 +205,7 @@ def render_nginx(plan: TestbedPlan, nodes: tuple[Node, ...]) -> None:
         upstream_header=UPSTREAM_HEADER, worker_processes=1,
     )
     for name in ("nginx.conf", "ei.http.conf", "ei.https.conf", "ui.ei.https.conf"):
-        _write(prefix / "conf" / name, env.get_template(f"{name}.j2").render(**ctx))
+        write_file(prefix / "conf" / name, env.get_template(f"{name}.j2").render(**ctx))
 
 
 def render_testbed(plan: TestbedPlan) -> Cluster:
