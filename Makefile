@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.eiperf-installed
+NOTEBOOKS_STAMP := $(VENV)/.eiperf-notebooks
+NOTEBOOK_PORT ?= 8888
 
-.PHONY: demo test setup system-deps bench-deps lint bench down clean
+.PHONY: demo test notebooks setup system-deps bench-deps lint bench down clean
 
 ## demo: set everything up, start the testbed, verify it, and show where to look next
 demo: setup
@@ -13,6 +15,14 @@ demo: setup
 ## test: set everything up and run the whole test suite
 test: setup
 	$(BIN)/python -m pytest
+
+## notebooks: set everything up, then JupyterLab on notebooks/ at 127.0.0.1 (prints its URL)
+notebooks: setup $(NOTEBOOKS_STAMP)
+	$(BIN)/eiperf notebook --lab --port $(NOTEBOOK_PORT)
+
+$(NOTEBOOKS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[notebooks]'
+	@touch $(NOTEBOOKS_STAMP)
 
 setup: system-deps $(STAMP)
 

@@ -11,6 +11,8 @@ returns rows and lines, printing happens at the edge).
   unknown). Runs given together that repeat one configuration (same cluster snapshot and load)
   measure the run-to-run noise; a difference below it is "within noise". p99 has no interval in ``analysis.compare``: it shows the ratio of the two values
   and no verdict. The error rate shows the difference in percentage points.
+- GC figures (pause p99 and max, GC throughput) come from the runs' summaries when their nodes
+  logged GC (``analysis.gc``); like p99 they show the ratio only.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ class KeyFigures:
 FIGURES = (("throughput", "req/s"), ("error rate", "%"), ("p50", "ms"), ("p95", "ms"),
            ("p99", "ms"))
 _ESTIMATE = {"throughput": "throughput", "p50": "median", "p95": "p95"}
+#: figures from the runs' GC logs (run.json summary, `jvm.gc_log=on`): shown when a run has one
+GC_FIGURES = (("GC pause p99", "ms", "gc_pause_p99_ms"), ("GC pause max", "ms", "gc_pause_max_ms"),
+              ("GC throughput", "%", "gc_throughput_pct"))
 
 
 def _value(figures: RunFigures, figure: str) -> float:
@@ -118,7 +123,10 @@ def _value(figures: RunFigures, figure: str) -> float:
 def configuration_key(run: Run) -> str:
     """What makes two runs repetitions of one configuration: the same cluster snapshot and the
     same load profile (labels aside), as canonical JSON."""
-    load = {k: v for k, v in (run.record.load or {}).items() if k != "labels"}
+    load = run.record.load or {}
+    # an automatic warm-up's length is what the run measured, not what it was asked for
+    outcome = ("labels", "warmup", "warmup_stable") if load.get("warmup_auto") else ("labels",)
+    load = {k: v for k, v in load.items() if k not in outcome}
     return json.dumps({"cluster": run.record.cluster or {}, "load": load}, sort_keys=True,
                       default=str)
 
@@ -217,6 +225,7 @@ def key_figures(runs: Sequence[RunFigures], *, noise: float | None = None,
             else:
                 rows.append(FigureRow(figure, unit, other.id, b, plain_ratio, None, None,
                                       NO_VERDICT, "ratio only: no interval is computed for p99"))
+    rows += _gc_rows(runs)
     unknown_reasons = dict.fromkeys(
         f"{e.statistic} {Verdict.UNKNOWN.value} for {other_id}: {e.reason}"
         for other_id, c in comparisons.items() for e in c.estimates
@@ -253,6 +262,23 @@ def key_figures(runs: Sequence[RunFigures], *, noise: float | None = None,
         notes.extend(f"{figures.id}: {w}" for w in figures.warnings)
     return KeyFigures(tuple(r.id for r in runs), tuple(rows), comparisons, diffs, tuple(notes),
                       used)
+
+
+def _gc_rows(runs: Sequence[RunFigures]) -> list[FigureRow]:
+    """The GC figures of runs whose summaries have them (ratio to the first, no interval)."""
+    rows = []
+    for figure, unit, key in GC_FIGURES:
+        values = [(f.run.record.summary or {}).get(key) for f in runs]
+        values = [math.nan if v is None else float(v) for v in values]
+        if all(math.isnan(v) for v in values):
+            continue
+        a = values[0]
+        rows.append(FigureRow(figure, unit, runs[0].id, a, None, None, None, "baseline"))
+        for other, b in zip(runs[1:], values[1:], strict=True):
+            ratio = b / a if a > 0 and math.isfinite(b) else None
+            rows.append(FigureRow(figure, unit, other.id, b, ratio, None, None, NO_VERDICT,
+                                  "ratio only: from the GC logs, no interval"))
+    return rows
 
 
 def _share(value: float | None) -> str:

@@ -157,9 +157,13 @@ def traffic_bins(run: Run, bin_s: float | None = None,
     """Requests per second (ok, all), error % and latency percentiles of each time bin."""
     elapsed, width, edges, lengths = _time_bins(run, bin_s)
     ok = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
-    codes = np.minimum((elapsed / width).astype(np.int64), edges.size - 2)
     n_bins = edges.size - 1
-    total = np.bincount(codes, minlength=n_bins).astype(float)
+    codes = np.divide(elapsed, width, out=elapsed).astype(np.int64)  # in place: our own copy
+    np.minimum(codes, n_bins - 1, out=codes)
+    if np.all(codes[1:] >= codes[:-1]):  # requests sorted by time: a bin is a run of rows
+        total = np.diff(np.searchsorted(codes, np.arange(n_bins + 1))).astype(float)
+    else:
+        total = np.bincount(codes, minlength=n_bins).astype(float)
     failed = np.bincount(codes[~ok], minlength=n_bins).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate_ok = (total - failed) / lengths
@@ -167,8 +171,9 @@ def traffic_bins(run: Run, bin_s: float | None = None,
         error_pct = np.where(total > 0, failed / total * 100.0, np.nan)
     latency = None
     if ok.any():
-        latency_ms = run.requests["latency_us"].to_numpy()[ok] / 1000.0
-        values = grouped_nearest_rank(codes[ok], n_bins, latency_ms, percentiles)
+        # Selected in the recorded unit (integer µs), converted to ms once chosen.
+        latency_us = run.requests["latency_us"].to_numpy()[ok]
+        values = grouped_nearest_rank(codes[ok], n_bins, latency_us, percentiles) / 1000.0
         latency = LatencyBins(edges, width, tuple(percentiles), values)
     return TrafficBins(edges, width, rate_ok, rate_all, error_pct, latency)
 

@@ -74,9 +74,10 @@ def grouped_nearest_rank(
     """Nearest-rank percentiles of ``values`` per group, shape (n_groups, len(percentiles)).
 
     ``codes`` holds each value's group number in [0, n_groups); a negative code drops the value
-    (pandas' factorize marks missing keys with -1). One stable sort of the codes puts each group
-    in one contiguous slice, so the cost is one sort of small integers plus one selection per
-    group.
+    (pandas' factorize marks missing keys with -1). Each group is brought into one contiguous
+    slice, then one selection per group: codes already in order (time bins of a run, whose
+    requests are sorted by time) need nothing moved; others take one stable sort of the codes,
+    a radix sort when they fit in 8 bits (~3 ms a million; 16 bits take five times as long).
     """
     qs = list(percentiles)
     out = np.full((n_groups, len(qs)), np.nan)
@@ -84,14 +85,19 @@ def grouped_nearest_rank(
     if n_groups == 0 or values.size == 0:
         return out
     codes = np.asarray(codes)
-    keep = codes >= 0
-    if not keep.all():
+    if codes.size and codes.min() < 0:
+        keep = codes >= 0
         codes, values = codes[keep], values[keep]
-    # Small integer codes sort with numpy's radix sort when the dtype is narrow.
-    narrow = codes.astype(np.int16 if n_groups < np.iinfo(np.int16).max else np.int64)
-    order = np.argsort(narrow, kind="stable")
-    ordered = values[order]
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(narrow, minlength=n_groups))))
+    if np.all(codes[1:] >= codes[:-1]):
+        bounds = np.searchsorted(codes, np.arange(n_groups + 1), side="left")
+        ordered = values.copy()
+    else:
+        narrow = codes.astype(np.int8 if n_groups <= np.iinfo(np.int8).max + 1
+                              else np.int16 if n_groups <= np.iinfo(np.int16).max + 1
+                              else np.int64, copy=False)
+        order = np.argsort(narrow, kind="stable")
+        ordered = values[order]
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(narrow, minlength=n_groups))))
     for g in range(n_groups):
         start, stop = bounds[g], bounds[g + 1]
         if stop > start:

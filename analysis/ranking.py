@@ -21,6 +21,7 @@ import pandas as pd
 from analysis.compare import noise_estimate, snapshot_diff
 from analysis.keyfigures import format_table
 from analysis.loading import Sweep, sweep_records
+from eicore.results import SteadyVerdict
 from eicore.sweeps import PARAM_PREFIX, TrialState
 from eicore.trials import TrialResult, aggregate, best_of, rank_group, ranked, tune_apply_command
 
@@ -163,6 +164,7 @@ def ranking_table(sweep: Sweep, top: int | None = None) -> tuple[list[str], list
     best = ranked["objective"].iloc[0] if len(ranked) and pd.notna(ranked["rank"].iloc[0]) else None
     noise = objective_noise(sweep)
     header = ["rank", "trial", *sweep.params, sweep.objective, "SLO", "state", "run", "note"]
+    unsteady = _unsteady(sweep)
     rows = []
     shown = 0
     for _, series in ranked.iterrows():
@@ -177,6 +179,8 @@ def ranking_table(sweep: Sweep, top: int | None = None) -> tuple[list[str], list
         if (noise is not None and best is not None and pd.notna(rank) and rank > 1
                 and series["slo_ok"] and abs(series["objective"] - best) <= noise * abs(best)):
             note = f"tied with #1 (within the {noise:.1%} run-to-run noise)"
+        if series["trial"] in unsteady:
+            note = "; ".join(filter(None, (note, unsteady[series["trial"]])))
         rows.append([
             "" if pd.isna(rank) else str(int(rank)), str(series["trial"]),
             *(str(params.get(p, "")) for p in sweep.params),
@@ -185,6 +189,17 @@ def ranking_table(sweep: Sweep, top: int | None = None) -> tuple[list[str], list
             str(series["state"]), "" if pd.isna(series["run_id"]) else str(series["run_id"]), note,
         ])
     return header, rows
+
+
+def _unsteady(sweep: Sweep) -> dict[int, str]:
+    """Trial -> a flag saying how its runs were not steady (warming up, degrading:
+    ``analysis.steady``); trials whose runs were all steady or unjudged are left out."""
+    flagged = (SteadyVerdict.WARMING_UP.value, SteadyVerdict.DEGRADING.value)
+    verdicts: dict[int, list[str]] = {}
+    for row in sweep.rows:
+        if row.steady in flagged:
+            verdicts.setdefault(row.trial, []).append(row.steady)
+    return {t: f"not steady: {', '.join(sorted(set(v)))}" for t, v in verdicts.items()}
 
 
 def format_ranking(sweep: Sweep, top: int | None = 10) -> list[str]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.gc import format_gc, gc_summary, load_gc
+from analysis.open_model import check_open, format_open, open_record, summarize_open
 from analysis.slo import SloRule, evaluate, format_results
 from analysis.summary import (
     MetricsSummary,
@@ -43,6 +45,8 @@ def summary_record(summary: RequestSummary, metrics: MetricsSummary | None) -> R
                       "p95_ms": _clean(v.p95_ms), "p99_ms": _clean(v.p99_ms)}
                   for n, v in summary.nodes.items()},
     }
+    if summary.steady is not None:
+        out["steady_state"] = summary.steady.record()
     if metrics is not None:
         out["generator_cpu_percent_mean"] = _clean(metrics.generator_cpu_percent_mean)
         out["generator_saturated"] = metrics.generator_saturated
@@ -70,6 +74,15 @@ def record_figures(run_dir: Path, record: RunRecord,
                                     processes=int(record.generator.get("processes", 1)))
     results = evaluate(rules, summary)
     lines = [*format_summary(summary, metrics), *format_results(rules, results)]
+    opened = summarize_open(requests, window, record.generator, summary.throughput_rps)
+    if opened is not None:
+        lines[1:1] = [*format_open(opened), *check_open(opened)]
     verdicts: list[SloVerdict] = [{"rule": r.rule, "actual": r.actual, "ok": r.ok,
                                    "verdict": r.verdict} for r in results]
-    return replace(record, summary=summary_record(summary, metrics), slo_results=verdicts), lines
+    figures = summary_record(summary, metrics)
+    gc = load_gc(run_dir)  # gc.parquet: written by the run when a node logs GC to a file
+    figures.update(gc_summary(gc))  # type: ignore[typeddict-item]
+    lines += format_gc(gc) if gc is not None else []
+    if opened is not None:
+        figures["open_model"] = open_record(opened)  # type: ignore[typeddict-item]
+    return replace(record, summary=figures, slo_results=verdicts), lines

@@ -5,9 +5,9 @@ Contents: warnings first (an interrupted run, a saturated generator, unstable ta
 configurations that differ in more than was swept); with two runs or more, the key figures of
 each against the first with intervals and verdicts, and their configuration differences; for a
 sweep, the best configuration as ``eiperf tune apply`` arguments, the ranking and the sweep
-plots; for each run, its summary, per-node figures, errors, load, cluster snapshot, plots, and
-for a step-load run the capacity plan. Rendered with jinja2 (autoescape) from
-``templates/report.html.j2`` and written atomically.
+plots; for each run, its summary, per-node figures, GC pauses (when its nodes logged GC),
+errors, load, cluster snapshot, plots, and for a step-load run the capacity plan. Rendered with
+jinja2 (autoescape) from ``templates/report.html.j2`` and written atomically.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis.compare import flatten
+from analysis.gc import gc_notes, load_gc, node_table, pause_timeline
 from analysis.keyfigures import RunFigures, key_figure_table, key_figures, run_figures
 from analysis.loading import Run, Sweep, load, load_run
 from analysis.planning import format_plan, plan_capacity
@@ -37,6 +38,7 @@ from analysis.ranking import (
     snapshot_flags,
     trial_params,
 )
+from analysis.steady import format_steady
 from analysis.summary import format_summary
 from eicore import __version__
 from eicore.fsutil import atomic_write_text
@@ -165,6 +167,20 @@ def node_plot(figures: RunFigures, fmt: str = "svg") -> dict[str, str] | None:
         "requests nginx sent it.", fmt)
 
 
+def gc_section(run: Run, fmt: str = "svg") -> dict[str, Any] | None:
+    """The run's GC pauses from its nodes' GC logs (None without gc.parquet): per node the
+    pause percentiles in the window, notes, and the pauses over time."""
+    gc = load_gc(run.path)
+    if gc is None:
+        return None
+    header, rows = node_table(gc)
+    return {"header": header, "rows": rows, "notes": gc_notes(gc), "plot": _plot(
+        "GC pauses over time", pause_timeline(gc, run.start_ts, run.window, run.record.ended_at),
+        "Each stop-the-world pause of each node's JVM, from its GC log, at the time it started; "
+        "its height is the pause, its colour the kind. Grey: outside the measured window, not "
+        "in the table.", fmt)}
+
+
 def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """Everything the template shows about one run."""
@@ -181,6 +197,8 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
         ("mean / max latency", f"{_fmt(s.mean_ms, ',.2f', ' ms')} / {_fmt(s.max_ms, ',.2f', ' ms')}"),
         ("latency basis", f"{'all' if s.include_errors else 'successful'} requests, "
                           f"n={s.latency_count:,}, nearest rank"),
+        *((("steady state", format_steady(s.steady).removeprefix("steady state: ")),)
+          if s.steady is not None else ()),
         ("load generator", f"CPU mean {_fmt(m.generator_cpu_percent_mean, '.0f', ' %')}, max "
                            f"{_fmt(m.generator_cpu_percent_max, '.0f', ' %')} over "
                            f"{m.generator_processes} process(es): "
@@ -204,6 +222,7 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
         "warnings": [(w, _severity(w)) for w in figures.warnings],
         "started": _when(run.record.started_at), "ended": _when(run.record.ended_at),
         "summary_rows": summary_rows, "node_rows": node_rows,
+        "steady": None if s.steady is None else s.steady.verdict.value,
         "errors": [[k, f"{v:,}"] for k, v in s.errors.items()],
         "scenarios": [[k, f"{v:,}"] for k, v in s.scenarios.items()],
         "load": [(k, _leaf(v)) for k, v in flatten(run.record.load or {}).items()],
@@ -212,6 +231,7 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
                  for k, v in flatten(getattr(run.record, group) or {}).items()],
         "snapshot": snapshot_tables(run.record.cluster or {}),
         "text_summary": format_summary(s, m), "plots": section_plots, "capacity": capacity,
+        "gc": gc_section(run, fmt),
     }
 
 

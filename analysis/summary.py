@@ -25,7 +25,16 @@ import numpy as np
 import pandas as pd
 
 from analysis.quantiles import REPORTED_PERCENTILES, grouped_nearest_rank, nearest_rank
-from analysis.window import Window, check_window, window_duration, window_mask
+from analysis.steady import SteadyState, check_steady, format_steady, steady_state
+from analysis.window import (
+    Rows,
+    Window,
+    check_window,
+    row_positions,
+    window_duration,
+    window_mask,
+    window_rows,
+)
 from eicore.results import GENERATOR_NODE, WORKER_CPU_METRIC
 
 #: Label of requests that carry no serving node (e.g. the load balancer answered itself).
@@ -70,6 +79,8 @@ class RequestSummary:
     nodes: dict[str, NodeLatency]
     scenarios: dict[str, int]
     errors: dict[str, int]
+    #: whether throughput and latency held still over the window (analysis.steady)
+    steady: SteadyState | None = None
 
     @property
     def p50_ms(self) -> float:
@@ -132,32 +143,32 @@ def summarize_requests(
 
     Computes counts, error rate, throughput, nearest-rank p50/p90/p95/p99/p99.9, mean and max
     latency (ms), each node's share of all requests with its p50/p95/p99, request counts per
-    scenario and the most frequent error messages. Works on the numpy arrays with one
+    scenario, the most frequent error messages, and the steady-state verdict of the window
+    (``analysis.steady``). Works on the numpy arrays with one
     factorization per key column, so a million rows take a fraction of a second.
     """
     window = check_window(window)
     ts = requests["ts"].to_numpy(dtype=np.float64)
-    mask = window_mask(ts, window)
+    rows = window_rows(ts, window)  # a slice of a frame sorted by time: views, not copies
     # Latency stays in its recorded unit (integer microseconds) through the selections: the
     # percentiles are the same values, converted to ms once chosen.
     latency_us = requests["latency_us"].to_numpy()
     ok_all = requests["ok"].to_numpy(dtype=bool, na_value=False)
-    ok = ok_all[mask] if mask is not None else ok_all
+    ok = ok_all[rows] if rows is not None else ok_all
     count = int(ok.size)
-    ok_count = int(ok.sum())
+    ok_count = int(np.count_nonzero(ok))
     duration = window_duration(ts, window)
 
-    # basis: the requests the latency figures describe, over all rows and within the window
-    basis_all = mask if include_errors else (ok_all if mask is None else mask & ok_all)
-    basis = np.ones(count, dtype=bool) if include_errors else ok
-    basis_latency = latency_us if basis_all is None else latency_us[basis_all]
+    # basis: the requests the latency figures describe, within the window
+    window_latency = latency_us[rows] if rows is not None else latency_us
+    basis_latency = window_latency if include_errors else window_latency[ok]
     pcts = nearest_rank(basis_latency, REPORTED_PERCENTILES) / 1000.0
 
-    node_codes, node_names = _factorize(requests["node"], mask)
-    counts = np.bincount(node_codes, minlength=len(node_names)) if count else np.zeros(0, int)
-    basis_counts = np.bincount(node_codes[basis], minlength=len(node_names)) if count else counts
+    node_codes, node_names, counts = _factorize(requests["node"], rows)
+    basis_codes = node_codes if include_errors else node_codes[ok]
+    basis_counts = np.bincount(basis_codes, minlength=len(node_names)) if count else counts
     node_pcts = grouped_nearest_rank(
-        node_codes[basis], len(node_names), basis_latency, _NODE_PERCENTILES
+        basis_codes, len(node_names), basis_latency, _NODE_PERCENTILES
     ) / 1000.0
     nodes = {
         name: NodeLatency(
@@ -172,14 +183,14 @@ def summarize_requests(
         for i, name in enumerate(node_names)
     }
 
-    scenario_codes, scenario_names = _factorize(requests["scenario"], mask)
-    scenario_counts = np.bincount(scenario_codes, minlength=len(scenario_names))
+    _, scenario_names, scenario_counts = _factorize(requests["scenario"], rows)
     scenarios = {name: int(scenario_counts[i]) for i, name in enumerate(scenario_names)}
 
     errors: dict[str, int] = {}
     if count > ok_count:
-        error_codes, error_names = _factorize(requests["error"], mask, missing="(no message)")
-        error_counts = np.bincount(error_codes[~ok], minlength=len(error_names))
+        failed = row_positions(rows, np.flatnonzero(~ok))
+        _, error_names, error_counts = _factorize(requests["error"], failed,
+                                                  missing="(no message)")
         top = pd.Series(error_counts, index=error_names).sort_values(ascending=False, kind="stable")
         errors = {str(k): int(v) for k, v in top.head(10).items() if v > 0}
 
@@ -199,31 +210,34 @@ def summarize_requests(
         nodes=nodes,
         scenarios=scenarios,
         errors=errors,
+        steady=steady_state(ts, latency_us, ok_all, window, include_errors=include_errors),
     )
 
 
-def _factorize(column: pd.Series, mask: np.ndarray | None, *, missing: str = UNATTRIBUTED
-               ) -> tuple[np.ndarray, list[str]]:
-    """Codes (0..k-1) and labels of a key column inside the window, missing keys as ``missing``.
+def _factorize(column: pd.Series, rows: Rows | None, *, missing: str = UNATTRIBUTED
+               ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Codes (0..k-1), labels and counts of a key column in ``rows`` (a slice, a mask or
+    positions; None: all), missing keys as ``missing``.
 
     A categorical column (how ``analysis.loading`` reads strings) already holds its codes."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
     else:
         codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    if mask is not None:
-        codes = codes[mask]
+    if rows is not None:
+        codes = codes[rows]
     names = [str(u) for u in uniques]
-    if (codes < 0).any():
+    if codes.size and codes.min() < 0:
         codes = np.where(codes < 0, len(names), codes)
         names.append(missing)
-    # Drop labels that only occur outside the window.
-    present = np.bincount(codes, minlength=len(names)) > 0
+    counts = np.bincount(codes, minlength=len(names))
+    # Drop labels that only occur outside the rows.
+    present = counts > 0
     if not present.all():
         remap = np.cumsum(present) - 1
-        codes = remap[codes]
+        codes, counts = remap[codes], counts[present]
         names = [n for n, p in zip(names, present, strict=True) if p]
-    return codes, names
+    return codes, names, counts
 
 
 def summarize_metrics(
@@ -369,6 +383,9 @@ def check_summary(summary: RequestSummary, metrics: MetricsSummary | None = None
             f"uneven load balance: node shares range {min(shares):.1%} to {max(shares):.1%} "
             "(ip_hash or sticky sessions send one client to one node)"
         )
+    steady = check_steady(summary.steady) if summary.steady is not None else None
+    if steady is not None:
+        checks.append(steady)
     if metrics is not None:
         if metrics.generator_saturated and metrics.saturated_workers:
             each = ", ".join(f"{w} {metrics.worker_cpu_percent_mean[w]:.0f} %"
@@ -414,6 +431,8 @@ def format_summary(summary: RequestSummary, metrics: MetricsSummary | None = Non
         f"latency ms ({basis}, n={summary.latency_count:,}, nearest rank): {pcts}  "
         f"mean {_num(summary.mean_ms, ',.2f')}  max {_num(summary.max_ms, ',.2f')}"
     )
+    if summary.steady is not None:
+        lines.append(format_steady(summary.steady))
     for node in summary.nodes.values():
         lines.append(
             f"node {node.node}: {node.share:.1%} of requests ({node.count:,}), latency ms "

@@ -42,6 +42,39 @@ def window_mask(ts: np.ndarray, window: Window | None) -> np.ndarray | None:
     return (ts >= window[0]) & (ts < window[1])
 
 
+#: Rows of a frame inside a window: a slice of a time-sorted frame, else a boolean mask.
+Rows = slice | np.ndarray
+
+
+def is_sorted(values: np.ndarray) -> bool:
+    """True when ``values`` never decrease (NaN anywhere makes it False)."""
+    return bool(np.all(values[1:] >= values[:-1]))
+
+
+def window_rows(ts: np.ndarray, window: Window | None) -> Rows | None:
+    """The rows whose timestamp is inside ``window`` (None when there is no window).
+
+    A slice when ``ts`` is sorted, as eiperf writes requests.parquet: a window is then one run
+    of rows, found by binary search, and selecting with a slice makes views instead of copies.
+    Otherwise the boolean mask of ``window_mask``."""
+    window = check_window(window)
+    if window is None:
+        return None
+    if is_sorted(ts):
+        start, stop = np.searchsorted(ts, window, side="left")
+        return slice(int(start), int(stop))
+    return (ts >= window[0]) & (ts < window[1])
+
+
+def row_positions(rows: Rows | None, within: np.ndarray) -> np.ndarray:
+    """Positions in the whole frame of the rows at positions ``within`` of a selection."""
+    if rows is None:
+        return within
+    if isinstance(rows, slice):
+        return within + rows.start
+    return np.flatnonzero(rows)[within]
+
+
 def window_duration(ts: np.ndarray, window: Window | None) -> float:
     """Length of the window in seconds.
 

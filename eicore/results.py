@@ -5,6 +5,9 @@
     results/<run-id>/metrics.parquet   METRICS_SCHEMA, long format
     results/<run-id>/locust/           Locust's own CSV and HTML
     results/<run-id>/timeline.json     the load shape's users over time (TIMELINE_JSON)
+    results/<run-id>/gc.parquet        each node's GC pauses from its GC log, with per-node
+                                       rates in its metadata (eicore.gclog: GC_FILE,
+                                       gc_schema); only when a node logs GC to a file
 
 Sweeps: eicore.sweeps.
 
@@ -17,6 +20,16 @@ Schema history (bump SCHEMA_VERSION and keep a golden file of the old one in tes
        (node "generator", source "locust", metric `worker_cpu_percent.<worker>`); a lost
        worker makes the run incomplete and `error` names it. Golden v1 run:
        tests/analysis/golden/v1/ (read with `worker` all null).
+    3  eiperf 0.2, the open model (`--shape open`) -- requests.parquet gains `intended_ts`
+       (when an open-model request was meant to start) and `service_us` (its time from the
+       send); in open runs `latency_us` is measured from the intended start, so a stall's
+       queue counts (no coordinated omission); both are null in closed runs, where
+       `latency_us` is from the send as before. run.json `generator.arrivals` holds the
+       open model's counts (planned, sent, dropped at the concurrency cap, peak in flight).
+       Golden v2 run: tests/analysis/golden/v2/ (read with both columns null).
+       GC logs (`jvm.gc_log`): gc.parquet, one row per pause of each node (eicore.gclog),
+       and run.json `summary` gains gc_pause_p99_ms, gc_pause_max_ms, gc_throughput_pct
+       (None, or absent in older runs, without a GC log).
 Loaders refuse versions they do not know, with a message that says what to do.
 """
 
@@ -34,8 +47,8 @@ from typing import Any, TypedDict
 from eicore.errors import EiperfError
 from eicore.fsutil import atomic_write_text
 
-SCHEMA_VERSION = 2
-KNOWN_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+KNOWN_SCHEMA_VERSIONS = (1, 2, 3)
 
 RUN_JSON = "run.json"
 REQUESTS_FILE = "requests.parquet"
@@ -87,6 +100,48 @@ class NodeResources(TypedDict):
     gc_time_share: float | None
 
 
+class SteadyVerdict(StrEnum):
+    """Whether throughput and latency held still over the measured window (analysis.steady):
+    steady; warming up (throughput rose or latency fell); degrading (throughput fell or
+    latency rose); unknown (too few bins to judge)."""
+
+    STEADY = "steady"
+    WARMING_UP = "warming up"
+    DEGRADING = "degrading"
+    UNKNOWN = "unknown"
+
+
+class SteadyStateRecord(TypedDict):
+    """run.json ``summary.steady_state``: the verdict, the method as applied, each series'
+    change over the window in % of its median (Sen's slope x window) and its Mann-Kendall p."""
+
+    verdict: str                      # a SteadyVerdict value
+    method: str
+    throughput_slope_pct: float | None
+    latency_slope_pct: float | None   # mean latency of successful requests
+    p_throughput: float | None
+    p_latency: float | None
+
+
+class OpenModelFigures(TypedDict):
+    """An open run's arrivals (``summary.open_model``, schema 3): the rate meant over the
+    measured window and the rate achieved; arrivals planned, sent and dropped at the
+    concurrency cap over the whole run; service time (from the send) beside the latency
+    (from the intended start); send lag p99: how late the generator sent."""
+
+    intended_rps: float | None
+    achieved_rps: float | None
+    planned: int
+    sent: int
+    dropped: int
+    dropped_share: float | None
+    cap: int
+    peak_in_flight: int
+    service_p50_ms: float | None
+    service_p99_ms: float | None
+    send_lag_p99_ms: float | None
+
+
 class RunSummary(TypedDict, total=False):
     """run.json ``summary``: the key figures of the measured window, written once when the run
     is final (by ``analysis.record``) and read by sweeps and reports. JSON-safe: a figure that
@@ -105,6 +160,11 @@ class RunSummary(TypedDict, total=False):
     generator_cpu_percent_mean: float | None
     generator_saturated: bool | None
     node_metrics: dict[str, NodeResources]
+    open_model: OpenModelFigures      # open runs only (schema 3)
+    gc_pause_p99_ms: float | None     # GC pauses of all nodes in the window (gc.parquet)
+    gc_pause_max_ms: float | None
+    gc_throughput_pct: float | None   # share of the window's wall time not paused, node mean
+    steady_state: SteadyStateRecord   # absent in runs recorded before issue 13
 
 
 class WorkerInfo(TypedDict, total=False):
@@ -214,7 +274,8 @@ def read_run_record(run_dir: Path) -> RunRecord:
 
 def requests_schema(version: int = SCHEMA_VERSION):
     """pyarrow schema of requests.parquet as results schema `version` writes it (imported
-    lazily: pyarrow is heavy). Version 1 has no `worker` column."""
+    lazily: pyarrow is heavy). Version 1 has no `worker` column; versions before 3 have no
+    `intended_ts` and `service_us`."""
     import pyarrow as pa
 
     columns = [
@@ -230,6 +291,9 @@ def requests_schema(version: int = SCHEMA_VERSION):
     ]
     if version >= 2:
         columns.append(("worker", pa.string()))  # the Locust worker process that sent it
+    if version >= 3:
+        columns.append(("intended_ts", pa.float64()))  # open model: intended start, epoch s
+        columns.append(("service_us", pa.int64()))     # open model: from the send, µs
     return pa.schema(columns)
 
 

@@ -61,6 +61,9 @@ OBJECTIVES = {
     "mean_ms": "minimize",
     "max_ms": "minimize",
     "error_pct": "minimize",
+    "gc_pause_p99_ms": "minimize",    # these three need a GC log (jvm.gc_log=on)
+    "gc_pause_max_ms": "minimize",
+    "gc_throughput_pct": "maximize",
 }
 
 
@@ -105,6 +108,9 @@ class TrialRow:
     duration_s: float = 0.0
     #: who ran it: "<host>-<pid>" of the eiperf process (None in schema 1 folders)
     worker: str | None = None
+    #: the run's steady-state verdict (an eicore.results.SteadyVerdict value; None when the run
+    #: has none, and in folders written before issue 13, which lack the column)
+    steady: str | None = None
     #: SLO constraint values for Optuna (from the run's slo_results; not stored in Parquet)
     constraints: tuple[float, ...] = field(default=(), compare=False)
 
@@ -114,7 +120,7 @@ TRIAL_COLUMNS = (
     ("trial", "int64"), ("repetition", "int64"), ("state", "string"), ("run_id", "string"),
     ("objective", "float64"), ("slo_ok", "bool"), ("slo_detail", "string"),
     ("error", "string"), ("started", "float64"), ("duration_s", "float64"),
-    ("worker", "string"),
+    ("worker", "string"), ("steady", "string"),
 )
 
 
@@ -214,7 +220,7 @@ def row_from_record(rec: dict[str, Any], where: str = TRIALS_FILE) -> TrialRow:
         params=params, run_id=opt("run_id"), objective=opt("objective"),
         slo_ok=None if slo_ok is None else bool(slo_ok), slo_detail=opt("slo_detail", ""),
         error=opt("error"), started=float(opt("started", 0.0)),
-        duration_s=float(opt("duration_s", 0.0)), worker=opt("worker"))
+        duration_s=float(opt("duration_s", 0.0)), worker=opt("worker"), steady=opt("steady"))
 
 
 def read_trials(path: Path) -> list[TrialRow]:
@@ -244,7 +250,7 @@ def objective_value(summary: RunSummary | None, metric: str) -> float | None:
     if metric == "error_pct":
         value = summary.get("error_rate")
         value = None if value is None else value * 100.0
-    elif metric in ("throughput_rps", "mean_ms", "max_ms"):
+    elif metric in ("throughput_rps", "mean_ms", "max_ms") or metric.startswith("gc_"):
         value = summary.get(metric)
     else:
         value = (summary.get("percentiles_ms") or {}).get(metric.removesuffix("_ms"))

@@ -195,14 +195,32 @@ def _add_run(sub: _Subparsers) -> None:
                    help="users started per second (default: all at once)")
     g.add_argument("-t", "--duration", default="30s", help="measured time, e.g. 30s, 2m (default 30s)")
     g.add_argument("--warmup", default="5s",
-                   help="time before measuring starts, left out of statistics (default 5s)")
+                   help="time before measuring starts, left out of statistics (default 5s); "
+                        "auto: until throughput is stable (the last 5 one-second samples vary "
+                        "by at most 10 %% and do not drift), at most --warmup-max; "
+                        "--duration is measured after it either way")
+    g.add_argument("--warmup-max", default=None, metavar="TIME",
+                   help="--warmup auto: the longest it may take (default 60s)")
     g.add_argument("--shape", default="constant",
-                   choices=["constant", "step", "spike", "soak", "arrival"], help="load shape")
+                   choices=["constant", "step", "spike", "soak", "arrival", "open"],
+                   help="load shape; open: requests start at intended times from an arrival "
+                        "process, whatever the responses do (no coordinated omission; latency "
+                        "counts from the intended start); arrival: users paced to a rate (a "
+                        "closed model: a stall sends less and is under-counted)")
     g.add_argument("--step-users", type=positive_int, default=None, help="step: users per step")
     g.add_argument("--step-time", default=None, help="step: time per step (default 10s)")
     g.add_argument("--spike-users", type=positive_int, default=None, help="spike: users at the peak")
     g.add_argument("--arrival-rate", type=positive_float, default=None,
-                   help="arrival: requests per second (open model, paced users)")
+                   help="open and arrival: requests per second")
+    g.add_argument("--rate-profile", default=None, metavar="S:RATE,...",
+                   help="open: requests/s over time, linear between points, seconds from the "
+                        "test start (warm-up included): 0:50,10:200 ramps, "
+                        "0:100,20:100,20:300 steps")
+    g.add_argument("--arrivals", choices=["constant", "poisson"], default="constant",
+                   help="open: evenly spaced or Poisson arrivals (default constant)")
+    g.add_argument("--max-concurrency", type=positive_int, default=1000, metavar="N",
+                   help="open: the most requests in flight over the whole run (split over the "
+                        "workers); an arrival beyond it is dropped and counted (default 1000)")
     g.add_argument("--message-size", default="1KB", help="1KB, 10KB, 100KB or bytes (default 1KB)")
     g = p.add_argument_group(
         "load generators",
@@ -276,6 +294,35 @@ def _add_compare(sub: _Subparsers) -> None:
                    help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_lazy("eiperf.commands.compare_cmd", "cmd_compare"))
+
+
+def _add_notebook(sub: _Subparsers) -> None:
+    p = sub.add_parser(
+        "notebook", help="run a notebook on runs with papermill (.ipynb + HTML), or open JupyterLab",
+        description="Execute notebooks/NAME.ipynb with papermill on the runs given (their "
+                    "folders or ids; capacity_planning: one step-load run; compare_runs: two "
+                    "runs or more, or a sweep) and write the executed NAME.ipynb and a "
+                    "self-contained NAME.html into the first run's (or sweep's) folder, or -o "
+                    "DIR. Prints both paths. With --lab: JupyterLab on notebooks/ instead.")
+    p.add_argument("name", nargs="?", metavar="NOTEBOOK",
+                   help="capacity_planning or compare_runs")
+    p.add_argument("targets", nargs="*", metavar="RUN_OR_SWEEP",
+                   help="a run or sweep folder, or its id under the results folder")
+    p.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append",
+                   metavar=("NAME", "VALUE"),
+                   help="another parameter of the notebook's parameters cell, e.g. -p "
+                        "TARGET_RPS 3000 (read as papermill does: number, True/False/None or "
+                        "text); repeatable")
+    p.add_argument("-o", "--output", metavar="DIR", default=None,
+                   help="folder for NAME.ipynb and NAME.html (default: the first run's or "
+                        "sweep's folder)")
+    _add_results(p, "results folder ids are looked up in")
+    g = p.add_argument_group("JupyterLab (what `make notebooks` runs)")
+    g.add_argument("--lab", action="store_true",
+                   help="open JupyterLab on notebooks/, bound to 127.0.0.1, no browser; prints "
+                        "the URL with its token ($JUPYTER_TOKEN, else a new one)")
+    g.add_argument("--port", type=port, default=8888, help="JupyterLab's port (default 8888)")
+    p.set_defaults(func=_lazy("eiperf.commands.notebook_cmd", "cmd_notebook"))
 
 
 def _add_tune(sub: _Subparsers) -> None:
@@ -443,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eiperf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_up, _add_down, _add_status, _add_verify, _add_run, _add_report,
-                _add_compare, _add_tune, _add_sweep, _add_deploy, _add_demo):
+                _add_compare, _add_notebook, _add_tune, _add_sweep, _add_deploy, _add_demo):
         add(sub)
     return parser
 

@@ -16,6 +16,8 @@ shapes, recorder and worker reports live in their modules.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -31,6 +33,7 @@ from eicore.errors import EiperfError
 from eicore.fsutil import atomic_write_text
 from eicore.results import TIMELINE_JSON
 from loadtests.messages import parse_size
+from loadtests.open_model import OpenConfig, configure_open_model, counts
 from loadtests.recorder import REPORT_KEY, RequestRecorder
 
 # The scenario classes must be names of this module for Locust to find them.
@@ -45,7 +48,14 @@ from loadtests.scenarios import (  # noqa: F401
     configure_scenarios,
     parse_weights,
 )
-from loadtests.shapes import build_shape
+from loadtests.shapes import DRAIN_S, OpenShape, build_shape
+from loadtests.warmup import (
+    DEFAULT_WARMUP_MAX_S,
+    WORKER_LAG_S,
+    WarmupRule,
+    complete_seconds,
+    decide,
+)
 from loadtests.worker_reports import WorkerReports
 
 _state: dict = {"recorder": None, "reports": None, "timeline": [], "t0": None, "shape": None}
@@ -60,19 +70,42 @@ def add_eiperf_options(parser) -> None:
                    help="scenario weights, e.g. soap_http=3,soap_https=1,json=1,console=0,delayed=0,static=0")
     g.add_argument("--message-size", default="1KB", help="1KB, 10KB, 100KB or bytes")
     g.add_argument("--shape", default="none",
-                   choices=["none", "constant", "step", "spike", "soak", "arrival"],
-                   help="load shape; none = Locust's own -u/-r/-t")
+                   choices=["none", "constant", "step", "spike", "soak", "arrival", "open"],
+                   help="load shape; none = Locust's own -u/-r/-t; open = the open model "
+                        "(requests at intended times, -u caps the requests in flight)")
     g.add_argument("--step-users", type=int, default=None, help="step shape: users added per step")
     g.add_argument("--step-time", type=float, default=None, help="step shape: seconds per step")
     g.add_argument("--spike-users", type=int, default=None, help="spike shape: users at the peak")
-    g.add_argument("--arrival-rate", type=float, default=None, help="arrival shape: requests/s")
-    g.add_argument("--warmup", type=float, default=0.0,
-                   help="seconds at the start left out of Locust's statistics")
+    g.add_argument("--arrival-rate", type=float, default=None,
+                   help="arrival and open shapes: requests/s")
+    g.add_argument("--rate-profile", default=None,
+                   help="open shape: requests/s over time, second:rate points, linear between "
+                        "them (e.g. 0:50,10:200 ramps; 0:100,20:100,20:300 steps at 20 s)")
+    g.add_argument("--arrivals", default="constant", choices=["constant", "poisson"],
+                   help="open shape: evenly spaced or Poisson arrivals")
+    g.add_argument("--open-streams", type=int, default=1,
+                   help="open shape: Locust processes sharing the rate (eiperf sets it)")
+    g.add_argument("--warmup", type=_warmup_option, default=0.0,
+                   help="seconds at the start left out of Locust's statistics; auto: until "
+                        "throughput is stable (loadtests/warmup.py), at most --warmup-max "
+                        "seconds, and then -t minus --warmup-max more are measured")
+    g.add_argument("--warmup-max", type=float, default=DEFAULT_WARMUP_MAX_S,
+                   help=f"--warmup auto: its bound in seconds (default {DEFAULT_WARMUP_MAX_S:g})")
     g.add_argument("--eiperf-out", default=None,
                    help="folder for per-request rows (one Parquet file per process or worker) "
                         "and timeline.json; with --master, give it to the master only")
     g.add_argument("--eiperf-worker", default=None,
                    help="this process's name in the rows' worker column (default <host>-<pid>)")
+
+
+def _warmup_option(text: str) -> float | str:
+    """--warmup: seconds, or "auto"."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither seconds nor auto") from None
 
 
 class EiperfShape(LoadTestShape):
@@ -82,7 +115,12 @@ class EiperfShape(LoadTestShape):
 
     def tick(self):
         shape = _state["shape"]
-        return None if shape is None else shape.users_at(self.get_run_time())
+        if shape is None:
+            return None
+        t = self.get_run_time()
+        if isinstance(shape, OpenShape) and t >= shape.duration and self.runner.user_count == 0:
+            return None  # every stream has sent its last arrival and had its answers
+        return shape.users_at(t)
 
 
 def _fail(message: str) -> None:
@@ -105,9 +143,17 @@ def on_init(environment, runner=None, **_kw) -> None:
             shape = build_shape(opts.shape, duration, int(opts.num_users or 10),
                                 float(opts.spawn_rate or 10), step_users=opts.step_users,
                                 step_time=opts.step_time, spike_users=opts.spike_users,
-                                arrival_rate=opts.arrival_rate)
+                                arrival_rate=opts.arrival_rate, rate_profile=opts.rate_profile,
+                                arrivals=opts.arrivals, streams=opts.open_streams)
         per_user = getattr(shape, "per_user_rate", None)
         active = configure_scenarios(ScenarioConfig(weights, size, per_user), cluster, opts.host)
+        if isinstance(shape, OpenShape):
+            active = [configure_open_model(OpenConfig(
+                shape.profile, shape.process, shape.max_concurrency, shape.duration,
+                shape.streams), active)]
+            # Locust's -t is a hard stop: leave the streams time to hear their last answers
+            # (the shape ends the test as soon as they have)
+            opts.run_time = int(shape.duration + DRAIN_S)
     except (EiperfError, ValueError) as e:
         _fail(str(e))
         return
@@ -140,6 +186,8 @@ def on_init(environment, runner=None, **_kw) -> None:
             def on_report_to_master(client_id, data, **_kw) -> None:
                 wanted = bool(getattr(environment.parsed_options, "eiperf_out", None))
                 data[REPORT_KEY] = rec.report(wanted)
+                if isinstance(_state["shape"], OpenShape):
+                    data[REPORT_KEY]["arrivals"] = counts.as_dict()
 
             environment.events.report_to_master.add_listener(on_report_to_master)
 
@@ -163,10 +211,42 @@ def on_test_start(environment, **_kw) -> None:
         return
     _state["t0"] = time.time()
     _state["timeline"] = []
-    warmup = float(getattr(environment.parsed_options, "warmup", 0) or 0)
-    if warmup > 0:
+    warmup = getattr(environment.parsed_options, "warmup", 0) or 0
+    _state["warmup"] = None if warmup == "auto" else float(warmup)
+    _state["warmup_stable"] = None
+    if warmup == "auto":
+        _state["warmup_greenlet"] = gevent.spawn(_auto_warmup, environment)
+    elif warmup > 0:
         gevent.spawn_later(warmup, runner.stats.reset_all)
     _state["sampler"] = gevent.spawn(_sample_users, runner)
+
+
+def _auto_warmup(environment) -> None:
+    """--warmup auto: once a second, ask `loadtests.warmup.decide` about the complete seconds
+    of throughput so far; when it says so, end the warm-up as a fixed one ends (statistics
+    reset) and the test `-t` minus `--warmup-max` seconds later."""
+    opts, runner = environment.parsed_options, environment.runner
+    rule = WarmupRule(max_s=float(opts.warmup_max))
+    lag = WORKER_LAG_S if isinstance(runner, MasterRunner) else 0.0
+    t0 = _state["t0"]
+    while True:
+        gevent.sleep(1.0)
+        now = time.time()
+        decision = decide(complete_seconds(runner.stats.total.num_reqs_per_sec, t0, now, lag),
+                          now - t0, rule)
+        if decision is not None:
+            break
+    runner.stats.reset_all()
+    _state["warmup"], _state["warmup_stable"] = time.time() - t0, decision.stable
+    if not opts.run_time:
+        return  # no -t: plain Locust runs until stopped
+    duration = max(0.0, float(opts.run_time) - float(opts.warmup_max))
+    shape = _state["shape"]
+    if shape is not None and environment.shape_class is not None:
+        _state["shape"] = dataclasses.replace(
+            shape, duration=environment.shape_class.get_run_time() + duration)
+    else:
+        gevent.spawn_later(duration, runner.quit)
 
 
 @events.test_stop.add_listener
@@ -176,19 +256,32 @@ def on_test_stop(environment, **_kw) -> None:
         rec.flush()
     if isinstance(environment.runner, WorkerRunner) or _state["t0"] is None:
         return
-    sampler = _state.pop("sampler", None)
-    if sampler is not None:
-        sampler.kill(block=False)
+    for name in ("sampler", "warmup_greenlet"):
+        greenlet = _state.pop(name, None)
+        if greenlet is not None:
+            greenlet.kill(block=False)
     out = getattr(environment.parsed_options, "eiperf_out", None)
     if out:
         shape = _state["shape"]
         atomic_write_text(Path(out) / TIMELINE_JSON, json.dumps({
             "test_start": _state["t0"],
             "test_stop": time.time(),
-            "warmup": float(environment.parsed_options.warmup or 0),
+            **_warmup_fields(environment.parsed_options),
             "users": _state["timeline"],
             "shape": shape.describe() if shape else None,
+            **({"arrivals": counts.as_dict()} if isinstance(shape, OpenShape) else {}),
         }))
+
+
+def _warmup_fields(opts) -> dict:
+    """timeline.json's warm-up: its seconds; an automatic one also its bound and whether
+    throughput was stable (None: the test stopped before the warm-up ended)."""
+    if opts.warmup != "auto":
+        return {"warmup": float(opts.warmup or 0)}
+    took = _state.get("warmup")
+    return {"warmup": time.time() - _state["t0"] if took is None else took,
+            "warmup_auto": True, "warmup_max": float(opts.warmup_max),
+            "warmup_stable": _state.get("warmup_stable")}
 
 
 @events.quitting.add_listener

@@ -30,11 +30,13 @@ from eicore.results import requests_schema
 
 FLUSH_ROWS = 50_000
 #: Values per request in the recorder's flat buffer (see `RequestRecorder.on_request`).
-FIELDS = 8
+FIELDS = 9
 FLUSH_SECONDS = 5.0
 ERROR_CHARS = 200
 #: The key of eiperf's part of a Locust worker report (`data[REPORT_KEY]`).
 REPORT_KEY = "eiperf"
+#: The request event's context key holding an open-model request's intended start (epoch s).
+INTENDED_KEY = "intended"
 
 
 def default_worker_name() -> str:
@@ -80,16 +82,18 @@ def rows_table(flat: list, node_of: Callable[[str | None], str | None], worker: 
 
     `flat` holds FIELDS values per request, one request after the other: start time, scenario,
     name, response time in ms, response length, status or None, error text or None, upstream
-    header or None. Here, per column (a slice) and in Arrow: latency in whole µs (truncated,
-    as `int(ms * 1000.0)`), bytes and status with None as 0, `ok` as "no error", each distinct
-    upstream mapped once through `node_of`, and the worker's name.
+    header or None, intended start or None. Here, per column (a slice) and in Arrow: latency
+    in whole µs (truncated, as `int(ms * 1000.0)`), bytes and status with None as 0, `ok` as
+    "no error", each distinct upstream mapped once through `node_of`, and the worker's name.
+    An open-model request (intended start given) has its latency from the intended start --
+    the wait for its turn plus the response time -- and `service_us` from the send.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if len(flat) % FIELDS:
         raise ValueError(f"a flat row buffer holds {FIELDS} values per request")
-    ts, scenario, name, ms, length, status, error, upstream = (
+    ts, scenario, name, ms, length, status, error, upstream, intended = (
         flat[i::FIELDS] for i in range(FIELDS))
     errors = pa.array(error, pa.string())
     ups = pa.array(upstream, pa.string()).dictionary_encode()
@@ -97,12 +101,20 @@ def rows_table(flat: list, node_of: Callable[[str | None], str | None], worker: 
                      pa.string()).take(ups.indices)
     if nodes.null_count and (unknown := node_of(None)) is not None:
         nodes = nodes.fill_null(unknown)
+    starts = pa.array(ts, pa.float64())
+    service = pc.multiply(pa.array(ms, pa.float64()), 1000.0).cast(pa.int64(), safe=False)
+    planned = pa.array(intended, pa.float64())
+    if planned.null_count == len(planned):  # a closed run: latency is the service time
+        latency, service = service, pa.nulls(len(ts), pa.int64())
+    else:  # the wait from the intended start to the send (never negative) plus the service
+        wait = pc.max_element_wise(pc.subtract(starts, planned), 0.0)
+        waited = pc.add(pc.multiply(wait, 1e6).cast(pa.int64(), safe=False), service)
+        latency = pc.if_else(pc.is_null(planned), service, waited)
+        service = pc.if_else(pc.is_null(planned), pa.scalar(None, pa.int64()), service)
     return pa.Table.from_arrays([
-        pa.array(ts, pa.float64()), pa.array(scenario, pa.string()),
-        pa.array(name, pa.string()),
-        pc.multiply(pa.array(ms, pa.float64()), 1000.0).cast(pa.int64(), safe=False),
+        starts, pa.array(scenario, pa.string()), pa.array(name, pa.string()), latency,
         _ints(length, pa.int64()), _ints(status, pa.int32()), pc.is_null(errors), errors,
-        nodes, pa.repeat(pa.scalar(worker, pa.string()), len(ts)),
+        nodes, pa.repeat(pa.scalar(worker, pa.string()), len(ts)), planned, service,
     ], schema=requests_schema())
 
 
@@ -168,6 +180,7 @@ class RequestRecorder:
             status,
             None if exception is None else str(exception)[:ERROR_CHARS],
             upstream,
+            context.get(INTENDED_KEY) if context else None,
         ))
         if not self.stream and (len(self.rows) >= FLUSH_ROWS * FIELDS
                                 or time.monotonic() - self._last_flush > FLUSH_SECONDS):

@@ -43,9 +43,11 @@ from eicore.results import (
     new_run_id,
     write_run_record,
 )
+from loadtests.arrivals import ArrivalCounts, RateProfile
 from loadtests.catalog import SCENARIO_VHOSTS
 from loadtests.collectors.jmx import JmxConnection
 from loadtests.collectors.process import CollectorProcess, write_generator_pids
+from loadtests.gc_logs import collect_gc_logs
 from loadtests.generators import (
     LOCAL,
     LOCUSTFILE,
@@ -177,9 +179,10 @@ def _stop_process_tree(proc: subprocess.Popen, grace: float) -> None:
     proc.wait()
 
 
-def _window(run_dir: Path, parts: Path, warmup: float, planned: float,
+def _window(run_dir: Path, parts: Path, warmup: float, duration: float,
             requests_file: Path) -> tuple[float | None, float | None]:
     """The measured window: Locust's test start + warm-up .. the planned end or test stop.
+    The warm-up is the one timeline.json records (an automatic one's actual length).
 
     The end is capped at test start + warm-up + duration: requests Locust starts while it is
     stopping its users wait on the stop (hundreds of ms seen here) and are not load the cluster
@@ -189,14 +192,36 @@ def _window(run_dir: Path, parts: Path, warmup: float, planned: float,
     if timeline.exists():
         t = json.loads(timeline.read_text())
         shutil.copy2(timeline, run_dir / TIMELINE_JSON)
-        return (t["test_start"] + t.get("warmup", warmup),
-                min(t["test_stop"], t["test_start"] + planned))
+        start = t["test_start"] + t.get("warmup", warmup)
+        return start, min(t["test_stop"], start + duration)
     import pyarrow.parquet as pq
 
     ts = pq.read_table(requests_file, columns=["ts"]).column("ts").to_pylist()
     if not ts:
         return None, None
     return min(ts) + warmup, max(ts)
+
+
+def _warmup_text(profile: LoadProfile) -> str:
+    if profile.warmup_auto:
+        return f"warm-up until throughput is stable (at most {profile.warmup_max:g}s)"
+    return f"{profile.warmup:g}s warm-up"
+
+
+def _auto_warmup_load(run_dir: Path, load: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """run.json's load with the automatic warm-up's actual seconds (from timeline.json), and
+    a progress line saying how it ended."""
+    try:
+        t = json.loads((run_dir / TIMELINE_JSON).read_text())
+    except (FileNotFoundError, ValueError):
+        return load
+    took, stable = t.get("warmup"), t.get("warmup_stable")
+    if took is None:
+        return load
+    how = {True: "throughput stable", False: f"not stable within its {load.get('warmup_max')}s "
+           "bound; measured anyway", None: "the test stopped during it"}[stable]
+    progress(f"  warm-up took {took:.1f} s (auto: {how})")
+    return {**load, "warmup": round(float(took), 3), "warmup_stable": stable}
 
 
 def _lost_error(workers: list[dict[str, Any]], test_start: float | None) -> str | None:
@@ -301,7 +326,7 @@ def run_load_test(
     )
     write_run_record(run_dir, record)
     progress(f"run {run_id}: {profile.users} users, {profile.shape}, "
-             f"{profile.warmup:g}s warm-up + {profile.duration:g}s -> {run_dir}")
+             f"{_warmup_text(profile)} + {profile.duration:g}s -> {run_dir}")
     progress(f"  generators: {plan.describe()}")
 
     collector = None
@@ -312,14 +337,16 @@ def run_load_test(
                                      generator_pids_file=str(pids_file))
         collector.start()
 
-    argv = _locust_argv(plan, cluster, profile, parts, locust_dir, worker_wait)
+    load_args = [*profile.locust_args(),
+                 *(["--open-streams", str(plan.total)] if profile.open else [])]
+    argv = _locust_argv(plan, cluster, load_args, parts, locust_dir, worker_wait)
     fleet = None
     if plan.single:
         workers: list[WorkerInfo] = [{"name": f"{LOCAL}-1", "generator": LOCAL,
                                       "host": plan.machines[0].host, "pid": None, "rows": 0,
                                       "lost_at": None}]
     else:
-        fleet = WorkerFleet(plan, cluster, profile.locust_args(), run_id, locust_dir)
+        fleet = WorkerFleet(plan, cluster, load_args, run_id, locust_dir)
         workers = []
     status, error = RunStatus.COMPLETE, None
     log = open(locust_dir / "locust.log", "wb")
@@ -387,12 +414,16 @@ def run_load_test(
 
     requests_file = run_dir / REQUESTS_FILE
     rows = merge_request_files(parts, requests_file)
-    measure_start, measure_end = _window(run_dir, parts, profile.warmup, profile.total_seconds,
+    measure_start, measure_end = _window(run_dir, parts, profile.warmup, profile.duration,
                                           requests_file)
+    if profile.warmup_auto:
+        record = replace(record, load=_auto_warmup_load(run_dir, record.load, progress))
     if fleet is not None:
         workers, status, error = _settle_workers(fleet, workers, run_dir, parts, status, error)
     else:
         workers[0]["rows"] = rows
+    arrivals = _arrivals(run_dir, parts, profile, measure_start, measure_end) if profile.open \
+        else None
     shutil.rmtree(parts, ignore_errors=True)
     if rows == 0 and status is RunStatus.COMPLETE:
         status = RunStatus.FAILED
@@ -402,23 +433,26 @@ def run_load_test(
         error = f"{error}: {' | '.join(tail)}" if tail else error
     record = replace(record, status=status, ended_at=time.time(), measure_start=measure_start,
                      measure_end=measure_end, error=error,
-                     generator={**record.generator, "requests": rows, "workers": workers})
+                     generator={**record.generator, "requests": rows, "workers": workers,
+                                **({"arrivals": arrivals} if arrivals is not None else {})})
+    collect_gc_logs(cluster, run_dir, measure_start, measure_end, since=started, progress=progress)
     if finalize is not None:
         record = finalize(run_dir, record)
     write_run_record(run_dir, record)
     return RunOutcome(run_dir, record)
 
 
-def _locust_argv(plan: WorkerPlan, cluster: Cluster, profile: LoadProfile, parts: Path,
+def _locust_argv(plan: WorkerPlan, cluster: Cluster, load_args: list[str], parts: Path,
                  locust_dir: Path, worker_wait: float) -> list[str]:
     """The command line of the Locust process this machine runs: standalone for a single
-    worker here, else the master waiting for the plan's workers."""
+    worker here, else the master waiting for the plan's workers; `load_args` are the
+    profile's Locust options."""
     assert cluster.source
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
             "--cluster", cluster.source, "--eiperf-out", str(parts),
             "--csv", str(locust_dir / "stats"), "--html", str(locust_dir / "report.html"),
             "--exit-code-on-error", "0", "--loglevel", "WARNING", "--stop-timeout", "5",
-            *profile.locust_args()]
+            *load_args]
     if plan.single:
         return [*argv, "--eiperf-worker", f"{LOCAL}-1"]
     # --enable-rebalancing: the users of a worker lost mid-run move to the others
@@ -449,6 +483,26 @@ def _unconnected(fleet: WorkerFleet, reported: list[dict[str, Any]]) -> list[str
     return [f"{w.name} on {w.machine.name}, dialling {w.machine.dial}:{fleet.plan.port}, "
             + (f"exited: {gone[w.name]}" if w.name in gone else "still running")
             for w in fleet.workers if w.name not in heard]
+
+
+def _arrivals(run_dir: Path, parts: Path, profile: LoadProfile, start: float | None,
+              end: float | None) -> dict[str, Any]:
+    """An open run's arrival counts, all processes added up (from the workers' last reports,
+    workers.json, with a master; else from the single process's timeline.json), and the
+    rate its profile meant over the measured window (`intended_rps`)."""
+    reported = [w["arrivals"] for w in read_workers(parts) if w.get("arrivals")]
+    if not reported:
+        try:
+            own = json.loads((run_dir / TIMELINE_JSON).read_text()).get("arrivals")
+        except (FileNotFoundError, ValueError):
+            own = None
+        reported = [own] if own else []
+    out: dict[str, Any] = dict(ArrivalCounts.total(reported))
+    test_start = _test_start(run_dir)
+    if test_start is not None and start is not None and end is not None and end > start:
+        rates = RateProfile.parse(profile.rate_profile or str(profile.arrival_rate))
+        out["intended_rps"] = rates.expected(start - test_start, end - test_start) / (end - start)
+    return out
 
 
 def _test_start(run_dir: Path) -> float | None:

@@ -40,6 +40,8 @@ class _Worker:
     last_heard: float | None = None
     lost_at: float | None = None
     lost_seen: float | None = None
+    #: open model: the worker's arrival counts so far (loadtests.open_model.ArrivalCounts)
+    arrivals: dict[str, int] | None = None
     _cpu: tuple[float, float] | None = field(default=None, repr=False)  # (cpu_s, mono)
 
 
@@ -66,6 +68,8 @@ class WorkerReports:
             self._write_summary()  # who has connected so far, should the master give up
         w.last_heard = now
         w.reports += 1
+        if isinstance(part.get("arrivals"), dict):
+            w.arrivals = part["arrivals"]
         cpu_s, mono = float(part.get("cpu_s", 0.0)), float(part.get("mono", 0.0))
         if w._cpu is not None and mono > w._cpu[1]:
             share = max(0.0, (cpu_s - w._cpu[0]) / (mono - w._cpu[1]) * 100.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from eicore.cluster import Cluster
 from eicore.errors import ConfigError, EiperfError
@@ -21,6 +22,7 @@ from tuning.edit import ConfigEditor, Edit, EditorError, unified_diff
 from tuning.integrator_sh import IntegratorShEditor, read_jvm_options
 from tuning.jdk_checks import check_script, conditional_notes
 from tuning.nginx_conf import NginxConfEditor, find_nginx_settings, stream_notes
+from tuning.node_java import java_major, node_java
 from tuning.params import ParamSet, Target, format_assignment, format_value, target_of
 from tuning.passthru_properties import PassthruEditor, read_properties
 from tuning.transport_pool import TransportPool
@@ -100,7 +102,7 @@ def plan_changes(cluster: Cluster, params: ParamSet, transports: TransportPool) 
             if changes:
                 old = _read(t, path, node.name)
                 name = f"{node.name}: {shown}"
-                edit = EDITORS[kind].edit({name: old}, changes)[name]
+                edit = _editor(kind, changes, t).edit({name: old}, changes)[name]
                 out.append(FileChange(node.name, path, old, edit.new_text, name, kind, edit.notes))
     if params.nginx:
         lb = cluster.load_balancer
@@ -117,6 +119,14 @@ def plan_changes(cluster: Cluster, params: ParamSet, transports: TransportPool) 
             out.append(FileChange(NGINX, lb.conf_path(name), files[name], edit.new_text, name,
                                   Target.NGINX, edit.notes))
     return Plan(out)
+
+
+def _editor(kind: Target, changes: dict[str, Any], t: NodeTransport) -> ConfigEditor:
+    """The editor of `kind` for one node: flags whose syntax depends on the JDK (a GC log's)
+    are written for the node's own java, asked over its transport."""
+    if kind is Target.JVM and IntegratorShEditor.needs_java_major(changes):
+        return IntegratorShEditor(java_major=java_major(t, node_java(t)))
+    return EDITORS[kind]
 
 
 def _read(t: NodeTransport, path: str, what: str) -> str:
@@ -190,7 +200,8 @@ def edit_file(
             f"not {wrong[0]}"
         )
     changes = params.for_target(kind)
-    edit = EDITORS[kind].edit({name: text}, changes)[name]
+    editor = IntegratorShEditor(java_major) if kind is Target.JVM else EDITORS[kind]
+    edit = editor.edit({name: text}, changes)[name]
     if kind is not Target.JVM:
         return FileEdit(kind, edit, edit.notes)
     if java_major is None:

@@ -14,28 +14,21 @@ from collections.abc import Iterable, Mapping
 
 from eicore.cluster import Cluster
 from eicore.errors import EiperfError
-from eicore.transport import NodeTransport
 from tuning.changes import ApplyError, FileChange
-from tuning.edit import EditorError
 from tuning.integrator_sh import read_jvm_options
 from tuning.jdk_checks import check_script, conditional_notes, script_flags
 from tuning.jvm_flags import (
     FlagStatus,
     fix_arguments,
     legacy_flag_fixes,
-    parse_java_version_output,
     parse_refusal,
     validate_flags_command,
 )
+from tuning.node_java import java_major, node_java
 from tuning.params import Value
 from tuning.transport_pool import TransportPool
 
-# The java integrator.sh would run (its own lookup order).
-_FIND_JAVA = (
-    'if [ -n "$JAVACMD" ]; then echo "$JAVACMD"; '
-    'elif [ -n "$JAVA_HOME" ]; then echo "$JAVA_HOME/bin/java"; '
-    "else command -v java; fi"
-)
+__all__ = ["check_jvm_flags", "java_major", "literal_jvm_flags", "node_java"]
 
 
 def check_jvm_flags(
@@ -91,28 +84,10 @@ def check_jvm_flags(
     return notes
 
 
-def java_major(t: NodeTransport, java: str) -> int | None:
-    """The major version of `java` on the transport's host (None when it does not say)."""
-    r = t.run([java, "-version"], timeout=60)
-    try:
-        return parse_java_version_output(r.stderr + r.stdout)
-    except EditorError:
-        return None
-
-
 def literal_jvm_flags(script_text: str, major: int | None = None) -> list[str]:
     """The -X flags a start-up script passes on JDK `major` (unknown: 8 or later) that need no
     shell to expand (what we can check)."""
     return script_flags(read_jvm_options(script_text), major or 8)
-
-
-def node_java(t: NodeTransport) -> str:
-    """The java a node's integrator.sh runs: $JAVACMD, $JAVA_HOME/bin/java, or the one on PATH."""
-    r = t.run(["sh", "-c", _FIND_JAVA], timeout=30)
-    java = r.stdout.strip()
-    if not r.ok or not java:
-        raise EiperfError(f"no java found on {t.host}: set JAVA_HOME for the node or put java on PATH")
-    return java
 
 
 def _fix_advice(flags: list[str], major: int | None) -> str:

@@ -41,12 +41,15 @@ from tuning.jvm_flags import (
     apply_flag_fixes,
     fixes_as_changes,
     flag_name,
+    gc_log_flags,
+    gc_log_setting,
+    is_gc_log_flag,
     legacy_flag_fixes,
     parse_java_version_output,
     parse_refusal,
     validate_flags_command,
 )
-from tuning.params import GC_CHOICES, Target, Value, size_to_bytes
+from tuning.params import GC_CHOICES, GC_LOG_OFF, Target, Value, size_to_bytes
 
 # The JDK-facing flag checks live in tuning.jvm_flags; the issue's API names them here too.
 __all__ = [
@@ -96,6 +99,7 @@ class JvmOptions:
     gc: str | None = None  # G1, Parallel, ..., or CMS/ParNew/Epsilon; None: the JVM default
     max_metaspace: str | None = None
     flags: dict[str, bool | str] = field(default_factory=dict)  # other -XX flags by name
+    gc_log: str | None = None  # the GC log file (relative to EI_HOME), "off", None: no flags
 
     def as_params(self) -> dict[str, Value]:
         """The settings as `jvm.*` parameters (for `tune show` and run snapshots)."""
@@ -105,6 +109,7 @@ class JvmOptions:
             ("jvm.xmx", self.xmx),
             ("jvm.gc", self.gc),
             ("jvm.max_metaspace", self.max_metaspace),
+            ("jvm.gc_log", self.gc_log),
         ):
             if value is not None and (name != "jvm.gc" or value in GC_CHOICES):
                 out[name] = value
@@ -229,6 +234,7 @@ def read_jvm_options(text: str, name: str = "integrator.sh") -> JvmOptions:
         conditional=tuple(script.conditional),
         conditional_lines=tuple(i + 1 for i in script.conditional_lines),
         flags=flags,
+        gc_log=gc_log_setting(options + command_flags),
         **values,
     )
 
@@ -240,11 +246,16 @@ def _matcher(name: str) -> Callable[[str], bool]:
         return lambda t: t.startswith(prefix)
     if name == "jvm.gc":
         return lambda t: flag_name(t) in GC_BY_FLAG
+    if name == "jvm.gc_log":
+        return is_gc_log_flag
     flag = "MaxMetaspaceSize" if name == "jvm.max_metaspace" else name.removeprefix("jvm.flag.")
     return lambda t: flag_name(t) == flag
 
 
-def _new_token(name: str, value: Value) -> str:
+def _new_token(name: str, value: Value, java_major: int | None) -> str | None:
+    """The token(s) that set a parameter (None: none, e.g. jvm.gc_log=off)."""
+    if name == "jvm.gc_log":
+        return None if value == GC_LOG_OFF else " ".join(gc_log_flags(str(value), java_major))
     if name in ("jvm.xms", "jvm.xmx"):
         return f"-X{name[-2:]}{value}"
     if name == "jvm.gc":
@@ -274,11 +285,12 @@ def _append_token(seg: _Segment, token: str) -> None:
     seg.value = seg.value[:at] + sep + token + seg.value[at:]
 
 
-def _set(options: _Segment, command: list[_Segment], name: str, value: Value | None) -> None:
+def _set(options: _Segment, command: list[_Segment], name: str, value: Value | None,
+         java_major: int | None = None) -> None:
     """Set one parameter (None removes it): the first token that sets it is replaced in place,
     later ones are dropped, and a new token goes at the end of the options line."""
     matches = _matcher(name)
-    new = None if value is None else _new_token(name, value)
+    new = None if value is None else _new_token(name, value, java_major)
     found = [(seg, m) for seg in [options, *command] for m in seg.tokens() if matches(m.group())]
     for index in reversed(range(len(found))):  # right to left, so earlier spans stay valid
         seg, m = found[index]
@@ -294,16 +306,28 @@ class IntegratorShEditor(ConfigEditor):
     """`jvm.*` changes in start-up scripts (bin/integrator.sh, wso2server.sh), each on its own.
 
     Every options line of a script gets the change (EI scripts have one); all other bytes are
-    kept. Removing a flag added earlier restores the text from before.
+    kept. Removing a flag added earlier restores the text from before. `jvm.gc_log` writes the
+    flags of JDK `java_major` (None: 9 or later, unified logging); give the node's JDK when
+    `needs_java_major` says a change writes them.
     """
 
     target = Target.JVM
     describes = "a JVM parameter"
 
+    def __init__(self, java_major: int | None = None) -> None:
+        self.java_major = java_major
+
+    @staticmethod
+    def needs_java_major(changes: Mapping[str, object]) -> bool:
+        """Whether `changes` write flags whose syntax depends on the JDK (a GC log file)."""
+        value = changes.get("jvm.gc_log")
+        return value is not None and str(value).lower() not in (GC_LOG_OFF, "false")
+
     def rewrite(
         self, files: Mapping[str, str], changes: Mapping[str, Value | None]
     ) -> dict[str, Edit]:
-        return {name: _edit_script(text, changes, name) for name, text in files.items()}
+        return {name: _edit_script(text, changes, name, self.java_major)
+                for name, text in files.items()}
 
 
 def apply_jvm_changes(
@@ -313,14 +337,15 @@ def apply_jvm_changes(
     return IntegratorShEditor().edit({name: text}, changes)[name]
 
 
-def _edit_script(text: str, changes: Mapping[str, Value | None], name: str) -> Edit:
+def _edit_script(text: str, changes: Mapping[str, Value | None], name: str,
+                 java_major: int | None = None) -> Edit:
     lines = split_lines(text)
     bodies = [split_eol(line)[0] for line in lines]
     script = _locate(bodies, name)
     option_lines = {seg.line for seg in script.options}
     for seg in script.options:
         for key, value in changes.items():
-            _set(seg, script.command, key, value)
+            _set(seg, script.command, key, value, java_major)
     if script.form is ScriptForm.LITERAL and not any(
         _HEAP.match(t.group()) for t in script.options[0].tokens()
     ):

@@ -4,10 +4,11 @@
 would be after the change against a JDK major version (`--java-version`, else the local java):
 the legacy flag table of `tuning.jvm_flags` (a refusal where that JDK cannot start, a warning
 with the fix where it only ignores or deprecates a flag), collectors that JDK lacks, Metaspace
-sanity, and flags that stand on the line EI 6.x's integrator.sh runs only for Java older than
-1.8. Cluster mode runs the same checks with each node's own java version for the warnings; a
-refusal there is the node's java's own (`tuning.flag_check`). Pairs that no JDK accepts
-(-Xms above -Xmx, two collectors) are the editor's (`tuning.integrator_sh`).
+sanity, GC log flags of the other JDK's kind (-Xlog on 8, -Xloggc on 9+), and flags that stand
+on the line EI 6.x's integrator.sh runs only for Java older than 1.8. Cluster mode runs the
+same checks with each node's own java version for the warnings; a refusal there is the node's
+java's own (`tuning.flag_check`). Pairs that no JDK accepts (-Xms above -Xmx, two collectors)
+are the editor's (`tuning.integrator_sh`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from tuning.edit import split_lines
 from tuning.integrator_sh import JvmOptions, read_jvm_options, token_line
-from tuning.jvm_flags import XX_FLAG, FlagStatus, fix_arguments, legacy_flag_fixes
+from tuning.jvm_flags import XX_FLAG, FlagStatus, fix_arguments, gc_log_fixes, legacy_flag_fixes
 from tuning.params import Value, format_assignment, size_to_bytes
 
 #: the JDKs EI 6.x runs on (integrator.sh prints an error for others)
@@ -95,6 +96,9 @@ def check_script(text: str, name: str, java_major: int) -> JdkReport:
         report.findings.append(JdkFinding(
             fix.status is FlagStatus.REFUSED, f"{name}:{token_line(text, fix.flag)}",
             fix.reason, tuple(fix_arguments([fix]))))
+    for token, reason, fix in gc_log_fixes([*opts.options, *opts.command_flags], java_major):
+        report.findings.append(JdkFinding(
+            token.startswith("-Xlog:"), f"{name}:{token_line(text, token)}", reason, (fix,)))
     values = _flag_values(flags)
     _check_collectors(values, java_major, name, text, report)
     _check_metaspace(values, java_major, name, text, report)

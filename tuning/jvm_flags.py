@@ -24,8 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from eicore.gclog import GC_LOG_DIR, gc_log_path
 from tuning.edit import EditorError
-from tuning.params import Value, format_assignment
+from tuning.params import GC_LOG_OFF, Value, format_assignment
 
 XX_FLAG = re.compile(r"-XX:([+-]?)([A-Za-z][A-Za-z0-9_]*)(?:=(.*))?$", re.DOTALL)
 
@@ -194,6 +195,66 @@ def legacy_flag_fixes(flags: Iterable[str], java_major: int) -> list[FlagFix]:
             )
             fixes.append(FlagFix(flag, None, reason, drop, status))
     return fixes
+
+
+# ---- the GC log (`jvm.gc_log`): its flags depend on the JDK -----------------------------------
+
+#: the first JDK with unified logging (-Xlog); it refuses the JDK 8 GC logging flags
+UNIFIED_LOGGING_JDK = 9
+#: where the start-up script has EI_HOME (Carbon scripts set it before the java command)
+HOME_VARIABLE = "$CARBON_HOME"
+_GC_LOG_TOKEN = re.compile(
+    r"-Xloggc:|-Xlog:gc(?:[*+=,:]|$)"
+    r"|-XX:[+-](?:PrintGCDetails|PrintGCDateStamps|PrintGCTimeStamps)$"
+)
+
+
+def gc_log_flags(path: str, java_major: int | None) -> list[str]:
+    """The flags that have JDK `java_major` (None: 9 or later) write its GC log to `path`
+    (relative to EI_HOME): unified `-Xlog:gc*` with wall-clock time from 9, PrintGCDetails +
+    PrintGCDateStamps + -Xloggc on 8. The path starts with $CARBON_HOME, so the log lands in
+    the node's logs whatever the working folder, and `java <flags> -version` checks never
+    write to it (flags holding shell text are not run)."""
+    where = f"{HOME_VARIABLE}/{path}"
+    if java_major is not None and java_major < UNIFIED_LOGGING_JDK:
+        return ["-XX:+PrintGCDetails", "-XX:+PrintGCDateStamps", f"-Xloggc:{where}"]
+    return [f"-Xlog:gc*:file={where}:time,uptime,level,tags"]
+
+
+def is_gc_log_flag(token: str) -> bool:
+    """Whether a JVM option token belongs to GC logging (what `jvm.gc_log` sets or removes)."""
+    return bool(_GC_LOG_TOKEN.match(token))
+
+
+def gc_log_setting(tokens: Iterable[str]) -> str | None:
+    """The `jvm.gc_log` value a script's option tokens amount to: the log file (relative to
+    EI_HOME when it is under $CARBON_HOME), "off" when GC logging flags stand without a file,
+    None when there are none."""
+    tokens = list(tokens)
+    path = gc_log_path(tokens)
+    if path is None:
+        return GC_LOG_OFF if any(is_gc_log_flag(t) for t in tokens) else None
+    return re.sub(r"^\$\{?CARBON_HOME\}?/", "", path)
+
+
+def gc_log_fixes(tokens: Iterable[str], java_major: int) -> list[tuple[str, str, str]]:
+    """(token, reason, fix argument) for GC log flags of the other JDK's kind: -Xlog on JDK 8
+    (refused), -Xloggc on 9+ (deprecated: it logs only the `gc` tag, without details)."""
+    tokens = list(tokens)
+    setting = gc_log_setting(tokens)
+    out = []
+    for token in tokens:
+        if java_major < UNIFIED_LOGGING_JDK and token.startswith("-Xlog:"):
+            why = f"JDK {java_major} has no unified logging (-Xlog came in JDK 9)"
+        elif java_major >= UNIFIED_LOGGING_JDK and token.startswith("-Xloggc:"):
+            why = (f"JDK {java_major} takes -Xloggc only as -Xlog:gc (no heap details, "
+                   "deprecated)")
+        else:
+            continue
+        value = setting if setting and setting.startswith(GC_LOG_DIR + "/") else "on"
+        fix = f"--set jvm.gc_log={value}"
+        out.append((token, f"{why}; jvm.gc_log writes the flags of the node's JDK", fix))
+    return out
 
 
 def fix_arguments(fixes: Iterable[FlagFix]) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from eicore.errors import ConfigError
+from eicore.gclog import DEFAULT_GC_LOG, GC_LOG_DIR
 
 Value = str | int | bool
 
@@ -52,6 +53,9 @@ _NGINX_TIME = re.compile(r"\d+|(?:\d+(?:ms|[smhdwMy]))+")
 _FLAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _PASSTHRU_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _UNSAFE = re.compile(r"[\s\"'`$\\;#]")
+_GC_LOG_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+#: `jvm.gc_log` value for no GC log file (the GC log flags removed)
+GC_LOG_OFF = "off"
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -167,6 +171,24 @@ def _flag_value(name: str, raw: object) -> Value:
     return text
 
 
+def _gc_log(name: str, raw: object) -> Value:
+    """on (DEFAULT_GC_LOG), off, or a file name inside the node's logs folder (GC_LOG_DIR)."""
+    if isinstance(raw, bool):
+        return DEFAULT_GC_LOG if raw else GC_LOG_OFF
+    text = _text(name, raw)
+    if text.lower() in ("on", "true", "yes"):
+        return DEFAULT_GC_LOG
+    if text.lower() in ("off", "false", "no"):
+        return GC_LOG_OFF
+    file = text.removeprefix(GC_LOG_DIR + "/")
+    if not _GC_LOG_NAME.fullmatch(file):
+        raise ParameterError(
+            f"{name}: '{text}' is not on, off or a file name in {GC_LOG_DIR}/ (letters, digits, "
+            f"'.', '_', '-'); use e.g. {name}=on or {name}=gc-g1.log"
+        )
+    return f"{GC_LOG_DIR}/{file}"
+
+
 def _passthru_value(name: str, raw: object) -> Value:
     key = name.removeprefix("passthru.")
     if key in PASSTHRU_INT_KEYS:
@@ -184,6 +206,8 @@ _TABLE = (  # name, target, converter, example, help
     ("jvm.xmx", Target.JVM, _size, "2g", "maximum heap (-Xmx)"),
     ("jvm.gc", Target.JVM, _choice(GC_CHOICES, strip="gc"), "G1", "|".join(GC_CHOICES)),
     ("jvm.max_metaspace", Target.JVM, _size, "256m", "-XX:MaxMetaspaceSize"),
+    ("jvm.gc_log", Target.JVM, _gc_log, "on",
+     f"GC log: on ({DEFAULT_GC_LOG}), off, or a file name in {GC_LOG_DIR}/"),
     ("nginx.proxy_read_timeout", Target.NGINX, _nginx_time, "60s", "proxy_read_timeout"),
     ("nginx.proxy_send_timeout", Target.NGINX, _nginx_time, "60s", "proxy_send_timeout"),
     ("nginx.proxy_connect_timeout", Target.NGINX, _nginx_time, "5s", "proxy_connect_timeout"),

@@ -238,7 +238,8 @@ class SweepRun:
                     slo_detail=slo_text(rec.slo_results),
                     error=None if objective is not None else "the objective could not be computed",
                     started=started, duration_s=time.time() - started,
-                    constraints=slo_constraints(rec.slo_results))
+                    constraints=slo_constraints(rec.slo_results),
+                    steady=(rec.summary.get("steady_state") or {}).get("verdict"))
         self._put(replace(row, worker=self.worker))
         self.ui.trial_finished(row, self._best())
 

@@ -21,7 +21,7 @@ the key, e.g. `heap.toml: [parameters] jvm.xmx: '512' has no unit; use e.g. 512m
     scenario = {soap_http = 1}   # or "soap_http=3,json=1"
     users = 10
     duration = "30s"
-    warmup = "5s"
+    warmup = "5s"                # or "auto": until throughput is stable, at most warmup_max
 
     [objective]
     metric = "throughput_rps"    # p50_ms, p95_ms, p99_ms, mean_ms, max_ms, error_pct
@@ -49,7 +49,7 @@ from typing import Any
 from eicore.errors import ConfigError
 from eicore.sweeps import OBJECTIVES
 from loadtests.catalog import parse_weights
-from loadtests.profile import LoadProfile, parse_duration
+from loadtests.profile import LoadProfile, parse_duration, parse_warmup
 from tuning.params import (
     ParameterError,
     ParamSet,
@@ -63,7 +63,8 @@ STRATEGIES = ("grid", "optuna")
 DIRECTIONS = ("maximize", "minimize")
 TOP_KEYS = ("strategy", "seed", "repetitions", "slo", "parameters", "load", "objective", "budget")
 LOAD_KEYS = ("scenario", "weights", "users", "spawn_rate", "duration", "warmup", "shape",
-             "step_users", "step_time", "spike_users", "arrival_rate", "message_size", "processes")
+             "step_users", "step_time", "spike_users", "arrival_rate", "message_size", "processes",
+             "warmup_max", "warmup_auto", "rate_profile", "arrivals", "max_concurrency")
 SPACE_KEYS = ("low", "high", "log", "step", "choices")
 MAX_GRID = 10_000
 
@@ -405,7 +406,7 @@ def _load(value: Any, fail) -> LoadProfile:
     except ValueError as e:
         raise fail("[load] scenario", str(e)) from None
     kw["weights"] = weights
-    for key in ("users", "step_users", "spike_users", "processes"):
+    for key in ("users", "step_users", "spike_users", "processes", "max_concurrency"):
         if key in value:
             kw[key] = _int(value[key], 1, fail, f"[load] {key}")
     for key in ("spawn_rate", "arrival_rate"):
@@ -414,13 +415,20 @@ def _load(value: Any, fail) -> LoadProfile:
             if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
                 raise fail(f"[load] {key}", f"{v!r} is not a positive number")
             kw[key] = float(v)
-    for key in ("duration", "warmup", "step_time"):
+    for key in ("duration", "warmup", "step_time", "warmup_max"):
         if key in value:
             try:
-                kw[key] = parse_duration(value[key], key)
+                if key == "warmup":  # a duration, or "auto" (until throughput is stable)
+                    kw["warmup"], kw["warmup_auto"] = parse_warmup(value[key], key)
+                else:
+                    kw[key] = parse_duration(value[key], key)
             except ConfigError as e:
                 raise fail(f"[load] {key}", str(e)) from None
-    for key in ("shape", "message_size"):
+    if "warmup_auto" in value:  # how sweep.json stores a parsed `warmup = "auto"`
+        if not isinstance(value["warmup_auto"], bool):
+            raise fail("[load] warmup_auto", f"{value['warmup_auto']!r} is not true or false")
+        kw["warmup_auto"] = value["warmup_auto"] or kw.get("warmup_auto", False)
+    for key in ("shape", "message_size", "rate_profile", "arrivals"):
         if key in value:
             if not isinstance(value[key], str):
                 raise fail(f"[load] {key}", f"{value[key]!r} is not text")

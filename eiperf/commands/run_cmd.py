@@ -16,7 +16,7 @@ from eicore.errors import ConfigError
 from eicore.results import RunRecord, RunStatus, results_dir
 from eiperf.context import resolve_cluster
 from loadtests.generators import WORKER_WAIT_S
-from loadtests.profile import LoadProfile, parse_duration
+from loadtests.profile import LoadProfile, parse_duration, parse_warmup
 from loadtests.run import run_load_test
 from tuning.settings import cluster_settings
 
@@ -25,14 +25,21 @@ EXIT_INCOMPLETE = 3
 
 
 def profile_from_args(args: argparse.Namespace) -> LoadProfile:
+    warmup, auto = parse_warmup(args.warmup, "--warmup")
+    bound = getattr(args, "warmup_max", None)
+    if bound is not None and not auto:
+        raise ConfigError("--warmup-max bounds an automatic warm-up: give it with --warmup auto")
     return LoadProfile.from_text(
         weights=args.weights, users=args.users,
         spawn_rate=float(args.spawn_rate or args.users),
         duration=parse_duration(args.duration, "--duration"),
-        warmup=parse_duration(args.warmup, "--warmup"), shape=args.shape,
+        warmup=warmup, warmup_auto=auto, shape=args.shape,
+        **({"warmup_max": parse_duration(bound, "--warmup-max")} if bound is not None else {}),
         step_users=args.step_users,
         step_time=parse_duration(args.step_time, "--step-time") if args.step_time else None,
         spike_users=args.spike_users, arrival_rate=args.arrival_rate,
+        rate_profile=args.rate_profile, arrivals=args.arrivals,
+        max_concurrency=args.max_concurrency,
         message_size=args.message_size,
         processes=args.workers,
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from analysis.loading import load_sweep
 from analysis.ranking import format_ranking
 from eicore.errors import ConfigError
-from eicore.results import results_dir
+from eicore.results import SteadyVerdict, results_dir
 from eicore.sweeps import SWEEP_JSON, SweepStatus, read_sweep_info, sweeps_root
 from eicore.trials import tune_apply_command
 from eiperf.context import resolve_cluster
@@ -77,6 +77,8 @@ class RichSweepUI:
         value = "-" if row.objective is None else f"{row.objective:.4g}"
         verdict = "" if row.slo_ok is None else (" SLO met" if row.slo_ok else " SLO BROKEN")
         why = f" ({row.error})" if row.error else ""
+        if row.steady in (SteadyVerdict.WARMING_UP, SteadyVerdict.DEGRADING):
+            why += f", not steady: {row.steady}"
         self.console.print(f"trial {row.trial}: {row.state.value}, {self.objective} {value}"
                            f"{verdict}{why}")
         best_text = "" if best is None else \
@@ -100,13 +102,14 @@ class RichSweepUI:
 def plan_lines(spec: SweepSpec) -> list[str]:
     """What a sweep would run, without running it (for --dry-run)."""
     load = spec.load
-    per_run = load.warmup + load.duration
+    per_run = load.total_seconds  # an automatic warm-up: its bound
     lines = [f"spec {spec.source}: strategy {spec.strategy}, seed {spec.seed}, "
              f"{spec.repetitions} repetition(s), objective {spec.objective.direction} "
              f"{spec.objective.metric}, SLO {', '.join(spec.slo) or 'none'}",
              f"load: {load.users} users, {load.shape}, "
              f"{', '.join(f'{k}={v}' for k, v in load.weights.items())}, "
-             f"{load.warmup:g}s warm-up + {load.duration:g}s per run"]
+             + (f"warm-up until stable (at most {load.warmup_max:g}s)" if load.warmup_auto
+                else f"{load.warmup:g}s warm-up") + f" + {load.duration:g}s per run"]
     if spec.strategy == "grid":
         order = GridStrategy(spec).order
         lines.append(f"{len(order)} trial(s), in this order:")

@@ -79,6 +79,7 @@ def requests_table(n: int, *, seed: int = 0, t0: float = T0, duration: float = 6
         "latency_us": latency, "bytes": rng.integers(200, 400, n).astype(np.int64),
         "status": status, "ok": ok, "error": error, "node": node,
         "worker": pa.array(np.where(node_idx % 2 == 0, "local-1", "local-2"), pa.string()),
+        "intended_ts": pa.nulls(n, pa.float64()), "service_us": pa.nulls(n, pa.int64()),
     }, schema=requests_schema())
 
 

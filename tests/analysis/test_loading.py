@@ -26,6 +26,7 @@ from eicore.results import RunStatus, SchemaError
 from tests.analysis.results_fixture import T0, write_run, write_step_run, write_sweep
 
 GOLDEN_V1 = Path(__file__).parent / "golden" / "v1" / "20261130-104617-93ae"
+GOLDEN_V2 = Path(__file__).parent / "golden" / "v2" / "20261130-123438-e5b3"
 
 
 def test_run_loads_with_window_and_categoricals(tmp_path):
@@ -37,7 +38,7 @@ def test_run_loads_with_window_and_categoricals(tmp_path):
     assert set(run.metrics["node"].astype(str)) >= {"node1", "node2", "generator", "host"}
 
 
-@pytest.mark.parametrize("version", [0, 3, 99, "1"])
+@pytest.mark.parametrize("version", [0, 4, 99, "1"])
 def test_unknown_run_schema_is_refused_in_one_line(tmp_path, version):
     path = write_run(tmp_path, "old", n=100, schema_version=version)
     with pytest.raises(SchemaError) as e:
@@ -59,10 +60,23 @@ def test_a_schema_1_run_still_loads_with_its_worker_column_missing():
     assert "<html" in render_report([run]).lower()
 
 
-def test_a_schema_2_run_loads_its_workers(tmp_path):
-    run = load_run(write_run(tmp_path, "r2", n=1000))
-    assert run.record.schema_version == 2
+def test_a_schema_3_run_loads_its_workers(tmp_path):
+    run = load_run(write_run(tmp_path, "r3", n=1000))
+    assert run.record.schema_version == 3
     assert set(run.requests["worker"].astype(str)) == {"local-1", "local-2"}
+
+
+def test_a_schema_2_run_still_loads_without_the_open_model_columns():
+    """A real run written by eiperf before schema 3 (checked in: tests/analysis/golden/v2/):
+    closed, so its latencies are from the send and it has no intended starts."""
+    run = load_run(GOLDEN_V2)
+    assert run.record.schema_version == 2 and not run.incomplete
+    assert len(run.requests) == run.record.generator["requests"] == 370
+    assert set(run.requests["worker"].astype(str)) == {"local-1"}
+    assert "intended_ts" not in run.requests.columns or run.requests["intended_ts"].isna().all()
+    figures = run_figures(run)
+    assert figures.requests.count > 0 and set(figures.requests.nodes) == {"node1", "node2"}
+    assert "<html" in render_report([run]).lower()
 
 
 def test_unknown_sweep_schema_is_refused(tmp_path):

@@ -1,20 +1,16 @@
 """Analysis of short real runs on the testbed: summaries against an independent recomputation
-from requests.parquet, comparison verdicts, the knee of a step run, the report in Chromium, and
-the two notebooks executed with nbclient."""
+from requests.parquet, comparison verdicts, the knee of a step run and the report in Chromium
+(the notebooks run through `eiperf notebook`: tests/eiperf/test_notebooks.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 from collections import Counter
 from pathlib import Path
 
-import nbformat
 import pyarrow.parquet as pq
 import pytest
-from nbclient import NotebookClient
 
 from analysis.capacity import find_knee
 from analysis.keyfigures import key_figures, repetition_noise, run_figures
@@ -23,8 +19,6 @@ from analysis.planning import plan_capacity, run_littles_law
 from analysis.summary import summarize_metrics, summarize_requests
 from tests.analysis.chromium import render
 from tests.analysis.conftest import eiperf_cli
-
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def nearest_rank(sorted_values: list[int], tenths_of_percent: int) -> int:
@@ -176,62 +170,8 @@ def test_report_of_real_runs_renders_in_chromium(real_runs, tmp_path):
     assert rendering.dom.count("<img") == html.count('src="data:image/svg+xml;base64,')
 
 
-def execute(name: str, env: dict[str, str], monkeypatch, tmp_path) -> nbformat.NotebookNode:
-    """Run a notebook with the venv's python3 kernel; parameters come from the environment."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
-    nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
-    NotebookClient(nb, timeout=240, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    kernel_python = nb.cells[-1].outputs[0]["text"].strip()
-    assert Path(kernel_python).resolve() == Path(sys.executable).resolve()
-    return nb
-
-
-def last_result(nb: nbformat.NotebookNode) -> str:
-    cell = [c for c in nb.cells if c.cell_type == "code"][-2]
-    return next(o for o in cell.outputs if o.output_type == "execute_result")["data"][
-        "text/plain"]
-
-
-def test_capacity_notebook_executes_on_the_step_run(real_runs, monkeypatch, tmp_path):
-    nb = execute("capacity_planning", {"EIPERF_NB_RUN": str(real_runs.step),
-                                       "EIPERF_NB_TARGET_RPS": "5000"}, monkeypatch, tmp_path)
-    result = last_result(nb)
-    plan = plan_capacity(load_run(real_runs.step), target_rps=5000)
-    assert f"'knee_users': {plan.knee.users}" in result
-    assert f"'nodes_needed': {plan.nodes_needed}" in result
-    images = sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in
-                 o.get("data", {}))
-    assert images >= 3
-
-
-def test_compare_notebook_executes_on_two_runs(real_runs, monkeypatch, tmp_path):
-    runs = f"{real_runs.a.name},{real_runs.delayed.name}"
-    nb = execute("compare_runs", {"EIPERF_NB_RUNS": runs,
-                                  "EIPERF_RESULTS": str(real_runs.results)},
-                 monkeypatch, tmp_path)
-    assert f"('p50', '{real_runs.delayed.name}'): 'slower'" in last_result(nb)
-
-
-def test_compare_notebook_executes_on_a_sweep(monkeypatch, tmp_path):
-    from tests.analysis.results_fixture import write_sweep
-
-    results = tmp_path / "results"
-    write_sweep(results, "sweep-nb", with_runs=True)
-    nb = execute("compare_runs", {"EIPERF_NB_SWEEP": "sweep-nb", "EIPERF_RESULTS": str(results),
-                                  "EIPERF_NB_RUNS": ""}, monkeypatch, tmp_path)
-    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells
-                   for o in c.get("outputs", []))
-    assert "eiperf tune apply --set jvm.xmx=2g --set nginx.proxy_read_timeout=30s" in text
-    assert "('p50', 'sweep-nb-t6r0'): 'baseline'" in last_result(nb)
-
-
-def test_no_step_timeline_means_no_plan_and_env_is_untouched(real_runs):
+def test_no_step_timeline_means_no_plan(real_runs):
     assert plan_capacity(load_run(real_runs.a)) is None
-    assert "EIPERF_NB_RUN" not in os.environ
 
 
 SWEEP_SPEC = """

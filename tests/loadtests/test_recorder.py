@@ -65,11 +65,24 @@ EVENTS = [  # (request event keyword arguments, the row it must give)
           start_time=1004.0),
      dict(ts=1004.0, scenario="", name="none", latency_us=1000, bytes=1, status=0, ok=True,
           error=None, node="10.0.0.9:8280")),
+    # open model: sent 0.25 s after its intended start, so its latency counts the wait
+    (dict(request_type="POST", name="soap_http", response_time=2.0, response_length=3,
+          response=Response(200, upstream("127.0.0.1:8290")),
+          context={"scenario": "soap_http", "intended": 1004.75}, start_time=1005.0),
+     dict(ts=1005.0, scenario="soap_http", name="soap_http", latency_us=252000, bytes=3,
+          status=200, ok=True, error=None, node="node1", intended_ts=1004.75, service_us=2000)),
+    # open model, sent "before" its intended start (clocks): no negative wait
+    (dict(request_type="POST", name="soap_http", response_time=3.0, response_length=3,
+          response=Response(200, upstream("127.0.0.1:8291")),
+          context={"scenario": "soap_http", "intended": 1006.5}, start_time=1006.0),
+     dict(ts=1006.0, scenario="soap_http", name="soap_http", latency_us=3000, bytes=3,
+          status=200, ok=True, error=None, node="node2", intended_ts=1006.5, service_us=3000)),
 ]
 
 
 def expected(worker: str) -> list[dict]:
-    return [{**row, "worker": worker} for _, row in EVENTS]
+    return [{"intended_ts": None, "service_us": None, **row, "worker": worker}
+            for _, row in EVENTS]
 
 
 def test_a_worker_streams_each_request_as_its_row() -> None:
@@ -112,7 +125,7 @@ def test_a_request_without_start_time_is_stamped_now() -> None:
 
 
 def test_node_of_none_fills_requests_without_upstream() -> None:
-    flat = [1.0, "s", "n", 1.0, 1, 200, None, None] * 2
+    flat = [1.0, "s", "n", 1.0, 1, 200, None, None, None] * 2
     table = rows_table(flat, lambda a: "unknown" if a is None else a, "w")
     assert table.column("node").to_pylist() == ["unknown", "unknown"]
     with pytest.raises(ValueError):

@@ -46,6 +46,10 @@ BAD = {
                   "[objective] metric", "throughput_rps"),
     "optuna_budget": ('strategy = "optuna"\n[parameters]\n"jvm.xmx" = ["1g"]', "[budget]",
                       "trials or time"),
+    "open_no_rate": ('[parameters]\n"jvm.xmx" = ["1g"]\n[load]\nshape = "open"', "[load]",
+                     "needs --arrival-rate"),
+    "open_profile": ('[parameters]\n"jvm.xmx" = ["1g"]\n[load]\nshape = "open"\n'
+                     'rate_profile = "0:10,x"', "[load]", "--rate-profile"),
     "no_parameters": ('seed = 1', "[parameters]", "missing"),
     "toml": ('seed = [', "not valid TOML", ""),
     "top_key": ('sead = 1\n[parameters]\n"jvm.xmx" = ["1g"]', "sead", "unknown key"),
