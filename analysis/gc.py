@@ -183,7 +183,8 @@ def pause_timeline(gc: GcPauses, start_ts: float, window: tuple[float, float] | 
         ax.set_title(f"{name} ({facts.get('collector') or 'no log read'})", loc="left",
                      fontsize=10, y=TITLE_Y)
         if used:
-            ax.legend(loc="upper right", fontsize=8, ncols=len(used), frameon=False)
+            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1,
+                      fontsize=8, ncols=len(used), frameon=False)  # above: never on a pause
         elif facts.get("warning"):
             ax.text(0.5, 0.5, "GC log not read", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")

@@ -253,6 +253,13 @@ def _add_run(sub: _Subparsers) -> None:
     g.add_argument("--interval", type=positive_float, default=1.0,
                    help="metric sampling interval in s")
     g.add_argument("--no-collect", action="store_true", help="do not collect node metrics")
+    g = p.add_argument_group("live view")
+    g.add_argument("--web", action="store_true",
+                   help="show the run live in Locust's own web UI on 127.0.0.1 (the run is "
+                        "recorded the same; the UI's stop button ends it early, recorded as "
+                        "stopped by the user and complete up to then)")
+    g.add_argument("--web-port", type=port, default=8089, metavar="PORT",
+                   help="the web UI's port (default 8089)")
     p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
 
 

@@ -292,6 +292,7 @@ def run_load_test(
     interval: float = 1.0, run_id: str | None = None, labels: dict[str, Any] | None = None,
     settings: Settings | None = None, master_host: str | None = None,
     master_port: int | None = None, worker_wait: float = WORKER_WAIT_S,
+    web_port: int | None = None,
 ) -> RunOutcome:
     """Run one load test and write its result folder; returns the folder and final record.
 
@@ -299,6 +300,8 @@ def run_load_test(
     cluster's `[[generators]]`, checked before any load); `master_host` / `master_port` are
     the address generator hosts dial to reach the Locust master here, and its port;
     `worker_wait` how long (s) the master waits for every worker to connect.
+    `web_port`: Locust's own web UI shows the run live on 127.0.0.1 at that port (the run is
+    recorded the same; its stop button ends it early, recorded as stopped by the user).
     `finalize` fills in the figures of the finished run (analysis.record.record_figures);
     `settings` reads the cluster's settings for the snapshot (tuning.settings.cluster_settings).
     Both are passed in by the caller, so this layer imports neither.
@@ -339,7 +342,9 @@ def run_load_test(
 
     load_args = [*profile.locust_args(),
                  *(["--open-streams", str(plan.total)] if profile.open else [])]
-    argv = _locust_argv(plan, cluster, load_args, parts, locust_dir, worker_wait)
+    argv = _locust_argv(plan, cluster, load_args, parts, locust_dir, worker_wait, web_port)
+    if web_port is not None:
+        progress(f"  live: {_web_url(web_port)}  (Locust's web UI; its stop button ends the run)")
     fleet = None
     if plan.single:
         workers: list[WorkerInfo] = [{"name": f"{LOCAL}-1", "generator": LOCAL,
@@ -431,10 +436,12 @@ def run_load_test(
     if status is RunStatus.FAILED:
         tail = (locust_dir / "locust.log").read_text(errors="replace").strip().splitlines()[-5:]
         error = f"{error}: {' | '.join(tail)}" if tail else error
+    web = _web_record(run_dir, web_port, profile, status, progress) if web_port else None
     record = replace(record, status=status, ended_at=time.time(), measure_start=measure_start,
                      measure_end=measure_end, error=error,
                      generator={**record.generator, "requests": rows, "workers": workers,
-                                **({"arrivals": arrivals} if arrivals is not None else {})})
+                                **({"arrivals": arrivals} if arrivals is not None else {}),
+                                **({"web": web} if web is not None else {})})
     collect_gc_logs(cluster, run_dir, measure_start, measure_end, since=started, progress=progress)
     if finalize is not None:
         record = finalize(run_dir, record)
@@ -442,13 +449,38 @@ def run_load_test(
     return RunOutcome(run_dir, record)
 
 
+def _web_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/"
+
+
+def _web_record(run_dir: Path, port: int, profile: LoadProfile, status: RunStatus,
+                progress: Progress) -> dict[str, Any]:
+    """run.json ``generator.web``: where the live view was, and whether its stop button ended
+    the test before its planned end (then the run is complete up to that moment)."""
+    out: dict[str, Any] = {"url": _web_url(port), "stopped_by_user": False}
+    try:
+        t = json.loads((run_dir / TIMELINE_JSON).read_text())
+        ran = float(t["test_stop"]) - float(t["test_start"])
+        planned = float(t.get("warmup", profile.warmup)) + profile.duration
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        return out
+    if status is RunStatus.COMPLETE and ran < planned - 1.0:
+        out.update(stopped_by_user=True, stopped_after_s=round(ran, 3))
+        progress(f"stopped from the web UI after {ran:.1f} of {planned:g} s: recorded up to then")
+    return out
+
+
 def _locust_argv(plan: WorkerPlan, cluster: Cluster, load_args: list[str], parts: Path,
-                 locust_dir: Path, worker_wait: float) -> list[str]:
+                 locust_dir: Path, worker_wait: float, web_port: int | None = None
+                 ) -> list[str]:
     """The command line of the Locust process this machine runs: standalone for a single
     worker here, else the master waiting for the plan's workers; `load_args` are the
-    profile's Locust options."""
+    profile's Locust options. With `web_port`, Locust's web UI on loopback, the test
+    started at once and Locust gone as soon as it stops (--autostart --autoquit 0)."""
     assert cluster.source
-    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+    mode = ["--headless"] if web_port is None else [
+        "--autostart", "--autoquit", "0", "--web-host", "127.0.0.1", "--web-port", str(web_port)]
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *mode,
             "--cluster", cluster.source, "--eiperf-out", str(parts),
             "--csv", str(locust_dir / "stats"), "--html", str(locust_dir / "report.html"),
             "--exit-code-on-error", "0", "--loglevel", "WARNING", "--stop-timeout", "5",

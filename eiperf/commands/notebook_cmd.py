@@ -103,11 +103,12 @@ def notebook_parameters(name: str, path: Path, targets: Targets,
     """The targets' parameters, then each -p NAME VALUE, checked against the notebook's own
     `parameters` cell (an unknown or target-bound name is refused in one line)."""
     parameters = {**BINDINGS[name](name, targets), "RESULTS": str(results)}
-    declared = _tool("papermill").inspect_notebook(str(path))
-    for key, text in given or []:
+    for key, _ in given or []:
         if key in parameters:
             raise EiperfError(f"-p {key}: is set from the runs given (and --results); "
                               "pass them as arguments instead")
+    declared = _tool("papermill").inspect_notebook(str(path)) if given else {}
+    for key, text in given or []:
         if key not in declared:
             free = ", ".join(k for k in declared if k not in parameters)
             raise EiperfError(f"-p {key}: {name} has no such parameter (it takes {free})")

@@ -60,15 +60,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     code, _ = execute_run(cluster, profile, results_dir(args.results), rules,
                           collect=not args.no_collect, interval=args.interval,
                           master_host=args.master_host, master_port=args.master_port,
-                          worker_wait=args.worker_wait or WORKER_WAIT_S)
+                          worker_wait=args.worker_wait or WORKER_WAIT_S,
+                          web_port=args.web_port if args.web else None)
     return code
 
 
 def execute_run(cluster: Cluster, profile: LoadProfile, out_dir: Path,
                 rules: list[SloRule] | None = None, *, collect: bool = True,
                 interval: float = 1.0, master_host: str | None = None,
-                master_port: int | None = None,
-                worker_wait: float = WORKER_WAIT_S) -> tuple[int, Path]:
+                master_port: int | None = None, worker_wait: float = WORKER_WAIT_S,
+                web_port: int | None = None) -> tuple[int, Path]:
     """Run into `out_dir`, print the summary and SLO verdicts; (exit code, result folder).
     `eiperf run` and `eiperf demo` both run through it."""
     rules = rules or []
@@ -85,7 +86,8 @@ def execute_run(cluster: Cluster, profile: LoadProfile, out_dir: Path,
                             finalize=finalize, settings=cluster_settings,
                             progress=lambda m: print(m, flush=True), collect=collect,
                             interval=interval, master_host=master_host,
-                            master_port=master_port, worker_wait=worker_wait)
+                            master_port=master_port, worker_wait=worker_wait,
+                            web_port=web_port)
     rec = outcome.record
     print()
     for line in printed:
