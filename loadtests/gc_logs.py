@@ -56,8 +56,9 @@ def collect_gc_logs(cluster: Cluster, run_dir: Path, window_start: float | None,
             continue
         try:
             facts, pauses, log = _node_log(node, t, runtime.get(node.name), since)
-        except (EiperfError, OSError, ValueError) as e:
-            facts, pauses, log = NodeGc(warning=f"{node.name}: GC log not read ({e})"), [], None
+        except Exception as e:  # whatever went wrong, the run is not failed for it
+            why = str(e) or type(e).__name__
+            facts, pauses, log = NodeGc(warning=f"{node.name}: GC log not read ({why})"), [], None
         finally:
             t.close()
         if facts is None:

@@ -15,8 +15,17 @@ from analysis.loading import load
 from analysis.quantiles import nearest_rank
 from analysis.record import record_figures
 from analysis.report import write_report
-from eicore.gclog import GC_FILE, GcLog, LogFormat, NodeGc, Pause, PauseKind, node_rates, \
-    pause_rows, write_gc_file
+from eicore.gclog import (
+    GC_FILE,
+    GcLog,
+    LogFormat,
+    NodeGc,
+    Pause,
+    PauseKind,
+    node_rates,
+    pause_rows,
+    write_gc_file,
+)
 from eicore.results import RUN_JSON, read_run_record
 from tests.analysis.chromium import render
 from tests.analysis.results_fixture import T0, write_run
