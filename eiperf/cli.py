@@ -473,6 +473,29 @@ def _add_deploy(sub: _Subparsers) -> None:
     p.set_defaults(func=_lazy("eiperf.commands.deploy_cmd", "cmd_deploy"))
 
 
+def _add_doctor(sub: _Subparsers) -> None:
+    p = sub.add_parser(
+        "doctor", help="OS, nginx and cluster-configuration checks on every host",
+        description="Read every host over its transport (the load balancer and each node; SSH "
+                    "hosts over SSH) and print one table per area and host: WSO2's OS tuning "
+                    "values (sysctl, open-files limits of the EI user and of each running "
+                    "JVM), the guide's nginx vhosts and upstreams, and the nodes' clustering "
+                    "files compared across nodes -- each with its current and recommended "
+                    "value, a verdict (ok, warn, fail, n/a) and the line that fixes it. Only "
+                    "reads; without --cluster it reads the testbed's files without starting "
+                    "it. Exit 0 when no check fails, 1 when one does, 2 on an error.")
+    _add_cluster(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true",
+                   help="print one JSON document (schema_version, ok, counts, rows) for CI")
+    g.add_argument("--fix", action="store_true",
+                   help="print a shell script that writes the OS fixes into "
+                        "/etc/sysctl.d and /etc/security/limits.d drop-ins (one section per "
+                        "host, to run as root there), other fixes as comments; writes and "
+                        "changes nothing itself")
+    p.set_defaults(func=_lazy("eiperf.commands.doctor_cmd", "cmd_doctor"))
+
+
 def _add_demo(sub: _Subparsers) -> None:
     p = sub.add_parser(
         "demo", help="what `make demo` runs: up, verify, a short load run, a report",
@@ -497,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eiperf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_up, _add_down, _add_status, _add_verify, _add_run, _add_report,
-                _add_compare, _add_notebook, _add_tune, _add_sweep, _add_deploy, _add_demo):
+                _add_compare, _add_notebook, _add_tune, _add_sweep, _add_deploy, _add_doctor,
+                _add_demo):
         add(sub)
     return parser
 
