@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,8 @@ from eicore.results import RESULTS_ENV, results_dir
 #: notebooks/ beside the packages (the repository's; `pip install -e .` keeps it there)
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 #: what to install when papermill, nbconvert or JupyterLab is missing
-INSTALL_HINT = "install them with 'make notebooks' or \".venv/bin/pip install -e '.[notebooks]'\""
+INSTALL_HINT = ("install the notebooks extra: 'make notebooks', or "
+                "\".venv/bin/pip install -e '.[notebooks]'\"")
 
 #: The lab template without its CDN scripts (require.js, MathJax, mermaid): the notebooks show
 #: Markdown, tables and PNG images, which need none, and the file opens offline.
@@ -191,6 +193,13 @@ def open_lab(args: argparse.Namespace) -> int:
         raise EiperfError(f"JupyterLab is not installed: {INSTALL_HINT}")
     if not NOTEBOOKS.is_dir():
         raise EiperfError(f"{NOTEBOOKS}: no notebooks folder; run from a checkout of eiperf")
+    with socket.socket() as probe:  # a taken port: one line here, not JupyterLab's log
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError as e:
+            raise EiperfError(f"127.0.0.1:{args.port}: {e.strerror}; pick another port with "
+                              "--port (make notebooks NOTEBOOK_PORT=...)") from None
     env = dict(os.environ)
     env.setdefault("JUPYTER_TOKEN", secrets.token_hex(24))
     # the kernels start in notebooks/: ids resolve against the results folder of this one

@@ -137,8 +137,9 @@ def test_bad_input_is_one_line_and_writes_nothing(results, args, message):
     before = files(results)
     r = eiperf_cli("notebook", *args, "--results", str(results), cwd=results / "run-a")
     assert r.returncode != 0
-    (line,) = r.stderr.splitlines()
-    assert line.startswith("eiperf notebook: error: ") and message in line, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("eiperf notebook: error: ") and message in lines[0], r.stderr
     assert files(results) == before
 
 
