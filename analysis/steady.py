@@ -238,7 +238,7 @@ def format_steady(state: SteadyState) -> str:
     """One line: the verdict and the figures it rests on."""
     if state.verdict is SteadyVerdict.UNKNOWN:
         return f"steady state: unknown ({state.reason})"
-    return (f"steady state: {state.verdict.value}: change over the window "
+    return (f"steady state: {state.verdict.value}: change over the window (of the median) "
             f"{_pct(state.throughput, 'throughput')}, {_pct(state.latency, 'mean latency')} "
             f"(Mann-Kendall and Sen's slope over {state.bins} bins of {state.bin_s:.3g} s)")
 
@@ -249,7 +249,7 @@ def check_steady(state: SteadyState) -> str | None:
         return None
     if state.verdict is SteadyVerdict.UNKNOWN:
         return f"steady state cannot be judged ({state.reason}): run longer"
-    moved = [f"{what} {'rose' if t.change > 0 else 'fell'} {abs(t.change):.0%}"
+    moved = [f"{what} {'rose' if t.change > 0 else 'fell'} by {abs(t.change):.0%} of its median"
              for what, t in (("throughput", state.throughput), ("mean latency", state.latency))
              if t is not None and t.moved]
     why = " and ".join(moved) + f" over the measured window (Mann-Kendall p < {ALPHA:g})"

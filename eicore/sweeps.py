@@ -24,6 +24,8 @@ Schema history (bump SWEEP_SCHEMA_VERSION, keep a golden file of the old one in 
     2  issue 11 (shared studies) -- trials.parquet column `worker` (who ran the row:
        host-pid); sweep.json storage/workers/synced/running_elsewhere; workers/ and
        write.lock. Version 1 folders load as before (no worker, one process).
+       Issue 13 adds the optional column `steady` (the run's steady-state verdict); folders
+       without it read as None, and older readers ignore it.
 """
 
 from __future__ import annotations

@@ -245,8 +245,8 @@ def _auto_warmup(environment) -> None:
     if shape is not None and environment.shape_class is not None:
         _state["shape"] = dataclasses.replace(
             shape, duration=environment.shape_class.get_run_time() + duration)
-    else:
-        gevent.spawn_later(duration, runner.quit)
+    else:  # as Locust's own -t ends a test: quit headless, stop with a web UI
+        gevent.spawn_later(duration, runner.quit if opts.headless else runner.stop)
 
 
 @events.test_stop.add_listener

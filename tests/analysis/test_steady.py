@@ -195,7 +195,8 @@ def test_summary_lines_checks_and_record() -> None:
     summary = summarize_requests(requests, (T0, T0 + 30.0))
     assert summary.steady.verdict is WARMING
     lines = format_summary(summary)
-    assert any(line.startswith("steady state: warming up: change over the window throughput +")
+    assert any(line.startswith("steady state: warming up: change over the window (of the "
+                               "median) throughput +")
                for line in lines)
     assert any("still warming up" in c and "--warmup auto" in c for c in check_summary(summary))
     assert summary_record(summary, None)["steady_state"]["verdict"] == "warming up"
@@ -258,3 +259,17 @@ def test_real_run_records_its_steady_state(testbed, tmp_path, shape, verdict) ->
     else:
         assert abs(steady["throughput_slope_pct"]) < 10
         assert "not steady" not in r.stdout
+
+
+def test_sweep_flags_a_trial_whose_run_was_not_steady(testbed, tmp_path) -> None:
+    spec = tmp_path / "step.toml"
+    spec.write_text('[parameters]\n"nginx.proxy_read_timeout" = ["30s"]\n'
+                    '[load]\nscenario = {delayed = 1}\nshape = "step"\nusers = 20\n'
+                    'step_users = 10\nstep_time = "3s"\nduration = "6s"\nwarmup = "0s"\n')
+    results = tmp_path / "results"
+    r = eiperf_cli("sweep", str(spec), "--cluster", testbed.source, "--out", str(results))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (row,) = read_trials(next(results.glob("sweeps/*/trials.parquet")))
+    assert row.steady == "warming up"
+    assert "not steady: warming up" in r.stdout  # the ranking's note
+    assert "not steady: warming up" in r.stderr  # the live line of the trial
