@@ -21,6 +21,8 @@ def test_demo_verifies_runs_and_reports(fresh_testbed_dir, tmp_path):
     (run,) = [p for p in out.iterdir() if p.is_dir()]
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "complete"
+    assert record["load"]["warmup_auto"] is True and 0 < record["load"]["warmup"] <= 30.5
+    assert "steady_state" in record["summary"]
     assert record["summary"]["error_rate"] == 0.0 and record["summary"]["count"] > 0
     assert set(record["summary"]["nodes"]) == {"node1", "node2"}
     report = run / "report.html"
