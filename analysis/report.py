@@ -42,6 +42,7 @@ from analysis.steady import format_steady
 from analysis.summary import format_summary
 from eicore import __version__
 from eicore.fsutil import atomic_write_text
+from eicore.results import RunRecord
 from eicore.trials import tune_apply_args, tune_apply_command
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -181,6 +182,21 @@ def gc_section(run: Run, fmt: str = "svg") -> dict[str, Any] | None:
         "in the table.", fmt)}
 
 
+def doctor_box(record: RunRecord) -> dict[str, Any] | None:
+    """The run's configuration checks (run.json `doctor`, taken before the load): the counts
+    and the failed and warned rows, failures first; None when none were recorded."""
+    doctor = record.doctor or {}
+    if not doctor.get("counts"):
+        return None
+    c = doctor["counts"]
+    order = {"fail": 0, "warn": 1}
+    found = sorted(doctor.get("findings", []), key=lambda f: order.get(f["verdict"], 2))
+    return {"counts": ", ".join(f"{c.get(v, 0)} {v}" for v in ("ok", "warn", "fail", "n/a")),
+            "failed": c.get("fail", 0) > 0,
+            "rows": [[f["verdict"], f["area"], f["host"], f["check"], f["current"],
+                      f["recommended"]] for f in found]}
+
+
 def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """Everything the template shows about one run."""
@@ -231,7 +247,7 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
                  for k, v in flatten(getattr(run.record, group) or {}).items()],
         "snapshot": snapshot_tables(run.record.cluster or {}),
         "text_summary": format_summary(s, m), "plots": section_plots, "capacity": capacity,
-        "gc": gc_section(run, fmt),
+        "gc": gc_section(run, fmt), "doctor": doctor_box(run.record),
     }
 
 

@@ -30,6 +30,11 @@ Schema history (bump SCHEMA_VERSION and keep a golden file of the old one in tes
        GC logs (`jvm.gc_log`): gc.parquet, one row per pause of each node (eicore.gclog),
        and run.json `summary` gains gc_pause_p99_ms, gc_pause_max_ms, gc_throughput_pct
        (None, or absent in older runs, without a GC log).
+       Steady state: run.json `summary.steady_state` (SteadyStateRecord; absent in older
+       runs); `--warmup auto` runs record in `load` warmup_auto, warmup_max, warmup_stable
+       and `warmup` as the seconds it took (timeline.json likewise).
+       Configuration checks: run.json `doctor` (DoctorSummary: `eiperf doctor`'s counts and
+       its failed and warned rows, taken before the load; {} when skipped or in older runs).
 Loaders refuse versions they do not know, with a message that says what to do.
 """
 
@@ -192,6 +197,27 @@ class SloVerdict(TypedDict):
     verdict: str
 
 
+class DoctorFinding(TypedDict):
+    """One failed or warned configuration check (run.json ``doctor.findings[]``)."""
+
+    area: str          # os, nginx, cluster
+    host: str
+    check: str
+    current: str
+    recommended: str
+    verdict: str       # fail or warn
+
+
+class DoctorSummary(TypedDict):
+    """run.json ``doctor``: `eiperf doctor` on the cluster before the load (schema 3, absent in
+    older runs): how many checks got each verdict (ok, warn, fail, n/a), whether none failed,
+    and the failed and warned ones."""
+
+    counts: dict[str, int]
+    ok: bool
+    findings: list[DoctorFinding]
+
+
 class SchemaError(EiperfError):
     """A result written by an eiperf this one cannot read."""
 
@@ -214,6 +240,7 @@ class RunRecord:
     generator: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
+    doctor: DoctorSummary = field(default_factory=dict)  # type: ignore[assignment]
     error: str | None = None
     schema_version: int = SCHEMA_VERSION
 

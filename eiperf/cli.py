@@ -253,6 +253,9 @@ def _add_run(sub: _Subparsers) -> None:
     g.add_argument("--interval", type=positive_float, default=1.0,
                    help="metric sampling interval in s")
     g.add_argument("--no-collect", action="store_true", help="do not collect node metrics")
+    g.add_argument("--no-doctor", action="store_true",
+                   help="skip the configuration checks (`eiperf doctor`) taken before the load "
+                        "and recorded in run.json and the report")
     g = p.add_argument_group("live view")
     g.add_argument("--web", action="store_true",
                    help="show the run live in Locust's own web UI on 127.0.0.1 (the run is "
@@ -489,10 +492,18 @@ def _add_doctor(sub: _Subparsers) -> None:
     g.add_argument("--json", action="store_true",
                    help="print one JSON document (schema_version, ok, counts, rows) for CI")
     g.add_argument("--fix", action="store_true",
-                   help="print a shell script that writes the OS fixes into "
-                        "/etc/sysctl.d and /etc/security/limits.d drop-ins (one section per "
-                        "host, to run as root there), other fixes as comments; writes and "
-                        "changes nothing itself")
+                   help="write the OS fixes into /etc/sysctl.d and /etc/security/limits.d "
+                        "drop-ins on each host over its transport, through the change journal "
+                        "('eiperf tune restore' puts them back byte for byte), and apply the "
+                        "net.* values with 'sysctl -p' (sudo -n when not root); kernel-wide "
+                        "values apply at the next boot; refuses hosts that are this machine")
+    g.add_argument("--fix-script", action="store_true",
+                   help="print the fixes as a shell script (one section per host, to run as "
+                        "root there), other fixes as comments; changes nothing")
+    p.add_argument("--etc", metavar="DIR", default=None,
+                   help="with --fix: write the drop-ins under DIR instead of /etc (test hosts "
+                        "that share this machine's /etc)")
+    _add_results(p, "results folder holding the change journal")
     p.set_defaults(func=_lazy("eiperf.commands.doctor_cmd", "cmd_doctor"))
 
 

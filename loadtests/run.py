@@ -36,6 +36,7 @@ from eicore.results import (
     METRICS_FILE,
     REQUESTS_FILE,
     TIMELINE_JSON,
+    DoctorSummary,
     RunRecord,
     RunStatus,
     WorkerInfo,
@@ -292,7 +293,7 @@ def run_load_test(
     interval: float = 1.0, run_id: str | None = None, labels: dict[str, Any] | None = None,
     settings: Settings | None = None, master_host: str | None = None,
     master_port: int | None = None, worker_wait: float = WORKER_WAIT_S,
-    web_port: int | None = None,
+    web_port: int | None = None, preflight_notes: DoctorSummary | None = None,
 ) -> RunOutcome:
     """Run one load test and write its result folder; returns the folder and final record.
 
@@ -304,7 +305,8 @@ def run_load_test(
     recorded the same; its stop button ends it early, recorded as stopped by the user).
     `finalize` fills in the figures of the finished run (analysis.record.record_figures);
     `settings` reads the cluster's settings for the snapshot (tuning.settings.cluster_settings).
-    Both are passed in by the caller, so this layer imports neither.
+    Both are passed in by the caller, so this layer imports neither. `preflight_notes`: the
+    configuration checks taken before the load (`eiperf doctor`'s summary), kept as `doctor`.
     """
     if not cluster.source or not Path(cluster.source).exists():
         raise EiperfError("the cluster must come from a cluster.toml file (Locust reads it)")
@@ -326,6 +328,7 @@ def run_load_test(
         generator={"processes": plan.total, "cpus": os.cpu_count(), **plan.as_dict(),
                    "workers": []},
         versions=_versions(), host=host_facts(),
+        doctor=preflight_notes or {},  # type: ignore[typeddict-item]
     )
     write_run_record(run_dir, record)
     progress(f"run {run_id}: {profile.users} users, {profile.shape}, "

@@ -1,7 +1,9 @@
 """`eiperf verify`: the WSO2 clustering guide's "testing the cluster", automated.
 
 Each check returns a `Check` with a line of evidence; `run_verify` runs them in the guide's
-order. The failover check stops one node and starts it again through its own integrator.sh.
+order. The failover check stops one node and starts it again through its own integrator.sh;
+with `backup` members in the HTTP upstream, the active/passive check stops every active node
+(the backups must take the traffic) and starts them again (they must take it back).
 """
 
 from __future__ import annotations
@@ -70,11 +72,27 @@ def _member_addr(node: Node) -> tuple[str, int] | None:
 
 def lb_methods(cluster: Cluster) -> dict[str, str]:
     """Balancing method per vhost file ('round_robin' | 'least_conn' | 'ip_hash' | 'hash')."""
+    return {name: method for name, (method, _) in _upstreams(cluster).items()}
+
+
+def backup_members(cluster: Cluster, vhost: str = "http") -> list[str]:
+    """The nodes the `vhost` ('http'/'https') upstream holds in reserve (`server ... backup`):
+    nginx sends them requests only when every other member is down."""
+    ports = {"http": "http_port", "https": "https_port"}[vhost]
+    by_addr = {f"{n.host}:{getattr(n, ports)}": n.name for n in cluster.nodes}
+    for name, (_, backups) in _upstreams(cluster).items():
+        if ("https" in name) == (vhost == "https") and not name.startswith("ui."):
+            return [by_addr.get(a, a) for a in backups]
+    return []
+
+
+def _upstreams(cluster: Cluster) -> dict[str, tuple[str, list[str]]]:
+    """Per vhost file: its upstream's balancing method and its backup servers' addresses."""
     import crossplane
 
     lb = cluster.load_balancer
     t = transport_for(lb)
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, list[str]]] = {}
     for name in lb.vhost_files:
         try:
             text = t.read_text(lb.conf_path(name))
@@ -91,7 +109,9 @@ def lb_methods(cluster: Cluster) -> dict[str, str]:
                 inner = {c["directive"] for c in d.get("block", [])}
                 method = next((m for m in ("ip_hash", "least_conn", "hash", "random") if m in inner),
                               "round_robin")
-                out[os.path.basename(name)] = method
+                backups = [c["args"][0] for c in d.get("block", [])
+                           if c["directive"] == "server" and "backup" in c["args"][1:]]
+                out[os.path.basename(name)] = (method, backups)
     return out
 
 
@@ -206,7 +226,13 @@ def check_distribution(cluster: Cluster, header_counts: dict[str, Counter[str]],
     ok = agree
     for vhost in ("http", "https"):
         method = _vhost_method(methods, vhost)
-        fits, why = _distribution_ok(header_counts[vhost], names, n, method)
+        reserve = backup_members(cluster, vhost)  # they serve only when the others are down
+        actives = [x for x in names if x not in reserve] or names
+        fits, why = _distribution_ok(header_counts[vhost], actives, n, method)
+        if reserve:
+            fits &= not any(header_counts[vhost].get(x) for x in reserve)
+            served = sum(header_counts[vhost].get(x, 0) for x in reserve)
+            why += f"; backup {', '.join(reserve)} served {served}"
         ok &= fits
         details.append(f"{vhost.upper()} {why}")
     ev = "header and logs agree" if agree else "header and node logs DISAGREE"
@@ -228,7 +254,8 @@ def _wait_members(cluster: Cluster, target: Node, present: bool, timeout: float)
 def check_failover(cluster: Cluster, client: LbClient, n: int) -> Check:
     if len(cluster.nodes) < 2:
         return Check("failover", True, "one node: nothing to fail over to", skipped=True)
-    victim = cluster.nodes[-1]
+    reserve = backup_members(cluster)  # nginx routes to a backup only when the others are down
+    victim = next((x for x in reversed(cluster.nodes) if x.name not in reserve), cluster.nodes[-1])
     t = transport_for(victim)
     details = []
     stopped_at = time.monotonic()
@@ -266,6 +293,48 @@ def check_failover(cluster: Cluster, client: LbClient, n: int) -> Check:
                  f"{failed} of {n} requests failed during failover", tuple(details))
 
 
+def check_active_passive(cluster: Cluster, client: LbClient, n: int) -> Check:
+    """With `backup` members in the HTTP upstream: the actives take the traffic; once every
+    active is stopped the backups take it; the actives, started again, take it back."""
+    reserve = backup_members(cluster)
+    actives = [x for x in cluster.nodes if x.name not in reserve]
+    name = "active/passive (backup members serve only while the actives are down)"
+    if not actives:
+        return Check(name, False, f"every member of the HTTP upstream is a backup: {reserve}")
+
+    def burst(when: str) -> tuple[int, Counter[str]]:
+        good, by_node, _ = _summarise(_burst(client, "http", n))
+        details.append(f"{when}: {good}/{n} ok, served by "
+                       + (", ".join(f"{k} {v}" for k, v in sorted(by_node.items())) or "none"))
+        return good, by_node
+
+    details: list[str] = []
+    good, by_node = burst("all up")
+    ok = good == n and not any(by_node.get(x) for x in reserve)
+    transports = {x.name: transport_for(x) for x in actives}
+    try:
+        for x in actives:
+            node_control.stop_node(transports[x.name], x)
+        good, by_node = burst(f"actives {', '.join(x.name for x in actives)} stopped")
+        ok &= good == n and set(by_node) <= set(reserve)
+    finally:
+        for x in actives:
+            node_control.start_node(transports[x.name], x)
+    for x in actives:
+        try:
+            back = node_control.wait_routed(cluster, x, ROUTED_AGAIN_WAIT_S)
+        except node_control.NodeStartError:
+            back, ok = None, False
+        details.append(f"{x.name} restarted; nginx routes to it again"
+                       + (f" after {back:.1f} s" if back is not None else ": NOT within "
+                          f"{ROUTED_AGAIN_WAIT_S:.0f} s"))
+    good, by_node = burst("actives back")
+    ok &= good == n and not any(by_node.get(x) for x in reserve)
+    return Check(name, ok, f"backup {', '.join(reserve)}: " + (
+        "served only while the actives were down" if ok else "NOT as nginx's backup rule says"),
+        tuple(details))
+
+
 def run_verify(cluster: Cluster, n: int = 200, failover: bool = True,
                on_check: Callable[[Check], None] | None = None) -> list[Check]:
     """Run the checklist in the guide's order; `on_check` sees each result as it comes."""
@@ -288,6 +357,8 @@ def run_verify(cluster: Cluster, n: int = 200, failover: bool = True,
         add(check_distribution(cluster, header_counts, log_counts, n))
         if failover:
             add(check_failover(cluster, client, n))
+            if backup_members(cluster):
+                add(check_active_passive(cluster, client, n))
     return checks
 
 

@@ -13,11 +13,13 @@ from analysis.record import record_figures
 from analysis.slo import SloError, SloRule, parse_rules
 from eicore.cluster import Cluster
 from eicore.errors import ConfigError
-from eicore.results import RunRecord, RunStatus, results_dir
+from eicore.results import DoctorSummary, RunRecord, RunStatus, results_dir
 from eiperf.context import resolve_cluster
 from loadtests.generators import WORKER_WAIT_S
 from loadtests.profile import LoadProfile, parse_duration, parse_warmup
 from loadtests.run import run_load_test
+from tuning.doctor.diagnose import diagnose
+from tuning.doctor.table import run_summary
 from tuning.settings import cluster_settings
 
 EXIT_SLO_BROKEN = 1
@@ -61,17 +63,31 @@ def cmd_run(args: argparse.Namespace) -> int:
                           collect=not args.no_collect, interval=args.interval,
                           master_host=args.master_host, master_port=args.master_port,
                           worker_wait=args.worker_wait or WORKER_WAIT_S,
-                          web_port=args.web_port if args.web else None)
+                          web_port=args.web_port if args.web else None,
+                          doctor=None if args.no_doctor else preflight_checks(cluster))
     return code
+
+
+def preflight_checks(cluster: Cluster) -> DoctorSummary:
+    """`eiperf doctor` before the load (reads only; an unreadable host is a failed row), its
+    one-line summary printed; what run.json records as `doctor`."""
+    notes = run_summary(diagnose(cluster))
+    c = notes["counts"]
+    print(f"configuration checks: {c['ok']} ok, {c['warn']} warn, {c['fail']} fail"
+          + (" (`eiperf doctor` shows them; recorded in run.json)" if notes["findings"] else ""),
+          flush=True)
+    return notes  # type: ignore[return-value]
 
 
 def execute_run(cluster: Cluster, profile: LoadProfile, out_dir: Path,
                 rules: list[SloRule] | None = None, *, collect: bool = True,
                 interval: float = 1.0, master_host: str | None = None,
                 master_port: int | None = None, worker_wait: float = WORKER_WAIT_S,
-                web_port: int | None = None) -> tuple[int, Path]:
+                web_port: int | None = None, doctor: DoctorSummary | None = None
+                ) -> tuple[int, Path]:
     """Run into `out_dir`, print the summary and SLO verdicts; (exit code, result folder).
-    `eiperf run` and `eiperf demo` both run through it."""
+    `eiperf run` and `eiperf demo` both run through it; `doctor`: the configuration checks
+    to record (`preflight_checks`)."""
     rules = rules or []
     printed: list[str] = []
 
@@ -87,7 +103,7 @@ def execute_run(cluster: Cluster, profile: LoadProfile, out_dir: Path,
                             progress=lambda m: print(m, flush=True), collect=collect,
                             interval=interval, master_host=master_host,
                             master_port=master_port, worker_wait=worker_wait,
-                            web_port=web_port)
+                            web_port=web_port, preflight_notes=doctor)
     rec = outcome.record
     print()
     for line in printed:

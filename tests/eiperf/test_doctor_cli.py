@@ -76,21 +76,57 @@ def test_table_shows_the_same_values(testbed, capsys):
     assert (code == 1) == ("exit 1: a check fails" in out)
 
 
-def test_fix_prints_a_script_and_writes_nothing(testbed, capsys):
+def test_fix_script_prints_a_script_and_writes_nothing(testbed, capsys):
     before = os.path.exists(SYSCTL_DROPIN)
-    code, out = _doctor(capsys, "--cluster", testbed.source, "--fix")
+    code, out = _doctor(capsys, "--cluster", testbed.source, "--fix-script")
     assert out.startswith("#!/bin/sh\n") and code in (0, 1)
     assert os.path.exists(SYSCTL_DROPIN) == before
+
+
+def test_fix_refuses_this_machine_in_one_line(testbed, tmp_path, capsys):
+    """The loopback testbed's hosts are this machine: --fix writes nothing into its /etc (nor
+    under --etc), opens no journal, and says so in one line."""
+    _, doc = _doctor(capsys, "--cluster", testbed.source, "--json")
+    if not any(r["area"] == "os" and r["verdict"] in ("warn", "fail") and r["fix_file"]
+               for r in json.loads(doc)["rows"]):
+        pytest.skip("this machine's OS settings need no fix")
+    etc = tmp_path / "etc"
+    (etc / "sysctl.d").mkdir(parents=True)
+    before = sorted(os.listdir("/etc/sysctl.d"))
+    for extra in ([], ["--etc", str(etc)]):
+        code = main(["doctor", "--cluster", testbed.source, "--fix", "--results",
+                     str(tmp_path / "results"), *extra])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == ""
+        assert len(captured.err.strip().splitlines()) == 1 and "refusing" in captured.err
+    assert sorted(os.listdir("/etc/sysctl.d")) == before
+    assert list((etc / "sysctl.d").iterdir()) == [] and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("argv", [["--etc", "/tmp/x"], ["--fix", "--etc", "relative"]])
+def test_etc_needs_fix_and_an_absolute_folder(argv, capsys):
+    code = main(["doctor", "--cluster", "/nonexistent.toml", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "--etc" in err and len(err.strip().splitlines()) == 1
+
+
+def _copy_nodes(testbed, tmp_path: Path) -> Path:
+    """A cluster.toml whose nodes are copies of the testbed's conf/ and bin/ (no pid file)."""
+    nodes = []
+    for node in testbed.nodes:
+        home = tmp_path / node.name
+        for part in ("conf", "bin"):
+            shutil.copytree(Path(node.ei_home) / part, home / part)
+        nodes.append(replace(node, ei_home=str(home)))
+    cluster_file = tmp_path / "cluster.toml"
+    save_cluster(replace(testbed, nodes=tuple(nodes)), cluster_file)
+    return cluster_file
 
 
 def test_a_broken_copy_of_a_node_fails(testbed, tmp_path, capsys):
     """A copy of the testbed's node files where node2's wka list lost node1: exit 1, that
     row fails, and the copies' JVMs count as not running (no pid file copied)."""
-    nodes = []
-    for node in testbed.nodes:
-        home = tmp_path / node.name
-        shutil.copytree(Path(node.ei_home) / "conf", home / "conf")
-        nodes.append(replace(node, ei_home=str(home)))
+    cluster_file = _copy_nodes(testbed, tmp_path)
     axis2 = tmp_path / "node2" / "conf" / "axis2" / "axis2.xml"
     node1 = testbed.nodes[0]
     text = axis2.read_text()
@@ -98,8 +134,6 @@ def test_a_broken_copy_of_a_node_fails(testbed, tmp_path, capsys):
               f"                <port>{node1.member_port}</port>\n            </member>")
     assert member in text
     axis2.write_text(text.replace(member, ""))
-    cluster_file = tmp_path / "cluster.toml"
-    save_cluster(replace(testbed, nodes=tuple(nodes)), cluster_file)
     code, out = _doctor(capsys, "--cluster", str(cluster_file), "--json")
     rows = json.loads(out)["rows"]
     wka = {r["host"].split()[0]: r for r in rows if r["check"] == "wka members"}
@@ -108,6 +142,27 @@ def test_a_broken_copy_of_a_node_fails(testbed, tmp_path, capsys):
     assert wka["node1"]["verdict"] == "ok"
     jvm = [r for r in rows if r["check"].endswith("JVM open files")]
     assert {r["verdict"] for r in jvm} == {"n/a"}
+
+
+def test_one_node_with_another_heap_is_listed_and_passes_once_fixed(testbed, tmp_path, capsys):
+    """node2's copy of bin/integrator.sh gives -Xmx2g: the JVM-flags row warns naming jvm.xmx
+    with both nodes' values; the script put back as it was, the row is ok again."""
+    cluster_file = _copy_nodes(testbed, tmp_path)
+    script = tmp_path / "node2" / "bin" / "integrator.sh"
+    original = script.read_text()
+
+    def jvm_row() -> dict:
+        _, out = _doctor(capsys, "--cluster", str(cluster_file), "--json")
+        rows = json.loads(out)["rows"]
+        return next(r for r in rows if r["check"] == "JVM flags alike (bin/integrator.sh)")
+
+    assert "-Xmx1024m" in original
+    script.write_text(original.replace("-Xmx1024m", "-Xmx2g"))
+    row = jvm_row()
+    assert row["verdict"] == "warn" and row["current"] == "differ: jvm.xmx (node1 1024m, node2 2g)"
+    script.write_text(original)
+    row = jvm_row()
+    assert row["verdict"] == "ok" and row["current"].startswith("identical (")
 
 
 def test_a_missing_cluster_file_is_one_line_and_exit_2(tmp_path, capsys):

@@ -29,7 +29,6 @@ from loadtests.profile import LoadProfile
 from loadtests.run import run_load_test
 from tests.loadtests.conftest import eiperf
 
-
 # -- the arrival schedule (pure) ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "duration", "expected"), [

@@ -12,14 +12,22 @@ from pathlib import Path
 import pytest
 
 from eicore.cluster import Cluster, LoadBalancer, Node
-from testbed.layout import CONSOLE_HOST_NAME, DOMAIN, HOST_NAME, template_env
+from testbed.layout import (
+    CONSOLE_HOST_NAME,
+    DOMAIN,
+    HOST_NAME,
+    render_integrator_sh,
+    template_env,
+)
 from tuning.doctor.cluster_checks import check_cluster
 from tuning.doctor.diagnose import judge
 from tuning.doctor.facts import ClusterFacts, NginxFacts, NodeFacts, parse_host_output
+from tuning.doctor.fix import merge_dropin, plan_fixes, relocate
 from tuning.doctor.nginx_checks import check_nginx, nginx_seconds
 from tuning.doctor.os_checks import (
     LIMITS_DROPIN,
     SYSCTL_DROPIN,
+    SYSCTL_GLOBAL_DROPIN,
     SYSCTL_KEYS,
     check_host,
     check_jvm_limit,
@@ -214,7 +222,8 @@ def _node_files(node: Node, members: tuple[Node, ...], **over: object) -> dict[s
     return {"carbon.xml": env.get_template("carbon.xml.j2").render(**ctx),
             "axis2.xml": env.get_template("axis2.xml.j2").render(**ctx),
             "catalina-server.xml": env.get_template("catalina-server.xml.j2").render(),
-            "passthru-http.properties": "worker_pool_size_core=400\n"}
+            "passthru-http.properties": "worker_pool_size_core=400\n",
+            "integrator.sh": render_integrator_sh()}
 
 
 def _cluster(nodes=TWO_HOSTS) -> Cluster:
@@ -270,6 +279,8 @@ def _sub(name: str, old: str, new: str):
                  "proxyPort of the 9443 connector", Verdict.WARN, id="console-proxyPort-missing"),
     pytest.param(_sub("passthru-http.properties", "=400", "=40"),
                  "passthru-http.properties alike", Verdict.WARN, id="passthru-drift"),
+    pytest.param(_sub("integrator.sh", "-Xmx1024m", "-Xmx2g"),
+                 "JVM flags alike (bin/integrator.sh)", Verdict.WARN, id="jvm-xmx-drift"),
 ])
 def test_broken_node_files(edit, check, verdict):
     good = {(r.host, r.check): r.verdict for r in check_cluster(_cluster(), _facts())}
@@ -278,6 +289,24 @@ def test_broken_node_files(edit, check, verdict):
     assert hits, [r for r in rows if r.check == check]
     assert all(good[(r.host, r.check)] is Verdict.OK for r in hits)  # passed before the edit
     assert all(r.fix for r in hits)
+
+
+@pytest.mark.parametrize(("edit", "listed"), [
+    pytest.param(_sub("integrator.sh", "-Xmx1024m", "-Xmx2g"),
+                 "differ: jvm.xmx (node1 1024m, node2 2g)", id="xmx"),
+    pytest.param(_sub("integrator.sh", '-Xmx1024m"', '-Xmx1024m -XX:+UseParallelGC"'),
+                 "differ: jvm.gc (node1 -, node2 Parallel)", id="gc-on-one-node"),
+    pytest.param(lambda f: f.update({"integrator.sh": None}),
+                 "unreadable: node2: bin/integrator.sh missing", id="script-missing"),
+])
+def test_jvm_flag_drift_lists_each_nodes_value(edit, listed):
+    row = _row(check_cluster(_cluster(), _facts()), "all nodes",
+               "JVM flags alike (bin/integrator.sh)")
+    assert row.verdict is Verdict.OK and row.current.startswith("identical (")
+    row = _row(check_cluster(_cluster(), _facts(edit=edit)), "all nodes",
+               "JVM flags alike (bin/integrator.sh)")
+    assert row.verdict is Verdict.WARN and row.current == listed
+    assert row.fix_file == "bin/integrator.sh"
 
 
 def test_member_port_and_offset_taken_twice_on_one_host():
@@ -341,3 +370,44 @@ def test_exit_rule_and_json_document():
     rows = [r for r in _whole(fine) if r.area.value == "os"]
     assert not failed(rows)
     assert format_table(rows)[-1].endswith("nothing fails")
+
+
+# ---- --fix: the drop-ins it writes (the writing itself: tests/eiperf/test_doctor_fix.py) -------
+
+
+def test_fix_plan_puts_kernel_wide_values_apart_from_net_ones():
+    text = HOST_OUTPUT.replace("file-max=9223372036854775807", "file-max=65536")
+    rows = check_host(parse_host_output("h", ("node1",), text, SYSCTL_KEYS))
+    plan = plan_fixes(rows)["h (node1)"]
+    assert plan[SYSCTL_GLOBAL_DROPIN] == ["fs.file-max = 2097152"]
+    assert all(x.startswith("net.") for x in plan[SYSCTL_DROPIN])
+    assert "net.ipv4.ip_local_port_range = 10000 65000" in plan[SYSCTL_DROPIN]
+    assert plan[LIMITS_DROPIN] == ["wso2 hard nofile 65535"]
+
+
+@pytest.mark.parametrize(("old", "lines", "dropin", "new"), [
+    (None, ["net.ipv4.tcp_fin_timeout = 30"], SYSCTL_DROPIN,
+     "# written by eiperf doctor --fix (eiperf tune restore removes it)\n"
+     "net.ipv4.tcp_fin_timeout = 30\n"),
+    ("# mine\nnet.ipv4.tcp_fin_timeout=45\nnet.core.rmem_max = 1", ["net.ipv4.tcp_fin_timeout = 30"],
+     SYSCTL_DROPIN, "# mine\nnet.core.rmem_max = 1\nnet.ipv4.tcp_fin_timeout = 30\n"),
+    ("wso2  hard nofile 4096\nwso2 soft nofile 4096\n", ["wso2 hard nofile 65535"], LIMITS_DROPIN,
+     "wso2 soft nofile 4096\nwso2 hard nofile 65535\n"),
+])
+def test_merge_dropin_replaces_a_keys_line_and_keeps_the_rest(old, lines, dropin, new):
+    assert merge_dropin(old, lines, dropin) == new
+    assert merge_dropin(new, lines, dropin) == new  # twice is once
+
+
+def test_a_read_only_net_value_is_kernel_wide():
+    """A network namespace shows net.core.rmem_max read-only (the kernel's own): its fix is
+    written for the next boot, never applied with the namespace's values."""
+    text = HOST_OUTPUT + "readonly /proc/sys/net/core/rmem_max\n"
+    rows = _by_check(check_host(parse_host_output("h", ("node1",), text, SYSCTL_KEYS)))
+    assert rows["net.core.rmem_max"].fix_file == SYSCTL_GLOBAL_DROPIN
+    assert rows["net.core.wmem_max"].fix_file == SYSCTL_DROPIN
+
+
+def test_relocate_under_another_etc():
+    assert relocate(SYSCTL_DROPIN, "/etc") == SYSCTL_DROPIN
+    assert relocate(LIMITS_DROPIN, "/srv/x/etc/") == "/srv/x/etc/security/limits.d/90-eiperf-wso2.conf"

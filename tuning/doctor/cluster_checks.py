@@ -5,8 +5,9 @@ passthru-http.properties and deployed proxy files (`NodeFacts.files`). Wrong clu
 (off, not wka, another domain, a wka list missing a member, a loopback member host across
 hosts, a member port or port offset taken twice on one host, an offset that differs from
 cluster.toml's) fails: nodes do not form one cluster, or eiperf talks to the wrong ports.
-Host names, proxyPort, plain-text passwords and drift between nodes warn. A password's value
-is never shown.
+Host names, proxyPort, plain-text passwords and drift between nodes (pass-through settings,
+JVM flags of bin/integrator.sh as the JVM would see them, deployed proxies) warn, the
+differences listed. A password's value is never shown.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from eicore.cluster import Cluster, LoadBalancer, Node
+from eicore.errors import EiperfError
 from tuning.doctor.facts import NODE_FILES, NodeFacts
 from tuning.doctor.row import Area, Row, Verdict
+from tuning.integrator_sh import read_jvm_options
 from tuning.passthru_properties import read_properties
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -186,11 +189,39 @@ def _carbon_rows(c: NodeConfig, lb: LoadBalancer) -> list[Row]:
     return rows
 
 
+def jvm_params(text: str | None) -> dict[str, object] | str:
+    """The `jvm.*` settings a node's integrator.sh gives its JVM, or why they cannot be read."""
+    if text is None:
+        return "bin/integrator.sh missing"
+    try:
+        return dict(read_jvm_options(text).as_params())
+    except EiperfError as e:
+        return str(e)
+
+
+def _jvm_row(facts: list[NodeFacts]) -> Row:
+    """JVM flags alike: each setting that differs, with every node's value ("-": not set)."""
+    params = {f.name: jvm_params(f.files.get("integrator.sh")) for f in facts}
+    unread = [f"{name}: {why}" for name, why in params.items() if isinstance(why, str)]
+    read = {name: p for name, p in params.items() if isinstance(p, dict)}
+    keys = sorted({k for p in read.values() for k in p})
+    shown = {n: {k: str(p.get(k, "-")) for k in keys} for n, p in read.items()}
+    differ = [f"{k} ({', '.join(f'{n} {v[k]}' for n, v in shown.items())})"
+              for k in keys if len({v[k] for v in shown.values()}) > 1]
+    current = "; ".join([*(["differ: " + "; ".join(differ)] if differ else []),
+                         *(f"unreadable: {u}" for u in unread)])
+    current = current or f"identical ({len(keys)} settings)"
+    return _row("all nodes", "JVM flags alike (bin/integrator.sh)", current, "identical",
+                Verdict.WARN if differ or unread else Verdict.OK,
+                "eiperf tune apply --set jvm.<name>=<value> (sets every node)",
+                "bin/integrator.sh")
+
+
 def _drift_rows(facts: list[NodeFacts]) -> list[Row]:
-    """Pass-through settings and deployed proxy files identical on every node."""
+    """Pass-through settings, JVM flags and deployed proxy files identical on every node."""
     if len(facts) < 2:
         return []
-    rows = []
+    rows = [_jvm_row(facts)]
     props = {f.name: read_properties(f.files.get("passthru-http.properties") or "") for f in facts}
     keys = sorted({k for p in props.values() for k in p})
     differ = [k for k in keys if len({p.get(k) for p in props.values()}) > 1]

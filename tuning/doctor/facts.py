@@ -19,13 +19,15 @@ from eicore.node_control import read_pid
 from eicore.transport import NodeTransport, transport_for
 
 # Prints "kernel ...", "user ...", "nofile SOFT HARD", then "sysctl PATH=VALUE" for each
-# readable path given ("sysctl PATH" alone when the file does not exist).
+# readable path given ("sysctl PATH" alone when the file does not exist), and "readonly PATH"
+# for a file not even root may write (a kernel-wide value mirrored into a network namespace).
 _HOST_SCRIPT = r"""
 echo "kernel $(uname -r)"
 echo "user $(id -un)"
 echo "nofile $(ulimit -Sn) $(ulimit -Hn)"
 for p in "$@"; do
   if [ -r "$p" ]; then printf 'sysctl %s=%s\n' "$p" "$(tr -s '\t\n ' '   ' < "$p")"
+    case "$(stat -c %A "$p")" in ??w*) ;; *) printf 'readonly %s\n' "$p";; esac
   else printf 'sysctl %s\n' "$p"; fi
 done
 """
@@ -36,6 +38,7 @@ NODE_FILES = {
     "axis2.xml": ("conf", "axis2", "axis2.xml"),
     "catalina-server.xml": ("conf", "tomcat", "catalina-server.xml"),
     "passthru-http.properties": ("conf", "passthru-http.properties"),
+    "integrator.sh": ("bin", "integrator.sh"),
 }
 
 
@@ -47,7 +50,8 @@ def sysctl_path(key: str) -> str:
 @dataclass(frozen=True)
 class HostFacts:
     """One host as one login sees it. `sysctl` maps a key to its value (whitespace collapsed
-    to single spaces), None when the kernel has no such file."""
+    to single spaces), None when the kernel has no such file; `readonly`: the keys whose file
+    is read-only there (kernel-wide values a network namespace only shows)."""
 
     host: str
     roles: tuple[str, ...]
@@ -57,6 +61,7 @@ class HostFacts:
     nofile_soft: str = ""
     nofile_hard: str = ""
     error: str | None = None
+    readonly: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -103,6 +108,7 @@ def parse_host_output(host: str, roles: tuple[str, ...], text: str,
     by_path = {sysctl_path(k): k for k in keys}
     values: dict[str, str | None] = {k: None for k in by_path.values()}
     kernel = user = soft = hard = ""
+    readonly: set[str] = set()
     for line in text.splitlines():
         word, _, rest = line.partition(" ")
         if word == "kernel":
@@ -115,7 +121,10 @@ def parse_host_output(host: str, roles: tuple[str, ...], text: str,
             path, eq, value = rest.partition("=")
             if path in by_path and eq:
                 values[by_path[path]] = " ".join(value.split())
-    return HostFacts(host, roles, user, kernel, values, soft, hard.strip())
+        elif word == "readonly" and rest.strip() in by_path:
+            readonly.add(by_path[rest.strip()])
+    return HostFacts(host, roles, user, kernel, values, soft, hard.strip(),
+                     readonly=frozenset(readonly))
 
 
 def gather_host(transport: NodeTransport, host: str, roles: tuple[str, ...],

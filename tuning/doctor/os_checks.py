@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from tuning.doctor.facts import HostFacts, NodeFacts
 from tuning.doctor.row import Area, Row, Verdict
 
+#: net.* values the host may set (per network namespace): `doctor --fix` applies them at once
 SYSCTL_DROPIN = "/etc/sysctl.d/90-eiperf-wso2.conf"
+#: kernel-wide values (fs.file-max): written, applied at the next boot, never by eiperf
+SYSCTL_GLOBAL_DROPIN = "/etc/sysctl.d/91-eiperf-wso2-kernel.conf"
 LIMITS_DROPIN = "/etc/security/limits.d/90-eiperf-wso2.conf"
 NOFILE_SOFT = 4096
 NOFILE_HARD = 65535
@@ -76,8 +79,10 @@ def _row(host: str, check: str, current: str, recommended: str, verdict: Verdict
     return Row(Area.OS, host, check, current, recommended, verdict, fix, fix_file)
 
 
-def check_sysctl(spec: Sysctl, host: str, current: str | None) -> Row:
-    """One sysctl against WSO2's value; tcp_tw_recycle is n/a where the kernel dropped it."""
+def check_sysctl(spec: Sysctl, host: str, current: str | None, readonly: bool = False) -> Row:
+    """One sysctl against WSO2's value; tcp_tw_recycle is n/a where the kernel dropped it.
+    Its fix goes to the net.* drop-in `--fix` applies, unless the value is kernel-wide (not
+    net.*, or `readonly`: a network namespace shows the kernel's value but cannot set it)."""
     shown = {"max": "≤ ", "min": "≥ "}.get(spec.rule, "") + spec.recommended
     if current is None:
         why = ("(absent: removed in Linux 4.12)" if spec.key.endswith("tcp_tw_recycle")
@@ -85,7 +90,8 @@ def check_sysctl(spec: Sysctl, host: str, current: str | None) -> Row:
         return _row(host, spec.key, why, shown, Verdict.NA)
     verdict = Verdict.OK if _meets(spec, current) else Verdict.WARN
     return _row(host, spec.key, current, shown, verdict, f"{spec.key} = {_fixed(spec, current)}",
-                SYSCTL_DROPIN)
+                SYSCTL_DROPIN if spec.key.startswith("net.") and not readonly
+                else SYSCTL_GLOBAL_DROPIN)
 
 
 def _fixed(spec: Sysctl, current: str) -> str:
@@ -175,7 +181,8 @@ def check_host(facts: HostFacts, with_limits: bool = True) -> list[Row]:
     login's open-files limits."""
     if facts.error:
         return [_row(facts.label, "reach host", f"({facts.error})", "reachable", Verdict.FAIL)]
-    rows = [check_sysctl(spec, facts.label, facts.sysctl.get(spec.key)) for spec in SYSCTLS]
+    rows = [check_sysctl(spec, facts.label, facts.sysctl.get(spec.key),
+                         spec.key in facts.readonly) for spec in SYSCTLS]
     rows.append(check_port_range(facts.label, facts.sysctl.get(PORT_RANGE_KEY)))
     if with_limits:
         rows += check_user_limits(facts)

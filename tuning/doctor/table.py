@@ -10,7 +10,7 @@ import shlex
 from collections import Counter
 from typing import Any
 
-from tuning.doctor.os_checks import LIMITS_DROPIN, SYSCTL_DROPIN
+from tuning.doctor.os_checks import LIMITS_DROPIN, SYSCTL_DROPIN, SYSCTL_GLOBAL_DROPIN
 from tuning.doctor.row import Area, Row, Verdict, failed
 
 #: version of the `--json` document; 1: schema_version, cluster, ok, counts, rows
@@ -65,9 +65,18 @@ def as_document(rows: list[Row], cluster: str) -> dict[str, Any]:
             "counts": counts(rows), "rows": [r.as_dict() for r in rows]}
 
 
+def run_summary(rows: list[Row]) -> dict[str, Any]:
+    """What `eiperf run` records in run.json `doctor` (eicore.results.DoctorSummary): the
+    counts and the rows that failed or warned, without their fixes."""
+    keep = ("area", "host", "check", "current", "recommended", "verdict")
+    return {"counts": counts(rows), "ok": not failed(rows),
+            "findings": [{k: str(getattr(r, k)) for k in keep} for r in rows
+                         if r.verdict in (Verdict.FAIL, Verdict.WARN)]}
+
+
 def _key_pattern(line: str, file: str) -> str:
     """The regex (grep -E) of the line in `file` that `line` replaces."""
-    if file == SYSCTL_DROPIN:
+    if file in (SYSCTL_DROPIN, SYSCTL_GLOBAL_DROPIN):
         key = line.split("=", 1)[0].strip()
         return "^[[:space:]]*" + re.escape(key).replace(r"\-", "-") + "[[:space:]]*="
     user, kind, item = line.split()[:3]
@@ -88,14 +97,16 @@ def fix_script(rows: list[Row]) -> list[str]:
            '  mv "$1.new" "$1"',
            "}"]
     todo = [r for r in rows if r.fix and r.verdict in (Verdict.WARN, Verdict.FAIL)]
-    os_rows = [r for r in todo if r.fix_file in (SYSCTL_DROPIN, LIMITS_DROPIN)]
+    os_rows = [r for r in todo if r.fix_file in (SYSCTL_DROPIN, SYSCTL_GLOBAL_DROPIN,
+                                                 LIMITS_DROPIN)]
     for host in dict.fromkeys(r.host for r in os_rows):
         out += ["", f"# ---- {host}"]
         mine = [r for r in os_rows if r.host == host]
         for line, file in dict.fromkeys((r.fix, r.fix_file) for r in mine):
             out.append(f"put {file} {shlex.quote(_key_pattern(line, file))} {shlex.quote(line)}")
-        if any(r.fix_file == SYSCTL_DROPIN for r in mine):
-            out.append(f"sysctl -p {SYSCTL_DROPIN}")
+        for file in (SYSCTL_DROPIN, SYSCTL_GLOBAL_DROPIN):
+            if any(r.fix_file == file for r in mine):
+                out.append(f"sysctl -p {file}")
     rest = [r for r in todo if r not in os_rows]
     if rest:
         out += ["", "# ---- by hand (config files: `eiperf tune apply` edits nginx and passthru):"]
