@@ -22,8 +22,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from analysis.compare import (
     Comparison,
     Verdict,
@@ -41,6 +39,7 @@ from analysis.summary import (
     summarize_metrics,
     summarize_requests,
 )
+from analysis.window import ok_latency_ms
 
 NO_VERDICT = "—"
 #: Runs of one configuration needed to measure run-to-run noise: with two, the noise would be
@@ -142,15 +141,6 @@ class Noise:
     runs: tuple[str, ...] = ()
 
 
-def _ok_latency_ms(figures: RunFigures) -> np.ndarray:
-    run = figures.run
-    ts = run.requests["ts"].to_numpy(dtype=np.float64)
-    keep = run.requests["ok"].to_numpy(dtype=bool, na_value=False)
-    if run.window is not None:
-        keep = keep & (ts >= run.window[0]) & (ts < run.window[1])
-    return run.requests["latency_us"].to_numpy(dtype=np.float64)[keep] / 1000.0
-
-
 def repetition_noise(runs: Sequence[RunFigures]) -> Noise | None:
     """Noise measured on the runs given that repeat one configuration (``configuration_key``):
     for each group of ``MIN_REPETITIONS`` runs or more the spread of their median, p95 and throughput; the
@@ -163,7 +153,7 @@ def repetition_noise(runs: Sequence[RunFigures]) -> Noise | None:
         return None
     medians, p95s, throughputs, ids = [], [], [], []
     for group in repeated:
-        samples = [_ok_latency_ms(f) for f in group]
+        samples = [ok_latency_ms(f.run.requests, f.run.window) for f in group]
         medians.append(noise_estimate(samples, "median"))
         p95s.append(noise_estimate(samples, "p95"))
         throughputs.append(noise_estimate([[f.requests.ok_throughput_rps] for f in group],

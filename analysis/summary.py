@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.quantiles import REPORTED_PERCENTILES, grouped_nearest_rank, nearest_rank
+from analysis.quantiles import (
+    REPORTED_PERCENTILES,
+    group_sizes,
+    grouped_nearest_rank,
+    nearest_rank,
+)
 from analysis.steady import SteadyState, check_steady, format_steady, steady_state
 from analysis.window import (
     Rows,
@@ -166,7 +171,7 @@ def summarize_requests(
 
     node_codes, node_names, counts = _factorize(requests["node"], rows)
     basis_codes = node_codes if include_errors else node_codes[ok]
-    basis_counts = np.bincount(basis_codes, minlength=len(node_names)) if count else counts
+    basis_counts = group_sizes(basis_codes, len(node_names)) if count else counts
     node_pcts = grouped_nearest_rank(
         basis_codes, len(node_names), basis_latency, _NODE_PERCENTILES
     ) / 1000.0
@@ -230,7 +235,7 @@ def _factorize(column: pd.Series, rows: Rows | None, *, missing: str = UNATTRIBU
     if codes.size and codes.min() < 0:
         codes = np.where(codes < 0, len(names), codes)
         names.append(missing)
-    counts = np.bincount(codes, minlength=len(names))
+    counts = group_sizes(codes, len(names))
     # Drop labels that only occur outside the rows.
     present = counts > 0
     if not present.all():

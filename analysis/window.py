@@ -9,8 +9,12 @@ excluded.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: (start_ts, end_ts) in epoch seconds.
 Window = tuple[float, float]
@@ -73,6 +77,18 @@ def row_positions(rows: Rows | None, within: np.ndarray) -> np.ndarray:
     if isinstance(rows, slice):
         return within + rows.start
     return np.flatnonzero(rows)[within]
+
+
+def ok_latency_ms(requests: pd.DataFrame, window: Window | None) -> np.ndarray:
+    """Latency (ms) of the successful requests started inside ``window`` (all when None): the
+    sample the latency figures describe. A new array, in row order."""
+    ts = requests["ts"].to_numpy(dtype=np.float64)
+    ok = requests["ok"].to_numpy(dtype=bool, na_value=False)
+    latency_us = requests["latency_us"].to_numpy()
+    rows = window_rows(ts, window)
+    if rows is not None:
+        ok, latency_us = ok[rows], latency_us[rows]
+    return latency_us[ok] / 1000.0
 
 
 def window_duration(ts: np.ndarray, window: Window | None) -> float:
