@@ -233,3 +233,31 @@ def test_workers_below_the_threshold_are_not_saturated_even_without_psutil() -> 
     metrics = summarize_metrics(with_workers(make_metrics(None), {"local-1": 50.0,
                                                                  "local-2": 70.0}), processes=2)
     assert metrics.generator_saturated is False and metrics.saturated_workers == ()
+
+
+def test_time_sorted_fast_paths_match_the_unsorted_fallbacks(tmp_path) -> None:
+    """eiperf writes requests sorted by time, and the summaries and time bins take that
+    shortcut (the window as a slice, bins by binary search); a frame in any other order goes
+    the general way. Both must give the same figures."""
+    from dataclasses import replace as dc_replace
+
+    from analysis.loading import load_run
+    from analysis.plots import traffic_bins
+    from tests.analysis.results_fixture import T0, write_run
+
+    run = load_run(write_run(tmp_path, "sorted", n=20_000, duration=60.0, warmup=5.0))
+    shuffled = run.requests.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    other = dc_replace(run, requests=shuffled)
+    for window in (None, (T0 + 5.0, T0 + 60.0), (T0 + 12.5, T0 + 12.5001)):
+        for errors in (False, True):
+            a = summarize_requests(run.requests, window, include_errors=errors)
+            b = summarize_requests(shuffled, window, include_errors=errors)
+            assert (a.count, a.ok_count, a.scenarios, a.errors) == (
+                b.count, b.ok_count, b.scenarios, b.errors)
+            assert a.percentiles_ms == pytest.approx(b.percentiles_ms, nan_ok=True)
+            assert {n: (v.count, v.p50_ms, v.p95_ms, v.p99_ms) for n, v in a.nodes.items()} == {
+                n: (v.count, v.p50_ms, v.p95_ms, v.p99_ms) for n, v in b.nodes.items()}
+    x, y = traffic_bins(run), traffic_bins(other)
+    np.testing.assert_array_equal(x.rate_all, y.rate_all)
+    np.testing.assert_array_equal(x.error_pct, y.error_pct)
+    np.testing.assert_array_equal(x.latency.values, y.latency.values)
