@@ -133,13 +133,13 @@ def test_help_exits_0(capsys, command):
 
 
 def test_demo_runs_the_load_eiperf_run_would_with_the_same_values():
-    from eiperf.commands.demo_cmd import DEMO_WEIGHTS, demo_profile
+    from eiperf.commands.demo_cmd import DEMO_WARMUP_MAX_S, DEMO_WEIGHTS, demo_profile
     from eiperf.commands.run_cmd import profile_from_args
 
     parse = build_parser().parse_args
     demo = demo_profile(parse(["demo", "-u", "4", "-t", "3s"]))
     run = profile_from_args(parse(["run", "--weights", DEMO_WEIGHTS, "-u", "4", "-t", "3s",
-                                   "--warmup", "3s"]))
+                                   "--warmup", "auto", "--warmup-max", f"{DEMO_WARMUP_MAX_S:g}s"]))
     assert demo == run
 
 
