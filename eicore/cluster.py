@@ -131,6 +131,15 @@ class Node:
         return self.path("conf", "passthru-http.properties")
 
     @property
+    def master_datasources(self) -> str:
+        """conf/datasources/master-datasources.xml (EI 6.x integrator profile layout)."""
+        return self.path("conf", "datasources", "master-datasources.xml")
+
+    @property
+    def registry_xml(self) -> str:
+        return self.path("conf", "registry.xml")
+
+    @property
     def proxy_services_dir(self) -> str:
         return self.path("repository", "deployment", "server", "synapse-configs", "default",
                          "proxy-services")
@@ -207,6 +216,40 @@ class Generator:
 
 
 @dataclass(frozen=True)
+class Datasource:
+    """One datasource of the central database (`[[database.datasources]]`): its name in
+    master-datasources.xml, the database and user it logs in with, and the 0600 file holding
+    that user's password (read when needed; the model never holds the password itself).
+    `node`: the one node that uses it (a local registry), None when every node does."""
+
+    name: str
+    database: str
+    user: str
+    password_file: str
+    node: str | None = None
+
+    def password(self) -> str:
+        """The password, read now from `password_file`; one ConfigError line when it cannot be."""
+        return secret_from_file(self.password_file, f"datasource {self.name} ({self.user})")
+
+
+@dataclass(frozen=True)
+class Database:
+    """The cluster's central database (`[database]`): where it listens and its datasources."""
+
+    host: str
+    port: int
+    datasources: tuple[Datasource, ...] = ()
+
+    def for_node(self, node: str) -> tuple[Datasource, ...]:
+        """The datasources `node` declares: the shared ones and its own."""
+        return tuple(d for d in self.datasources if d.node in (None, node))
+
+    def jdbc_url(self, ds: Datasource) -> str:
+        return f"jdbc:mysql://{self.host}:{self.port}/{ds.database}"
+
+
+@dataclass(frozen=True)
 class Cluster:
     """A cluster: a load balancer and its nodes, and the hosts that generate its load.
     Built from cluster.toml by `load_cluster`."""
@@ -217,6 +260,7 @@ class Cluster:
     testbed_dir: str | None = None
     source: str | None = field(default=None, compare=False)
     generators: tuple[Generator, ...] = ()
+    database: Database | None = None
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -374,6 +418,41 @@ def _generator_from(table: dict[str, Any], i: int, path: str) -> Generator:
     return gen
 
 
+def _database_from(table: Any, path: str, nodes: tuple[Node, ...]) -> Database:
+    where = "database"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: database must be a [database] table")
+    _check_unknown(table, set(Database.__dataclass_fields__), where, path)
+    port = _need(table, "port", int, where, path)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{path}: {where}.port {port} is out of range (1..65535)")
+    raw = _opt(table, "datasources", list, where, path, [])
+    names = {n.name for n in nodes}
+    out = []
+    for i, d in enumerate(raw):
+        w = f"{where}.datasources[{i}]"
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: {w} must be a [[database.datasources]] table")
+        if "password" in d:
+            raise ConfigError(f"{path}: {w}.password: cluster.toml does not hold passwords; "
+                              "name a 0600 file with password_file")
+        _check_unknown(d, set(Datasource.__dataclass_fields__), w, path)
+        ds = Datasource(name=_need(d, "name", str, w, path),
+                        database=_need(d, "database", str, w, path),
+                        user=_need(d, "user", str, w, path),
+                        password_file=_need(d, "password_file", str, w, path),
+                        node=_opt(d, "node", str, w, path, None) or None)
+        if not os.path.isabs(os.path.expanduser(ds.password_file)):
+            raise ConfigError(f"{path}: {w}.password_file {ds.password_file!r} must be an "
+                              "absolute path (or start with ~/)")
+        if ds.node is not None and ds.node not in names:
+            raise ConfigError(f"{path}: {w}.node {ds.node!r} is no node of the cluster "
+                              f"(nodes: {', '.join(sorted(names))})")
+        out.append(ds)
+    return Database(host=_need(table, "host", str, where, path), port=port,
+                    datasources=tuple(out))
+
+
 def _lb_from(table: dict[str, Any], path: str) -> LoadBalancer:
     where = "load_balancer"
     _check_unknown(table, set(LoadBalancer.__dataclass_fields__), where, path)
@@ -428,7 +507,7 @@ def cluster_from_dict(data: dict[str, Any], path: str = "<cluster>") -> Cluster:
             f"{SCHEMA_VERSION}); upgrade eiperf or rewrite the file"
         )
     _check_unknown(data, {"schema_version", "name", "testbed_dir", "load_balancer", "nodes",
-                          "generators"}, "<top>", path)
+                          "generators", "database"}, "<top>", path)
     lb = data.get("load_balancer")
     if not isinstance(lb, dict):
         raise ConfigError(f"{path}: the [load_balancer] table is missing")
@@ -457,6 +536,7 @@ def cluster_from_dict(data: dict[str, Any], path: str = "<cluster>") -> Cluster:
         testbed_dir=_opt(data, "testbed_dir", str, "<top>", path, None),
         source=path,
         generators=generators,
+        database=_database_from(data["database"], path, built) if "database" in data else None,
     )
 
 
@@ -489,6 +569,10 @@ def cluster_to_dict(cluster: Cluster) -> dict[str, Any]:
     out["nodes"] = [clean(asdict(n)) for n in cluster.nodes]
     if cluster.generators:
         out["generators"] = [clean(asdict(g)) for g in cluster.generators]
+    if cluster.database is not None:
+        db = cluster.database
+        out["database"] = {"host": db.host, "port": db.port,
+                           "datasources": [clean(asdict(d)) for d in db.datasources]}
     return out
 
 

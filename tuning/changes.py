@@ -18,6 +18,7 @@ from typing import Any
 from eicore.cluster import Cluster
 from eicore.errors import ConfigError, EiperfError
 from eicore.transport import NodeTransport
+from tuning.datasources_xml import DatasourcesEditor, read_pools
 from tuning.edit import ConfigEditor, Edit, EditorError, unified_diff
 from tuning.integrator_sh import IntegratorShEditor, read_jvm_options
 from tuning.jdk_checks import check_script, conditional_notes
@@ -31,7 +32,7 @@ NGINX = "nginx"  # the owner of the load balancer's files
 #: the editor of each kind of file (the one dispatch; every editor passes one contract suite)
 EDITORS: dict[Target, ConfigEditor] = {
     Target.JVM: IntegratorShEditor(), Target.NGINX: NginxConfEditor(),
-    Target.PASSTHRU: PassthruEditor(),
+    Target.PASSTHRU: PassthruEditor(), Target.DATASOURCES: DatasourcesEditor(),
 }
 
 
@@ -97,7 +98,9 @@ def plan_changes(cluster: Cluster, params: ParamSet, transports: TransportPool) 
         t = transports.node(node)
         for kind, path, shown in ((Target.JVM, node.integrator_sh, "bin/integrator.sh"),
                                   (Target.PASSTHRU, node.passthru_properties,
-                                   "passthru-http.properties")):
+                                   "passthru-http.properties"),
+                                  (Target.DATASOURCES, node.master_datasources,
+                                   "conf/datasources/master-datasources.xml")):
             changes = params.for_target(kind)
             if changes:
                 old = _read(t, path, node.name)
@@ -146,6 +149,7 @@ KIND_NAMES = {
     Target.JVM: "a JVM start-up script",
     Target.NGINX: "an nginx config file",
     Target.PASSTHRU: "a pass-through properties file",
+    Target.DATASOURCES: "a master-datasources.xml file",
 }
 
 
@@ -157,6 +161,8 @@ def file_kind(name: str, text: str) -> Target:
         return Target.NGINX
     if name.endswith(".properties"):
         return Target.PASSTHRU
+    if name.endswith(".xml") and "<datasource" in text:
+        return Target.DATASOURCES
     try:
         read_jvm_options(text, name)
         return Target.JVM
@@ -168,7 +174,8 @@ def file_kind(name: str, text: str) -> Target:
         return Target.PASSTHRU
     raise ConfigError(
         f"{name}: cannot tell what kind of file this is; eiperf edits integrator.sh / "
-        "wso2server.sh, nginx .conf files and passthru-http.properties"
+        "wso2server.sh, nginx .conf files, passthru-http.properties and "
+        "master-datasources.xml"
     )
 
 
@@ -231,6 +238,8 @@ def file_settings(name: str, text: str) -> tuple[Target, dict[str, object], list
         return kind, settings, notes
     if kind is Target.PASSTHRU:
         return kind, {f"passthru.{k}": v for k, v in read_properties(text).items()}, []
+    if kind is Target.DATASOURCES:
+        return kind, dict(read_pools(text, name)), []
     settings = {}
     for place in find_nginx_settings({name: text}):
         default = "default, " if place.default else ""

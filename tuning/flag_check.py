@@ -1,7 +1,7 @@
 """JVM flags checked with each node's own java before any file changes or node restarts.
 
 `java <flags> -version` runs through the node's transport with the java integrator.sh would
-pick ($JAVACMD, $JAVA_HOME/bin/java, else PATH). A refusal becomes an ApplyError with the JVM's
+pick ($JAVACMD, the JAVA_HOME the script sets, $JAVA_HOME/bin/java, else PATH). A refusal becomes an ApplyError with the JVM's
 own words and, for flags a newer JVM dropped, the known fix as an `eiperf tune apply` line.
 What the node's JDK only warns about (a flag it ignores or deprecates, a flag on the old-Java
 line of integrator.sh) comes back as notes, from the same static checks `tune apply --file`
@@ -50,7 +50,7 @@ def check_jvm_flags(
             continue
         t = transports.node(node)
         try:
-            java = node_java(t)
+            java = node_java(t, node.integrator_sh)  # the JAVA_HOME the script sets, if any
         except EiperfError:
             if change.changed:
                 raise

@@ -37,6 +37,7 @@ GC_FLAGS = {
     "ZGC": "UseZGC",
     "Shenandoah": "UseShenandoahGC",
     "Serial": "UseSerialGC",
+    "CMS": "UseConcMarkSweepGC",  # JDK 11 warns it is deprecated; JDK 15+ refuse it
 }
 GC_BY_FLAG = {flag: gc for gc, flag in GC_FLAGS.items()} | {
     "UseParallelOldGC": "Parallel",

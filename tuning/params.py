@@ -1,11 +1,12 @@
 """The tuning parameter namespace shared by the CLI, sweep files and results.
 
 A parameter is a dotted name (`jvm.xmx`, `nginx.proxy_read_timeout`, `passthru.<key>`, any
-`jvm.flag.<Name>`) with a typed value. Values are checked here, once, so that every editor,
+`jvm.flag.<Name>`, `ds.<datasource>.<property>`) with a typed value. Values are checked here, once, so that every editor,
 sweep and result sees the same normalised form; bad input gets one line saying what is wrong
 and what to write instead. The target of a name (jvm / nginx / passthru) tells a caller what a
-change needs: JVM and pass-through changes take effect only when the node restarts (EI reads
-passthru-http.properties at start-up); nginx changes need only a reload.
+change needs: JVM, pass-through and datasource changes take effect only when the node restarts
+(EI reads passthru-http.properties and master-datasources.xml at start-up); nginx changes need
+only a reload.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from eicore.gclog import DEFAULT_GC_LOG, GC_LOG_DIR
 
 Value = str | int | bool
 
-GC_CHOICES = ("G1", "Parallel", "ZGC", "Shenandoah", "Serial")
+GC_CHOICES = ("G1", "Parallel", "ZGC", "Shenandoah", "Serial", "CMS")  # CMS: JDK 8-13 (EI 6.x's 11)
 LB_METHODS = ("round_robin", "least_conn", "ip_hash")
 
 # -XX flags that have a named parameter of their own; `jvm.flag.<Name>` would bypass it.
@@ -48,6 +49,16 @@ PASSTHRU_INT_KEYS = {
     "http.max.connection.per.host.port": 1,
 }
 
+# The pool settings of a master-datasources.xml datasource (Tomcat JDBC pool): the parameter's
+# property -> the element that holds it, and the smallest value of a whole number.
+DS_PROPERTIES = {
+    "max_active": "maxActive", "max_wait": "maxWait", "min_idle": "minIdle",
+    "test_on_borrow": "testOnBorrow", "validation_query": "validationQuery",
+    "validation_interval": "validationInterval",
+}
+DS_INT_MINIMUM = {"max_active": 1, "max_wait": -1, "min_idle": 0, "validation_interval": 0}
+_DS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*")
+
 _SIZE = re.compile(r"(\d+)([kmgt])", re.IGNORECASE)
 _NGINX_TIME = re.compile(r"\d+|(?:\d+(?:ms|[smhdwMy]))+")
 _FLAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -69,6 +80,7 @@ class Target(StrEnum):
     JVM = "jvm"
     NGINX = "nginx"
     PASSTHRU = "passthru"
+    DATASOURCES = "ds"
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,29 @@ def _passthru_value(name: str, raw: object) -> Value:
     return text
 
 
+def split_ds_name(name: str) -> tuple[str, str]:
+    """`ds.WSO2_CARBON_DB.max_active` -> ("WSO2_CARBON_DB", "max_active")."""
+    datasource, _, prop = name.removeprefix("ds.").rpartition(".")
+    return datasource, prop
+
+
+def _ds_value(name: str, raw: object) -> Value:
+    _, prop = split_ds_name(name)
+    if prop in DS_INT_MINIMUM:
+        return _integer(DS_INT_MINIMUM[prop])(name, raw)
+    if prop == "test_on_borrow":
+        if isinstance(raw, bool):
+            return raw
+        text = _text(name, raw).lower()
+        if text not in ("true", "false"):
+            raise ParameterError(f"{name}: '{raw}' is not true or false")
+        return text == "true"
+    text = _text(name, raw)
+    if "\n" in text or "\r" in text:
+        raise ParameterError(f"{name}: the value spans lines; give it on one line")
+    return text
+
+
 _TABLE = (  # name, target, converter, example, help
     ("jvm.xms", Target.JVM, _size, "512m", "initial heap (-Xms)"),
     ("jvm.xmx", Target.JVM, _size, "2g", "maximum heap (-Xmx)"),
@@ -229,6 +264,10 @@ FAMILIES = {
     ),
     "passthru.": Parameter(
         "passthru.<key>", Target.PASSTHRU, _passthru_value, "400", "a passthru-http.properties key"
+    ),
+    "ds.": Parameter(
+        "ds.<datasource>.<property>", Target.DATASOURCES, _ds_value, "50",
+        f"a master-datasources.xml pool setting: {', '.join(DS_PROPERTIES)}",
     ),
 }
 
@@ -285,6 +324,9 @@ def _check_family_name(prefix: str, rest: str) -> None:
         if rest in NAMED_FLAGS:
             raise ParameterError(f"jvm.flag.{rest}: use {NAMED_FLAGS[rest]} instead")
         return
+    if prefix == "ds.":
+        _check_ds_name(rest)
+        return
     if not rest or not _PASSTHRU_KEY.fullmatch(rest):
         raise ParameterError(f"passthru.{rest}: '{rest}' is not a properties key")
     if rest not in PASSTHRU_INT_KEYS:
@@ -293,6 +335,21 @@ def _check_family_name(prefix: str, rest: str) -> None:
             raise ParameterError(
                 f"passthru.{rest}: not a pass-through key EI knows; did you mean passthru.{close[0]}?"
             )
+
+
+def _check_ds_name(rest: str) -> None:
+    datasource, prop = split_ds_name("ds." + rest)
+    example = "ds.WSO2_CARBON_DB.max_active=50"
+    if not datasource or not _DS_NAME.fullmatch(datasource):
+        raise ParameterError(f"ds.{rest}: name a datasource and a property, e.g. {example}")
+    if prop in ("password", "username", "url"):
+        raise ParameterError(f"ds.{rest}: the datasource's {prop} is not a tuning parameter; "
+                             f"tunable: {', '.join(DS_PROPERTIES)}")
+    if prop not in DS_PROPERTIES:
+        close = difflib.get_close_matches(prop, list(DS_PROPERTIES), n=1, cutoff=0.6)
+        hint = (f"did you mean ds.{datasource}.{close[0]}?" if close
+                else f"use one of {', '.join(DS_PROPERTIES)}")
+        raise ParameterError(f"ds.{rest}: '{prop}' is not a pool setting eiperf tunes; {hint}")
 
 
 def target_of(name: str) -> Target:
@@ -409,9 +466,14 @@ class ParamSet(Mapping[str, "Value | None"]):
         return frozenset(target_of(k) for k in self._values)
 
     @property
+    def datasources(self) -> dict[str, Value | None]:
+        return self.for_target(Target.DATASOURCES)
+
+    @property
     def needs_node_restart(self) -> bool:
-        """True when a JVM or pass-through value changes: EI reads both only at start-up."""
-        return bool(self.targets & {Target.JVM, Target.PASSTHRU})
+        """True when a JVM, pass-through or datasource value changes: EI reads them only at
+        start-up."""
+        return bool(self.targets & {Target.JVM, Target.PASSTHRU, Target.DATASOURCES})
 
     @property
     def needs_nginx_reload(self) -> bool:

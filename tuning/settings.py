@@ -1,5 +1,7 @@
 """A cluster's current settings, read from its files: what `tune show` prints and every run
 records in its snapshot. Keys are the tuning parameter namespace (`jvm.xmx`, `nginx.*`, ...).
+A datasource's password is recorded as `ds.<name>.password`: "set", "secure vault" or "not
+set" -- never its value.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from typing import Any
 from eicore.cluster import Cluster, Node
 from eicore.errors import EiperfError
 from eicore.transport import transport_for
+from tuning.datasources_xml import read_pools, read_secrets
 from tuning.integrator_sh import read_jvm_options
 from tuning.nginx_conf import read_nginx_settings
 from tuning.passthru_properties import read_properties
@@ -31,6 +34,14 @@ def node_settings(node: Node) -> dict[str, Any]:
         out.update({f"passthru.{k}": v for k, v in props.items()})
     except FileNotFoundError:
         pass
+    try:  # pool settings; of a password only whether it is set (never its value)
+        text = t.read_text(node.master_datasources)
+        out.update(read_pools(text))
+        out.update(read_secrets(text))
+    except FileNotFoundError:
+        pass
+    except EiperfError as e:
+        out["ds.error"] = str(e)
     return out
 
 

@@ -16,13 +16,18 @@ def print_urls(cluster: Cluster) -> None:
     print(f"  console  {lb.console_url}/carbon/             (Host: {lb.console_host_name})")
     if lb.status_url:
         print(f"  nginx    {lb.status_url}")
+    if cluster.database is not None:
+        db = cluster.database
+        print(f"  database mariadb {db.host}:{db.port} ({len(db.datasources)} datasources; "
+              "passwords in the files [database] names)")
     print(f"  cluster file: {cluster.source}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     cluster = manager.up(args.testbed_dir, nodes=args.nodes, port_base=args.port_base,
                          offset_base=args.offset_base, progress=lambda m: print(m, flush=True),
-                         jmx_auth=args.jmx_auth, hosts=args.hosts, generators=args.generators)
+                         jmx_auth=args.jmx_auth, hosts=args.hosts, generators=args.generators,
+                         java=args.java)
     print("testbed is up:")
     print_urls(cluster)
     return 0

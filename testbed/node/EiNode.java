@@ -13,10 +13,10 @@
  *   9443+o  management console (HTTPS): /carbon/
  *   localMemberPort (not offset): membership, line protocol "HELLO <domain> <uuid> <host> <port>"
  * It writes Carbon-style lines to repository/logs/wso2carbon.log and its pid to wso2carbon.pid.
- * JDK 17 standard library only; one file, no package. See README.md next to it.
+ * HTTP/HTTPS are served by PassThroughTransport.java (no jdk.httpserver: the JDK 11 runtime has
+ * none). JDK 11 standard library only (compiled with --release 11), no package. See README.md.
  */
 
-import com.sun.net.httpserver.*;
 import java.io.*;
 import java.lang.management.*;
 import java.net.*;
@@ -57,7 +57,9 @@ public final class EiNode {
     final String nodeName;
     final String listenHost = System.getProperty("eiperf.listen.host", "127.0.0.1");
     volatile Map<String, Proxy> proxies = Map.of(); // immutable, replaced whole on every (re)deploy
-    final List<HttpServer> servers = new ArrayList<>();
+    final List<PassThroughTransport.Listener> servers = new ArrayList<>();
+    final List<PassThroughTransport.Counters> counters = new ArrayList<>();
+    PassThroughTransport.IoSettings io; // io_threads_per_reactor, io_buffer_size, http.socket.timeout
     final List<ExecutorService> pools = new ArrayList<>();
     Membership membership;
     volatile boolean stopping;
@@ -113,9 +115,6 @@ public final class EiNode {
         for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) gcs.add(gc.getName());
         log.info(L_CORE, "Garbage collectors : " + String.join(", ", gcs));
         log.info(L_CORE, "JVM arguments : " + String.join(" ", ManagementFactory.getRuntimeMXBean().getInputArguments()));
-        if (!Boolean.getBoolean("sun.net.httpserver.nodelay")) {
-            log.warn(L_PT_CONFIG, "sun.net.httpserver.nodelay is not true: requests on keep-alive connections will stall ~40 ms");
-        }
         Element carbon = readXml(home.resolve("conf/carbon.xml"), L_CORE);
         String offsetText = System.getProperty("portOffset", text(child(child(carbon, "Ports"), "Offset"), "0"));
         int offset;
@@ -128,37 +127,33 @@ public final class EiNode {
         SSLContext ssl = sslContext(child(child(carbon, "Security"), "KeyStore"));
 
         // Bind everything first: a taken port must stop the node before it claims to be up.
+        // One worker pool behind both pass-through listeners, as in Synapse; the console has its own.
         int http = 8280 + offset, https = 8243 + offset, mgt = 9443 + offset;
-        HttpServer httpServer = bind(HttpServer.create(), "Pass-through HTTP Listener", http);
-        HttpsServer httpsServer = bind(HttpsServer.create(), "Pass-through HTTPS Listener", https);
-        HttpsServer console = bind(HttpsServer.create(), "Management Console", mgt);
+        ThreadPoolExecutor consolePool = new ThreadPoolExecutor(4, 4, 60, TimeUnit.SECONDS, new LinkedBlockingQueue<>(),
+                named("http-nio-" + mgt + "-exec-"));
+        pools.addAll(List.of(workers, consolePool));
+        PassThroughTransport.Listener httpL = bind("Pass-through HTTP Listener", "HTTP-Listener", http, null, workers,
+                ex -> passThrough(ex, "http", http), "http");
+        PassThroughTransport.Listener httpsL = bind("Pass-through HTTPS Listener", "HTTPS-Listener", https, ssl, workers,
+                ex -> passThrough(ex, "https", https), "https");
+        PassThroughTransport.Listener console = bind("Management Console", "http-nio-" + mgt, mgt, ssl, consolePool,
+                this::console, null);
         membership = Membership.configure(home);
         Deployer deployer = new Deployer(home.resolve(PROXY_DIR));
         deployer.scan();
 
         Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "Shutdown Hook"));
         if (membership != null) membership.start();
-        HttpsConfigurator tls = new HttpsConfigurator(ssl) {
-            @Override
-            public void configure(HttpsParameters p) {
-                SSLParameters sp = getSSLContext().getDefaultSSLParameters();
-                sp.setProtocols(new String[] {"TLSv1.3", "TLSv1.2"});
-                p.setSSLParameters(sp);
+        for (PassThroughTransport.Counters c : counters) {
+            try {
+                c.register(c == httpL.counters ? "http" : "https");
+            } catch (javax.management.JMException e) {
+                log.warn(L_LISTENER, "Cannot register the pass-through MBeans: " + e);
             }
-        };
-        httpsServer.setHttpsConfigurator(tls);
-        console.setHttpsConfigurator(tls);
-        httpServer.createContext("/", ex -> passThrough(ex, "http", http));
-        httpsServer.createContext("/", ex -> passThrough(ex, "https", https));
-        console.createContext("/", this::console);
-        httpServer.setExecutor(workers); // one worker pool behind both listeners, as in Synapse
-        httpsServer.setExecutor(workers);
-        ExecutorService consolePool = Executors.newFixedThreadPool(4, named("http-nio-" + mgt + "-exec-"));
-        console.setExecutor(consolePool);
-        pools.addAll(List.of(workers, consolePool));
-        httpServer.start();
+        }
+        httpL.start();
         log.info(L_LISTENER, "Pass-through HTTP Listener started on " + listenHost + ":" + http);
-        httpsServer.start();
+        httpsL.start();
         log.info(L_LISTENER, "Pass-through HTTPS Listener started on " + listenHost + ":" + https);
         console.start();
         log.info(L_FINALIZER, "Mgt Console URL  : https://" + listenHost + ":" + mgt + "/carbon/");
@@ -170,12 +165,19 @@ public final class EiNode {
         log.info(L_FINALIZER, String.format(Locale.ROOT, "WSO2 Carbon started in %.1f sec", secs));
     }
 
-    /** Bind a listener to listenHost:port, or stop the node with one line naming the port. */
-    <S extends HttpServer> S bind(S server, String what, int port) throws StartupError {
+    /**
+     * Bind a listener to listenHost:port, or stop the node with one line naming the port.
+     * `scheme` names its MBeans (null: none, the console's).
+     */
+    PassThroughTransport.Listener bind(String what, String threads, int port, SSLContext ssl, ThreadPoolExecutor pool,
+                                       PassThroughTransport.Handler handler, String scheme) throws StartupError {
+        PassThroughTransport.Counters c = new PassThroughTransport.Counters(pool);
         try {
-            server.bind(new InetSocketAddress(listenHost, port), 1024);
-            servers.add(server);
-            return server;
+            PassThroughTransport.Listener l = new PassThroughTransport.Listener(threads, new InetSocketAddress(listenHost, port), ssl,
+                    io, pool, handler, c, this::warnRejected);
+            servers.add(l);
+            if (scheme != null) counters.add(c);
+            return l;
         } catch (IOException e) {
             throw new StartupError(L_LISTENER, "Cannot start " + what + ": port " + port + " on " + listenHost
                     + " is not available (" + e.getMessage() + ")");
@@ -187,9 +189,8 @@ public final class EiNode {
     static final long DRAIN_LIMIT_MS = 2000;
 
     /**
-     * Wait (bounded) until no pass-through request is in flight. HttpServer.stop(0) would cut
-     * them, and nginx does not resend a POST it already sent: the client would see a 502. Not
-     * stop(delay): on JDK 17 that always waits the whole delay, even when nothing is in flight.
+     * Wait (bounded) until no pass-through request is in flight. Closing the listeners would cut
+     * them, and nginx does not resend a POST it already sent: the client would see a 502.
      */
     void drainInFlight(long limitMs) {
         long end = System.nanoTime() + limitMs * 1_000_000L;
@@ -204,7 +205,8 @@ public final class EiNode {
         log.info(L_SERVER_MGR, "Stopping WSO2 Carbon...");
         if (membership != null) membership.close(); // first, so the peers see this node leave at once
         drainInFlight(DRAIN_LIMIT_MS);              // a rolling restart loses no request
-        for (HttpServer s : servers) s.stop(0);     // frees the ports now
+        for (PassThroughTransport.Listener s : servers) s.close(); // frees the ports now
+        for (PassThroughTransport.Counters c : counters) c.unregister();
         log.info(L_LISTENER, "Pass-through HTTP and HTTPS Listeners stopped");
         for (ExecutorService p : pools) p.shutdownNow();
         log.info(L_SERVER_MGR, "Halting JVM");
@@ -252,25 +254,26 @@ public final class EiNode {
             log.warn(L_PT_CONFIG, "worker_pool_size_max " + max + " is below worker_pool_size_core " + core + ": using " + core);
             max = core;
         }
-        // Idle keep-alive connections close after http.socket.timeout, as in the pass-through transport;
-        // the JDK server's default cap of 200 idle connections would close busy ones. -D flags win.
-        System.setProperty("sun.net.httpserver.idleInterval",
-                System.getProperty("sun.net.httpserver.idleInterval", String.valueOf(Math.max(1, (timeout + 999) / 1000))));
-        System.setProperty("sun.net.httpserver.maxIdleConnections", System.getProperty("sun.net.httpserver.maxIdleConnections", "10000"));
+        int ioThreads = intProp(p, "io_threads_per_reactor", 2, 1), buffer = intProp(p, "io_buffer_size", 16384, 512);
+        // Idle connections close after http.socket.timeout, as in the pass-through transport.
+        io = new PassThroughTransport.IoSettings(ioThreads, buffer, timeout);
         // As in Synapse: -1 is an unbounded queue (so the pool never grows past core), else a bounded one.
         BlockingQueue<Runnable> q = queue < 0 ? new LinkedBlockingQueue<>() : queue == 0 ? new SynchronousQueue<>() : new ArrayBlockingQueue<>(queue);
-        AtomicLong lastWarn = new AtomicLong();
-        ThreadPoolExecutor pool = new ThreadPoolExecutor(core, max, keepAlive, TimeUnit.SECONDS, q, named("PassThroughMessageProcessor-"),
-                (r, ex) -> {
-                    long now = System.currentTimeMillis(), last = lastWarn.get();
-                    if (now - last > 1000 && lastWarn.compareAndSet(last, now)) { // at most one line a second
-                        log.warn(L_PT_CONFIG, "Worker pool exhausted (" + ex.getPoolSize() + " threads, queue full): closing connections");
-                    }
-                    throw new RejectedExecutionException("worker pool exhausted"); // the JDK server then closes the connection
-                });
+        ThreadPoolExecutor pool = new ThreadPoolExecutor(core, max, keepAlive, TimeUnit.SECONDS, q, named("PassThroughMessageProcessor-"));
         log.info(L_PT_CONFIG, "Pass-through worker pool: core " + core + ", max " + max + ", keep-alive " + keepAlive + " sec, queue "
                 + (queue < 0 ? "unbounded" : String.valueOf(queue)) + ", socket timeout " + timeout + " ms");
+        log.info(L_PT_CONFIG, "Pass-through I/O: " + ioThreads + " I/O threads per reactor, buffer " + buffer + " bytes");
         return pool;
+    }
+
+    final AtomicLong lastRejectWarn = new AtomicLong();
+
+    /** A request the worker pool refused (counted by the listener, answered 503): one WARN a second at most. */
+    void warnRejected() {
+        long now = System.currentTimeMillis(), last = lastRejectWarn.get();
+        if (now - last > 1000 && lastRejectWarn.compareAndSet(last, now)) {
+            log.warn(L_PT_CONFIG, "Worker pool exhausted (queue full): answering 503 Service Unavailable");
+        }
     }
 
     static int intProp(Properties p, String key, int dflt, int min) {
@@ -287,34 +290,29 @@ public final class EiNode {
         AtomicInteger n = new AtomicInteger();
         return r -> {
             Thread t = new Thread(r, prefix + n.incrementAndGet());
-            t.setDaemon(true); // the HttpServer dispatcher threads keep the JVM alive, not the pools
+            t.setDaemon(true); // the listeners' acceptor threads keep the JVM alive, not the pools
             return t;
         };
     }
 
     // ------------------------------------------------------------------ pass-through transport
 
-    void passThrough(HttpExchange ex, String transport, int port) {
+    void passThrough(PassThroughTransport.Exchange ex, String transport, int port) {
         inFlight.incrementAndGet();
         try {
-            ex.getResponseHeaders().set("Server", "WSO2-PassThrough-HTTP");
+            ex.setResponseHeader("Server", "WSO2-PassThrough-HTTP");
             mediate(ex, transport, port);
-        } catch (IOException e) {
-            // the client went away; nothing to answer
         } catch (Throwable t) {
             log.error(L_RELAY, "Error while processing " + ex.getRequestURI() + ": " + t);
-            try {
-                if (ex.getResponseCode() < 0) send(ex, 500, XML, fault("soapenv:Server", String.valueOf(t.getMessage())));
-            } catch (IOException ignored) { /* the client went away */ }
+            if (ex.getResponseCode() < 0) send(ex, 500, XML, fault("soapenv:Server", String.valueOf(t.getMessage())));
         } finally {
-            ex.close();
             inFlight.decrementAndGet();
         }
     }
 
-    void mediate(HttpExchange ex, String transport, int port) throws IOException {
+    void mediate(PassThroughTransport.Exchange ex, String transport, int port) throws IOException {
         String path = ex.getRequestURI().getPath(), method = ex.getRequestMethod();
-        byte[] body = ex.getRequestBody().readAllBytes(); // drained, so the connection can be reused
+        byte[] body = ex.getRequestBody(); // read whole by the reactor (Content-Length or chunked)
         Proxy proxy = lookup(path);
         if (proxy == null || !proxy.transports.contains(transport)) {
             send(ex, 404, XML, fault("soapenv:Client", "The endpoint reference (EPR) for the Operation not found is " + path));
@@ -326,14 +324,14 @@ public final class EiNode {
                 send(ex, 200, TEXT, utf8("Proxy service " + proxy.name + " is deployed on " + nodeName + "\n"));
             }
         } else if (!method.equals("POST") && !method.equals("PUT")) {
-            ex.getResponseHeaders().set("Allow", "GET, HEAD, POST, PUT");
+            ex.setResponseHeader("Allow", "GET, HEAD, POST, PUT");
             send(ex, 405, TEXT, utf8("Method " + method + " is not allowed\n"));
         } else {
             message(ex, proxy, path, body);
         }
     }
 
-    void message(HttpExchange ex, Proxy proxy, String path, byte[] body) throws IOException {
+    void message(PassThroughTransport.Exchange ex, Proxy proxy, String path, byte[] body) throws IOException {
         // Build the message for real: this allocation is what makes heap and GC settings matter.
         String type = ex.getRequestHeaders().getFirst("Content-Type");
         String lc = type == null ? "" : type.toLowerCase(Locale.ROOT);
@@ -365,14 +363,9 @@ public final class EiNode {
         return p;
     }
 
-    static void send(HttpExchange ex, int code, String type, byte[] body) throws IOException {
-        if (type != null) ex.getResponseHeaders().set("Content-Type", type);
-        if (body.length == 0 || ex.getRequestMethod().equals("HEAD")) {
-            ex.sendResponseHeaders(code, -1);
-            return;
-        }
-        ex.sendResponseHeaders(code, body.length); // a fixed length keeps the connection alive
-        try (OutputStream out = ex.getResponseBody()) { out.write(body); }
+    /** Answer with a fixed length (keeps the connection alive); the transport's reactor writes it. */
+    static void send(PassThroughTransport.Exchange ex, int code, String type, byte[] body) {
+        ex.send(code, type, body);
     }
 
     static byte[] fault(String code, String reason) {
@@ -412,28 +405,21 @@ public final class EiNode {
 
     // ------------------------------------------------------------------ management console
 
-    void console(HttpExchange ex) {
-        try {
-            ex.getRequestBody().readAllBytes();
-            ex.getResponseHeaders().set("Server", "WSO2 Carbon Server");
-            String path = ex.getRequestURI().getPath();
-            if (path.equals("/")) {
-                ex.getResponseHeaders().set("Location", "/carbon/");
-                send(ex, 302, null, new byte[0]);
-            } else if (path.equals("/carbon") || path.startsWith("/carbon/")) {
-                StringBuilder list = new StringBuilder();
-                for (String name : new TreeSet<>(proxies.keySet())) list.append("<li>").append(xmlEscape(name)).append("</li>");
-                send(ex, 200, HTML, utf8("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>WSO2 Management Console</title>"
-                        + "</head><body><h1>WSO2 Enterprise Integrator</h1><p>Node: <b id=\"node\">" + xmlEscape(nodeName) + "</b>"
-                        + (membership != null ? " (cluster member " + membership.uuid + ")" : "") + "</p>"
-                        + "<h2>Proxy services</h2><ul>" + list + "</ul></body></html>\n"));
-            } else {
-                send(ex, 404, HTML, utf8("<html><body>Not found: " + xmlEscape(path) + "</body></html>\n"));
-            }
-        } catch (IOException e) {
-            // the browser went away
-        } finally {
-            ex.close();
+    void console(PassThroughTransport.Exchange ex) {
+        ex.setResponseHeader("Server", "WSO2 Carbon Server");
+        String path = ex.getRequestURI().getPath();
+        if (path.equals("/")) {
+            ex.setResponseHeader("Location", "/carbon/");
+            send(ex, 302, null, new byte[0]);
+        } else if (path.equals("/carbon") || path.startsWith("/carbon/")) {
+            StringBuilder list = new StringBuilder();
+            for (String name : new TreeSet<>(proxies.keySet())) list.append("<li>").append(xmlEscape(name)).append("</li>");
+            send(ex, 200, HTML, utf8("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>WSO2 Management Console</title>"
+                    + "</head><body><h1>WSO2 Enterprise Integrator</h1><p>Node: <b id=\"node\">" + xmlEscape(nodeName) + "</b>"
+                    + (membership != null ? " (cluster member " + membership.uuid + ")" : "") + "</p>"
+                    + "<h2>Proxy services</h2><ul>" + list + "</ul></body></html>\n"));
+        } else {
+            send(ex, 404, HTML, utf8("<html><body>Not found: " + xmlEscape(path) + "</body></html>\n"));
         }
     }
 
@@ -574,7 +560,7 @@ public final class EiNode {
         }
 
         /** The message as Synapse's LogMediator builds it: full and headers extend simple. */
-        String message(String to, String messageId, Headers headers, byte[] body) {
+        String message(String to, String messageId, PassThroughTransport.Headers headers, byte[] body) {
             StringBuilder sb = new StringBuilder(160);
             if (!level.equals("custom")) {
                 sb.append("To: ").append(to).append(separator).append("MessageID: ").append(messageId).append(separator).append("Direction: request");

@@ -1,7 +1,9 @@
 """The ConfigEditor contract (tuning.edit), checked for every editor on files shaped like the
 product's own: EI 6.0 / 6.6 and old Carbon start-up scripts (one with an operator's comments),
 the nginx guide's vhosts and a main nginx.conf with `stream {}` beside `http {}` and `backup`
-servers, the shipped passthru-http.properties -- each also with CRLF line ends.
+servers, the shipped passthru-http.properties, the shipped and the clustering guide's
+master-datasources.xml (a commented-out datasource, tabs, no final newline) -- each also with
+CRLF line ends.
 
 Each editor is described once in IMPLEMENTATIONS: its realistic inputs (`Case`), with values
 they already set, a change, the change that sets it back, and the refusals it must make.
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tuning.datasources_xml import DatasourcesEditor, read_pools
 from tuning.edit import ConfigEditor, Edit, EditorError
 from tuning.integrator_sh import IntegratorShEditor, read_jvm_options
 from tuning.nginx_conf import NginxConfEditor, read_nginx_settings
@@ -82,6 +85,18 @@ def _hash_comments(text: str) -> list[str]:
     return [m.group(1) for m in re.finditer(r"(?:^|[ \t])(#[^\r\n]*)", text, re.MULTILINE)]
 
 
+def _ds_read(files: Mapping[str, str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, text in files.items():
+        out |= read_pools(text, name)
+    return out
+
+
+def _xml_comments(text: str) -> list[str]:
+    """`<!-- ... -->` comments of an XML file, in order."""
+    return re.findall(r"<!--.*?-->", text, re.S)
+
+
 def _properties_comments(text: str) -> list[str]:
     """Comment lines of a properties file (a `#` after a value is part of the value)."""
     return [line.strip() for line in text.splitlines() if line.lstrip().startswith(("#", "!"))]
@@ -93,6 +108,12 @@ JVM_SAME = {"jvm.xms": "256m", "jvm.xmx": "1024m"}
 PASSTHRU_SAME = {"passthru.worker_pool_size_core": 400, "passthru.io_buffer_size": 16384}
 PASSTHRU_CHANGE = {"passthru.worker_pool_size_core": 200, "passthru.http.socket.timeout": 60000}
 PASSTHRU_BACK = {"passthru.worker_pool_size_core": 400, "passthru.http.socket.timeout": 180000}
+DS_SAME = {"ds.WSO2_CARBON_DB.max_active": 50, "ds.WSO2_CARBON_DB.test_on_borrow": True,
+           "ds.WSO2_CARBON_DB.validation_query": "SELECT 1"}
+DS_CHANGE = {"ds.WSO2_CARBON_DB.max_active": 20, "ds.WSO2_CARBON_DB.max_wait": 1000,
+             "ds.WSO2_CARBON_DB.validation_query": "SELECT 1 FROM DUAL"}
+DS_BACK = {"ds.WSO2_CARBON_DB.max_active": 50, "ds.WSO2_CARBON_DB.max_wait": 60000,
+           "ds.WSO2_CARBON_DB.validation_query": "SELECT 1"}
 STREAM = Case(
     ("nginx-stream.conf",),
     same={
@@ -227,6 +248,29 @@ IMPLEMENTATIONS = {
         not_this_kind=None,
         reason="any text parses as properties; tune apply --file tells the kind by name/content",
     ),
+    "datasources_xml": Impl(
+        editor=DatasourcesEditor(),
+        cases={
+            "testbed": Case(("master-datasources-testbed.xml",), DS_SAME, DS_CHANGE, DS_BACK),
+            "shipped": Case(("master-datasources-ei660.xml",), DS_SAME, DS_CHANGE, DS_BACK),
+            "shipped-crlf": Case(("master-datasources-ei660-crlf.xml",), DS_SAME, DS_CHANGE,
+                                 DS_BACK),
+            "guide": Case(
+                ("master-datasources-guide.xml",),
+                DS_SAME | {"ds.WSO2_SHARED_REG_DB.max_active": 80},
+                DS_CHANGE | {"ds.WSO2_SHARED_REG_DB.max_active": 40},
+                DS_BACK | {"ds.WSO2_SHARED_REG_DB.max_active": 80},
+                edited_comment="<!-- two nodes x 40: see OPS-207 -->",
+            ),
+        },
+        read=_ds_read,
+        comments=_xml_comments,
+        grow={"ds.WSO2_CARBON_DB.min_idle": 3},
+        other_target="passthru.io_buffer_size",
+        misspelt=("ds.WSO2_CARBON_DB.max_activ", "ds.WSO2_CARBON_DB.max_active"),
+        bad_value=("ds.WSO2_CARBON_DB.max_active", "lots"),
+        not_this_kind="integrator.sh",
+    ),
 }
 CASES = [(impl, case) for impl in IMPLEMENTATIONS for case in IMPLEMENTATIONS[impl].cases]
 
@@ -261,7 +305,8 @@ def has_bare_lf(text: str) -> bool:
 
 def test_is_a_config_editor_for_one_target(impl):
     assert isinstance(impl.editor, ConfigEditor)
-    prefixes = {Target.JVM: "jvm.", Target.NGINX: "nginx.", Target.PASSTHRU: "passthru."}
+    prefixes = {Target.JVM: "jvm.", Target.NGINX: "nginx.", Target.PASSTHRU: "passthru.",
+                Target.DATASOURCES: "ds."}
     for case in impl.cases.values():
         for name in (*case.change, *case.same, *impl.grow):
             assert name.startswith(prefixes[impl.editor.target])

@@ -28,7 +28,7 @@ warmup = "1s"
 BAD = {
     "no_unit": ('[parameters]\n"jvm.xmx" = ["512"]', "jvm.xmx", "has no unit"),
     "unknown_param": ('[parameters]\n"jvm.xmxx" = ["1g"]', "jvm.xmxx", "did you mean jvm.xmx"),
-    "unquoted_typo": ("[parameters]\njvm.gc = [\"CMS\"]", "jvm.gc", "is not one of"),
+    "unquoted_typo": ("[parameters]\njvm.gc = [\"Epsilon\"]", "jvm.gc", "is not one of"),
     "strategy": ('strategy = "random"\n[parameters]\n"jvm.xmx" = ["1g"]', "strategy", "grid"),
     "xms_above_xmx": ('[parameters]\n"jvm.xmx" = ["1g"]\n"jvm.xms" = ["2g"]', "[parameters]",
                       "above jvm.xmx"),

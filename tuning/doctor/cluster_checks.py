@@ -7,7 +7,10 @@ hosts, a member port or port offset taken twice on one host, an offset that diff
 cluster.toml's) fails: nodes do not form one cluster, or eiperf talks to the wrong ports.
 Host names, proxyPort, plain-text passwords and drift between nodes (pass-through settings,
 JVM flags of bin/integrator.sh as the JVM would see them, deployed proxies) warn, the
-differences listed. A password's value is never shown.
+differences listed. The central database (master-datasources.xml, registry.xml): registry mounts
+that do not reach one shared database from every node, or local registries two nodes share,
+fail; pool settings that differ and plain-text datasource passwords warn. A password's value is
+never shown.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 from eicore.cluster import Cluster, LoadBalancer, Node
 from eicore.errors import EiperfError
+from tuning.datasources_xml import read_pools, read_secrets
 from tuning.doctor.facts import NODE_FILES, NodeFacts
 from tuning.doctor.row import Area, Row, Verdict
 from tuning.integrator_sh import read_jvm_options
@@ -241,6 +245,93 @@ def _drift_rows(facts: list[NodeFacts]) -> list[Row]:
     return rows
 
 
+def _jndi_urls(text: str) -> dict[str, str]:
+    """{JNDI name: JDBC URL} of a master-datasources.xml (no passwords read)."""
+    out = {}
+    for ds in ET.fromstring(text).iter("datasource"):
+        jndi, url = ds.findtext("jndiConfig/name"), ds.findtext("definition/configuration/url")
+        if jndi and url:
+            out[jndi.strip()] = url.strip()
+    return out
+
+
+def registry_targets(registry: str, datasources: str) -> tuple[str | None, dict[str, str | None]]:
+    """The JDBC URL of a node's local registry, and of each mount path's database (None where
+    the chain dbConfig -> dataSource -> datasource url breaks)."""
+    urls = _jndi_urls(datasources)
+    root = ET.fromstring(registry)
+    configs = {c.get("name"): (c.findtext("dataSource") or "").strip()
+               for c in root.findall("dbConfig")}
+    instances = {(r.findtext("id") or "").strip(): (r.findtext("dbConfig") or "").strip()
+                 for r in root.findall("remoteInstance")}
+    local = urls.get(configs.get((root.findtext("currentDBConfig") or "").strip(), ""))
+    mounts = {m.get("path") or "?": urls.get(configs.get(instances.get(
+        (m.findtext("instanceId") or "").strip(), ""), ""))
+        for m in root.findall("mount")}
+    return local, mounts
+
+
+def _database_rows(facts: list[NodeFacts]) -> list[Row]:
+    """Registry mounts on one shared database, local registries apart, pools alike, passwords
+    not in plain text -- for clusters whose nodes have master-datasources.xml."""
+    have = [f for f in facts if f.files.get("master-datasources.xml") is not None]
+    if not have:
+        return []
+    rows, locals_, mounts = [], {}, {}
+    for f in have:
+        host = f"{f.name} ({f.host})"
+        ds_text = f.files["master-datasources.xml"] or ""
+        reg = f.files.get("registry.xml")
+        try:
+            if reg is not None:
+                locals_[f.name], mounts[f.name] = registry_targets(reg, ds_text)
+            secrets = read_secrets(ds_text)
+        except (ET.ParseError, EiperfError) as e:
+            rows.append(_row(host, "datasource files", f"(unreadable: {e})", "valid XML",
+                             Verdict.FAIL))
+            continue
+        plain = [k.split(".")[1] for k, v in secrets.items() if v == "set"]
+        rows.append(_row(host, "plain-text datasource passwords", ", ".join(plain) or "none",
+                         "none (Secure Vault)", Verdict.WARN if plain else Verdict.OK,
+                         '<password svns:secretAlias="Datasources.<NAME>.Configuration.'
+                         'Password"/> (bin/ciphertool.sh -Dconfigure)',
+                         "conf/datasources/master-datasources.xml"))
+    want = ("/_system/config", "/_system/governance")
+    shown = {n: {p: m.get(p) for p in want} for n, m in mounts.items()}
+    targets = {u for m in shown.values() for u in m.values()}
+    broken = [f"{n} {p}" for n, m in shown.items() for p, u in m.items() if u is None]
+    current = "; ".join(
+        f"{n}: " + ", ".join(f"{p} -> {u or '(none)'}" for p, u in m.items())
+        for n, m in shown.items()) or "(no registry.xml)"
+    ok = len(shown) == len(have) and not broken and len(targets) == 1
+    rows.append(_row("all nodes", "registry mounts on one shared database",
+                     f"one database ({next(iter(targets))})" if ok else current,
+                     "/_system/config and /_system/governance -> the same shared database",
+                     Verdict.OK if ok else Verdict.FAIL,
+                     '<mount path="/_system/config"> via remoteInstance dbConfig '
+                     '"sharedregistry" to WSO2_SHARED_REG_DB', "conf/registry.xml"))
+    seen = Counter(u for u in locals_.values() if u)
+    shared_local = sorted(u for u, k in seen.items() if k > 1)
+    rows.append(_row("all nodes", "local registries apart",
+                     "shared: " + ", ".join(shared_local) if shared_local
+                     else f"{len(seen)} separate databases", "one database per node",
+                     Verdict.FAIL if shared_local else Verdict.OK,
+                     "point each node's WSO2_CARBON_DB at its own REGISTRY_LOCAL<n>",
+                     "conf/datasources/master-datasources.xml"))
+    if len(have) > 1:
+        pools = {f.name: read_pools(f.files["master-datasources.xml"] or "") for f in have}
+        keys = sorted({k for p in pools.values() for k in p})
+        differ = [k + " (" + ", ".join(f"{n} {p.get(k, '-')}" for n, p in pools.items()) + ")"
+                  for k in keys if len({p.get(k) for p in pools.values()}) > 1]
+        rows.append(_row("all nodes", "datasource pool settings alike",
+                         "differ: " + "; ".join(differ) if differ
+                         else f"identical ({len(keys)} settings)", "identical",
+                         Verdict.WARN if differ else Verdict.OK,
+                         "eiperf tune apply --set ds.<datasource>.<property>=<value> "
+                         "(sets every node)", "conf/datasources/master-datasources.xml"))
+    return rows
+
+
 def check_cluster(cluster: Cluster, facts: tuple[NodeFacts, ...]) -> list[Row]:
     """Every cluster-configuration row, from the nodes' files."""
     rows, configs = [], []
@@ -268,4 +359,5 @@ def check_cluster(cluster: Cluster, facts: tuple[NodeFacts, ...]) -> list[Row]:
     rows += _unique_rows(configs)
     for c in configs:
         rows += _carbon_rows(c, cluster.load_balancer)
-    return rows + _drift_rows([f for f in facts if not f.error])
+    ok = [f for f in facts if not f.error]
+    return rows + _drift_rows(ok) + _database_rows(ok)

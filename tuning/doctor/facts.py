@@ -39,6 +39,8 @@ NODE_FILES = {
     "catalina-server.xml": ("conf", "tomcat", "catalina-server.xml"),
     "passthru-http.properties": ("conf", "passthru-http.properties"),
     "integrator.sh": ("bin", "integrator.sh"),
+    "master-datasources.xml": ("conf", "datasources", "master-datasources.xml"),
+    "registry.xml": ("conf", "registry.xml"),
 }
 
 
