@@ -135,7 +135,9 @@ def execute(path: Path, parameters: dict[str, Any]) -> Any:
         return papermill.execute_notebook(
             str(path), None, parameters=parameters, kernel_name=kernelspec.NATIVE_KERNEL_NAME,
             progress_bar=False, cwd=str(Path.cwd()), execution_timeout=CELL_TIMEOUT_S,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # not its TCP-on-loopback note
+            # the kernel's own log stays out of the user's terminal: its TCP-on-loopback note,
+            # and "KeyboardInterrupt caught in kernel" (ERROR) when a failing cell ends the run
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except papermill.PapermillExecutionError as e:
         evalue = " ".join(str(e.evalue).split())
         raise EiperfError(f"{path.stem}: cell {e.exec_count} failed: {e.ename}: {evalue}") \

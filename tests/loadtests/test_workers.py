@@ -24,7 +24,7 @@ import pytest
 import tomli_w
 
 from eicore.cluster import Cluster, Generator, load_cluster, save_cluster
-from eicore.results import RunStatus, read_run_record
+from eicore.results import SCHEMA_VERSION, RunStatus, read_run_record
 from eicore.transport import transport_for
 from loadtests.generators import (
     LOCAL,
@@ -131,7 +131,7 @@ def test_two_local_workers_name_every_row_and_match_locust(testbed, results_dir)
     assert "2 Locust workers: 2 on local" in r.stdout
     run = only_run(results_dir)
     rec = read_run_record(run)
-    assert rec.status is RunStatus.COMPLETE and rec.schema_version == 2
+    assert rec.status is RunStatus.COMPLETE and rec.schema_version == SCHEMA_VERSION
     assert rec.generator["processes"] == 2 and rec.generator["mode"] == "master-workers"
     rows = assert_rows_are_locusts(run)
     assert set(rows["worker"]) == {"local-1", "local-2"}
