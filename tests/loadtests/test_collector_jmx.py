@@ -187,10 +187,15 @@ def test_synapse_passthrough_mbeans_are_recorded_when_present(testbed, synapse_n
     assert "heap_max_bytes" in got  # the standard beans of the same JVM next to them
 
 
-def test_testbed_nodes_have_no_synapse_series(testbed):
+def test_testbed_nodes_give_the_pass_through_series(testbed):
+    """The node's transport registers the MBeans a real node's pass-through transport does."""
     with JmxCollector(testbed) as collector:
         rows = collector.sample(time.time())
-    assert rows and not any(r.metric.startswith("synapse.") for r in rows)
+    names = {(r.node, r.metric) for r in rows}
+    for node in ("node1", "node2"):
+        for metric in ("synapse.Transport.passthru-http-receiver.ActiveThreadCount",
+                       "synapse.Transport.passthru-http-receiver.QueueSize"):
+            assert (node, metric) in names, sorted(m for n, m in names if n == node)
     assert collector.gaps == 0
 
 

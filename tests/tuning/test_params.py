@@ -64,7 +64,8 @@ def test_parse_assignment_checks_and_normalises(text, expected):
         ("jvm.xmx=", "jvm.xmx: no value given; use e.g. jvm.xmx=2g"),
         ("jvm.xmx2g", "'jvm.xmx2g' is not an assignment; use NAME=VALUE, e.g. jvm.xmx=2g"),
         ("=2g", "'=2g' is not an assignment; use NAME=VALUE, e.g. jvm.xmx=2g"),
-        ("jvm.gc=CMS", "jvm.gc: 'CMS' is not one of G1, Parallel, ZGC, Shenandoah, Serial"),
+        ("jvm.gc=Epsilon", "jvm.gc: 'Epsilon' is not one of G1, Parallel, ZGC, Shenandoah, "
+                           "Serial, CMS"),
         (
             "nginx.proxy_read_timeout=5 min",
             "nginx.proxy_read_timeout: '5 min' is not an nginx time; use e.g. 60s, 5m, 500ms or 60 (seconds)",

@@ -5,7 +5,6 @@ Optuna sweep runs. Trials are ~3 s of load each."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -24,25 +23,19 @@ from eicore.lbclient import LbClient
 from eicore.sweeps import SweepStatus, TrialState, read_trials
 from eicore.transport import LocalTransport
 from loadtests.verify import SERVICE, soap_envelope
+from tests.tuning.test_apply import config_snapshot as root_snapshot
+from tests.tuning.test_apply import root_of
 from tuning.params import size_to_bytes
 from tuning.sweep import run_sweep
 from tuning.sweep_spec import load_spec
 
 EIPERF = [sys.executable, "-m", "eiperf.cli"]
-RUNTIME = ("logs", "tmp", "temp")
 LOAD = '[load]\nusers = 2\nduration = "2s"\nwarmup = "1s"\n'
 
 
 def config_snapshot(cluster: Cluster) -> dict[str, tuple[str, int]]:
-    """sha256 and mode of every config file of the testbed (logs, pids, temp files left out)."""
-    root = Path(cluster.source).parent
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if not p.is_file() or p.name.endswith(".pid") or any(x in RUNTIME for x in rel.parts):
-            continue
-        out[str(rel)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode & 0o7777)
-    return out
+    """sha256 and mode of every config file of the testbed (tests/tuning/test_apply.py's)."""
+    return root_snapshot(root_of(cluster))
 
 
 def nodes_alive(cluster: Cluster) -> bool:

@@ -132,20 +132,35 @@ def test_sigkill_mid_apply_is_restored_by_the_next_command(testbed, tmp_path):
         (["--set", "jvm.xmx"], "not an assignment"),
         (["--unset", "jvm.nope"], "not a tuning parameter"),
         ([], "nothing to apply"),
-        (["--set", "jvm.flag.MaxPermSize=256m"], "-XX:MaxMetaspaceSize=256m"),
-        (["--set", "jvm.flag.UseConcMarkSweepGC=true"], "jvm.gc=G1"),
         (["--set", "nginx.proxy_read_timeout=999999999999999999999s"], "nginx -t refused"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_changes(testbed, tmp_path, args, needle):
-    root = root_of(testbed)
-    before, pids_before = config_snapshot(root), pids(testbed)
-    r = eiperf("tune", "apply", "--cluster", testbed.source, *args, results=tmp_path)
+    refused_unchanged(testbed, tmp_path, args, needle)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "jvm.flag.MaxPermSize=256m"], "-XX:MaxMetaspaceSize=256m"),
+        (["--set", "jvm.flag.UseConcMarkSweepGC=true"], "jvm.gc=G1"),
+    ],
+)
+def test_flags_jdk_17_refuses_are_one_line_and_nothing_changes(testbed17, tmp_path, args,
+                                                                 needle):
+    """JDK 11 (the default nodes) only warns about these; JDK 17 refuses to start with them."""
+    refused_unchanged(testbed17, tmp_path, args, needle)
+
+
+def refused_unchanged(cluster, tmp_path, args, needle) -> None:
+    root = root_of(cluster)
+    before, pids_before = config_snapshot(root), pids(cluster)
+    r = eiperf("tune", "apply", "--cluster", cluster.source, *args, results=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert lines[0].startswith("eiperf tune: error:")
-    assert config_snapshot(root) == before and pids(testbed) == pids_before
+    assert config_snapshot(root) == before and pids(cluster) == pids_before
     assert journals(tmp_path) == []
 
 
