@@ -106,6 +106,10 @@ public final class EiNode {
     void start() throws Exception {
         writePidFile();
         Files.createDirectories(home.resolve("tmp")); // integrator.sh points java.io.tmpdir here
+        // The TLS set-up is the slowest step of the start (PBKDF2 of the keystore, the JSSE classes):
+        // it runs on its own thread, from here while the settings are read, until the HTTPS ports bind.
+        ExecutorService tlsInit = Executors.newSingleThreadExecutor(named("TLS-init-"));
+        tlsInit.execute(EiNode::warmTls);
         log.info(L_CORE, "Starting WSO2 Carbon...");
         log.info(L_CORE, "Node name : " + nodeName);
         log.info(L_CORE, "Carbon Home : " + home);
@@ -123,8 +127,10 @@ public final class EiNode {
         } catch (NumberFormatException e) {
             throw new StartupError(L_CORE, "Invalid port offset '" + offsetText + "' (carbon.xml <Ports><Offset> or -DportOffset)");
         }
+        Element keyStore = child(child(carbon, "Security"), "KeyStore");
+        Future<SSLContext> sslInit = tlsInit.submit(() -> sslContext(keyStore));
+        tlsInit.shutdown();
         ThreadPoolExecutor workers = workerPool(home.resolve("conf/passthru-http.properties"));
-        SSLContext ssl = sslContext(child(child(carbon, "Security"), "KeyStore"));
 
         // Bind everything first: a taken port must stop the node before it claims to be up.
         // One worker pool behind both pass-through listeners, as in Synapse; the console has its own.
@@ -134,13 +140,14 @@ public final class EiNode {
         pools.addAll(List.of(workers, consolePool));
         PassThroughTransport.Listener httpL = bind("Pass-through HTTP Listener", "HTTP-Listener", http, null, workers,
                 ex -> passThrough(ex, "http", http), "http");
+        membership = Membership.configure(home);
+        Deployer deployer = new Deployer(home.resolve(PROXY_DIR));
+        deployer.scan();
+        SSLContext ssl = await(sslInit);
         PassThroughTransport.Listener httpsL = bind("Pass-through HTTPS Listener", "HTTPS-Listener", https, ssl, workers,
                 ex -> passThrough(ex, "https", https), "https");
         PassThroughTransport.Listener console = bind("Management Console", "http-nio-" + mgt, mgt, ssl, consolePool,
                 this::console, null);
-        membership = Membership.configure(home);
-        Deployer deployer = new Deployer(home.resolve(PROXY_DIR));
-        deployer.scan();
 
         Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "Shutdown Hook"));
         if (membership != null) membership.start();
@@ -220,7 +227,30 @@ public final class EiNode {
         Files.move(tmp, home.resolve("wso2carbon.pid"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** The TLS context of all HTTPS listeners, from carbon.xml's <Security><KeyStore>. */
+    /** Loads the JSSE and PKCS12 providers' classes ahead of sslContext (a failure shows there). */
+    static void warmTls() {
+        try {
+            KeyStore.getInstance("PKCS12");
+            KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+            SSLContext.getInstance("TLS");
+        } catch (Exception ignored) { /* sslContext reports it */ }
+    }
+
+    /** The SSLContext built by sslContext on the TLS-init thread, its StartupError as is. */
+    static SSLContext await(Future<SSLContext> f) throws Exception {
+        try {
+            return f.get();
+        } catch (ExecutionException e) {
+            throw e.getCause() instanceof Exception ? (Exception) e.getCause() : e;
+        }
+    }
+
+    /**
+     * The TLS context of all HTTPS listeners (built once, shared), from carbon.xml's <Security><KeyStore>.
+     * No trust managers: the listeners never ask for client certificates, so the JDK's CA list
+     * (cacerts, slow to load) would go unused; with none, were client authentication ever asked
+     * for, every client certificate would be refused (fails closed).
+     */
     SSLContext sslContext(Element ks) throws StartupError {
         String path = text(child(ks, "Location"), "${carbon.home}/repository/resources/security/wso2carbon.p12")
                 .replace("${carbon.home}", System.getProperty("carbon.home", home.toString()));
@@ -232,7 +262,7 @@ public final class EiNode {
             KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
             kmf.init(store, text(child(ks, "KeyPassword"), password).toCharArray());
             SSLContext ctx = SSLContext.getInstance("TLS");
-            ctx.init(kmf.getKeyManagers(), null, null);
+            ctx.init(kmf.getKeyManagers(), new TrustManager[0], null);
             return ctx;
         } catch (Exception e) {
             throw new StartupError(L_CORE, "Cannot load the keystore " + path + " (carbon.xml <Security><KeyStore>): " + e);
