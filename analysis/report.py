@@ -197,6 +197,26 @@ def doctor_box(record: RunRecord) -> dict[str, Any] | None:
                       f["recommended"]] for f in found]}
 
 
+def _open_model_rows(o: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """An open run's arrivals beside its rate (run.json ``summary.open_model``)."""
+    if not o:
+        return []
+    share = o.get("dropped_share")
+    return [
+        ("open model", f"latency from each request's intended start; intended "
+                       f"{_fmt(o.get('intended_rps'), ',.1f', ' req/s')}, achieved "
+                       f"{_fmt(o.get('achieved_rps'), ',.1f', ' req/s')}"),
+        ("arrivals (whole run)", f"{o.get('planned', 0):,} planned, {o.get('sent', 0):,} sent, "
+                                 f"{o.get('dropped', 0):,} dropped at the cap of "
+                                 f"{o.get('cap', 0):,} in flight "
+                                 f"({_fmt(share * 100 if share is not None else None, '.2f', ' %')})"),
+        ("service time (from the send)", f"p50 {_fmt(o.get('service_p50_ms'), ',.2f', ' ms')}, "
+                                         f"p99 {_fmt(o.get('service_p99_ms'), ',.2f', ' ms')}; "
+                                         f"send lag p99 "
+                                         f"{_fmt(o.get('send_lag_p99_ms'), ',.2f', ' ms')}"),
+    ]
+
+
 def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """Everything the template shows about one run."""
@@ -215,6 +235,7 @@ def run_section(figures: RunFigures, fmt: str = "svg", *, capacity: dict[str, An
                           f"n={s.latency_count:,}, nearest rank"),
         *((("steady state", format_steady(s.steady).removeprefix("steady state: ")),)
           if s.steady is not None else ()),
+        *_open_model_rows(run.record.summary.get("open_model")),
         ("load generator", f"CPU mean {_fmt(m.generator_cpu_percent_mean, '.0f', ' %')}, max "
                            f"{_fmt(m.generator_cpu_percent_max, '.0f', ' %')} over "
                            f"{m.generator_processes} process(es): "

@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.loading import load_run
+from analysis.report import render_report
 from eicore import node_control
 from eicore.errors import ConfigError
 from eicore.results import RunStatus
@@ -243,3 +245,7 @@ def test_locust_workers_split_the_rate_and_their_counts_add_up(testbed, tmp_path
     assert set(per_worker.index) == {"local-1", "local-2"} and per_worker.min() > 75
     assert rows.intended_ts.notna().all() and (rows.latency_us >= rows.service_us).all()
     assert record["summary"]["open_model"]["intended_rps"] == pytest.approx(100.0)
+    html = render_report([load_run(run_dir)])
+    assert "latency from each request&#39;s intended start" in html or \
+        "latency from each request's intended start" in html
+    assert f"{arrivals['planned']:,} planned" in html
