@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, unescape
 
-from tuning.edit import ConfigEditor, Edit, EditorError, split_eol, split_lines
-from tuning.params import DS_PROPERTIES, Target, Value, format_value, split_ds_name
+from tuning.edit import EditorError, PerFileEditor, split_eol, split_lines
+from tuning.params import DS_PROPERTIES, Target, Value, split_ds_name
 
 DEFAULT_NAME = "master-datasources.xml"
 _MASKED = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>", re.S)
@@ -163,25 +163,18 @@ def _notes(text: str, name: str, changes: Mapping[str, Value | None]) -> list[st
     return notes
 
 
-class DatasourcesEditor(ConfigEditor):
+class DatasourcesEditor(PerFileEditor):
     """`ds.<datasource>.<property>` changes in master-datasources.xml files, each on its own."""
 
     target = Target.DATASOURCES
     describes = "a datasource parameter"
 
-    def rewrite(
-        self, files: Mapping[str, str], changes: Mapping[str, Value | None]
-    ) -> dict[str, Edit]:
-        out = {}
-        for name, text in files.items():
-            new = text
-            for param, value in changes.items():
-                datasource, prop = split_ds_name(param)
-                new = _set(new, datasource, prop, None if value is None else format_value(value),
-                           name)
-            notes = _notes(new, name, changes) if new != text else []
-            out[name] = Edit.between(text, new, name, notes)
-        return out
+    def set_value(self, text: str, param: str, value: str | None, name: str) -> str:
+        datasource, prop = split_ds_name(param)
+        return _set(text, datasource, prop, value, name)
+
+    def notes(self, text: str, name: str, changes: Mapping[str, Value | None]) -> list[str]:
+        return _notes(text, name, changes)
 
 
 _PASSWORD = re.compile(r"<password\b(?P<attrs>[^>]*?)(?:/>|>(?P<text>[^<]*)</password\s*>)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from eicore.errors import EiperfError
-from tuning.params import ParameterError, Target, Value, target_of, validate
+from tuning.params import ParameterError, Target, Value, format_value, target_of, validate
 
 NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
 
@@ -105,6 +105,33 @@ class ConfigEditor(ABC):
         self, files: Mapping[str, str], changes: Mapping[str, Value | None]
     ) -> dict[str, Edit]:
         """`edit` once `changes` are checked: the implementation's part."""
+
+
+class PerFileEditor(ConfigEditor):
+    """An editor whose files are independent and whose changes are single settings: each file
+    gets every change in turn (`set_value`), and its notes are judged on the result
+    (`notes`, only when the file changed)."""
+
+    def rewrite(
+        self, files: Mapping[str, str], changes: Mapping[str, Value | None]
+    ) -> dict[str, Edit]:
+        out = {}
+        for name, text in files.items():
+            new = text
+            for param, value in changes.items():
+                new = self.set_value(new, param, None if value is None else format_value(value),
+                                     name)
+            out[name] = Edit.between(text, new, name,
+                                     self.notes(new, name, changes) if new != text else [])
+        return out
+
+    @abstractmethod
+    def set_value(self, text: str, param: str, value: str | None, name: str) -> str:
+        """`text` with `param` set to `value` (its text; None removes); EditorError if not."""
+
+    def notes(self, text: str, name: str, changes: Mapping[str, Value | None]) -> list[str]:
+        """What the changed file `text` makes of related settings, one line each."""
+        return []
 
 
 def split_lines(text: str) -> list[str]:

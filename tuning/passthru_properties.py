@@ -18,8 +18,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tuning.edit import ConfigEditor, Edit, EditorError, dominant_eol, split_eol, split_lines
-from tuning.params import Target, Value, format_value
+from tuning.edit import Edit, EditorError, PerFileEditor, dominant_eol, split_eol, split_lines
+from tuning.params import Target, Value
 
 DEFAULT_NAME = "passthru-http.properties"
 
@@ -171,24 +171,17 @@ def _check_pairs(text: str, name: str, changes: Mapping[str, Value | None]) -> l
     return notes
 
 
-class PassthruEditor(ConfigEditor):
+class PassthruEditor(PerFileEditor):
     """`passthru.<key>` changes in passthru-http.properties files, each on its own."""
 
     target = Target.PASSTHRU
     describes = "a pass-through parameter"
 
-    def rewrite(
-        self, files: Mapping[str, str], changes: Mapping[str, Value | None]
-    ) -> dict[str, Edit]:
-        out = {}
-        for name, text in files.items():
-            new = text
-            for param, value in changes.items():
-                key = param.removeprefix("passthru.")
-                new = _set(new, key, None if value is None else format_value(value), name)
-            notes = _check_pairs(new, name, changes) if new != text else []
-            out[name] = Edit.between(text, new, name, notes)
-        return out
+    def set_value(self, text: str, param: str, value: str | None, name: str) -> str:
+        return _set(text, param.removeprefix("passthru."), value, name)
+
+    def notes(self, text: str, name: str, changes: Mapping[str, Value | None]) -> list[str]:
+        return _check_pairs(text, name, changes)
 
 
 def apply_passthru_changes(
