@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tuning.edit import ConfigEditor, Edit, EditorError
-from tuning.nginx_source import NginxSource, Statement, child, walk
+from tuning.nginx_source import NginxSource, Statement, child, in_stream, walk
 from tuning.params import PARAMETERS, Target, Value
 
 TIMEOUTS = {
@@ -77,23 +77,13 @@ class NginxSetting:
 # ---- what each parameter touches -----------------------------------------------------------
 
 
-def _in_stream(stmt: Statement) -> bool:
-    """True inside a `stream {}` block (TCP/UDP proxying, which these parameters are not for)."""
-    scope = stmt.parent
-    while scope is not None:
-        if scope.directive == "stream":
-            return True
-        scope = scope.parent
-    return False
-
-
 def _proxy_blocks(doc: NginxSource) -> list[Statement]:
     return [
         s
         for s in walk(doc.stmts)
         if s.block is not None
         and any(c.directive == "proxy_pass" for c in s.block)
-        and not _in_stream(s)
+        and not in_stream(s)
     ]
 
 
@@ -112,7 +102,7 @@ def _upstreams(doc: NginxSource) -> list[Statement]:
     return [
         s
         for s in walk(doc.stmts)
-        if s.directive == "upstream" and s.block is not None and not _in_stream(s)
+        if s.directive == "upstream" and s.block is not None and not in_stream(s)
     ]
 
 

@@ -105,6 +105,17 @@ def _check(stmts: list[Statement], ctx: tuple[str, ...], name: str) -> None:
             _check(s.block, enter_block_ctx(payload, ctx), name)
 
 
+def in_stream(stmt: Statement) -> bool:
+    """True inside a `stream {}` block (TCP/UDP proxying: no HTTP vhost, upstream or proxy
+    setting of these is for it)."""
+    scope = stmt.parent
+    while scope is not None:
+        if scope.directive == "stream":
+            return True
+        scope = scope.parent
+    return False
+
+
 def walk(stmts: list[Statement]) -> Iterator[Statement]:
     """Every statement in `stmts` and in their blocks, in file order."""
     for s in stmts:

@@ -54,16 +54,6 @@ def lb_serves(cluster: Cluster, n: int = 4) -> bool:
         return all(client.request("http", "POST", SERVICE, soap_envelope(256)).ok for _ in range(n))
 
 
-@pytest.fixture
-def journal(testbed, tmp_path):
-    """A journal for one test; whatever the test left changed is restored at the end."""
-    j = Journal.begin(tmp_path / "results", Path(testbed.source), "test")
-    yield j
-    if j.path.exists():
-        restore_cluster(testbed, j, progress=lambda m: None)
-        j.close()
-
-
 def test_xmx_restarts_nodes_and_restore_is_byte_identical(testbed, journal):
     root = root_of(testbed)
     before, pids_before = config_snapshot(root), pids(testbed)

@@ -27,10 +27,8 @@ from tuning.apply import apply_settings
 from tuning.changes import edit_file
 from tuning.integrator_sh import IntegratorShEditor, read_jvm_options
 from tuning.jdk_checks import check_script
-from tuning.journal import Journal
 from tuning.jvm_flags import HOME_VARIABLE, gc_log_flags, parse_refusal
 from tuning.params import ParameterError, ParamSet, validate
-from tuning.restore import restore_cluster
 from tuning.settings import cluster_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -128,15 +126,6 @@ def test_objectives_read_the_gc_figures():
 
 
 # ---- end to end on the testbed ------------------------------------------------------------------
-
-
-@pytest.fixture
-def journal(testbed, tmp_path):
-    j = Journal.begin(tmp_path / "results", Path(testbed.source), "test")
-    yield j
-    if j.path.exists():
-        restore_cluster(testbed, j, progress=lambda m: None)
-        j.close()
 
 
 def finalize(run_dir: Path, record):

@@ -16,7 +16,7 @@ from eicore.cluster import LoadBalancer, Node
 from eicore.errors import EiperfError
 from tuning.doctor.row import Area, Row, Verdict
 from tuning.nginx_conf import BACKUP_REFUSED, find_nginx_settings
-from tuning.nginx_source import NginxSource, Statement, child, walk
+from tuning.nginx_source import NginxSource, child, in_stream, walk
 
 #: the guide's proxy_read_timeout / proxy_send_timeout
 GUIDE_TIMEOUT_S = 300
@@ -62,15 +62,6 @@ class Upstream:
     keepalive: int
 
 
-def _in_stream(stmt: Statement) -> bool:
-    scope = stmt.parent
-    while scope is not None:
-        if scope.directive == "stream":
-            return True
-        scope = scope.parent
-    return False
-
-
 def parse_nginx(files: Mapping[str, str]) -> tuple[list[Vhost], list[Upstream]]:
     """The vhosts and upstreams of `files` ({name: text}); EiperfError for a file nginx would
     refuse."""
@@ -78,7 +69,7 @@ def parse_nginx(files: Mapping[str, str]) -> tuple[list[Vhost], list[Upstream]]:
     for name, text in files.items():
         doc = NginxSource(name, text)
         for s in walk(doc.stmts):
-            if s.block is None or _in_stream(s):
+            if s.block is None or in_stream(s):
                 continue
             if s.directive == "server":
                 inner = list(walk(s.block))
