@@ -228,10 +228,7 @@ def _warmup_text(profile: LoadProfile) -> str:
 def _auto_warmup_load(run_dir: Path, load: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """run.json's load with the automatic warm-up's actual seconds (from timeline.json), and
     a progress line saying how it ended."""
-    try:
-        t = json.loads((run_dir / TIMELINE_JSON).read_text())
-    except (FileNotFoundError, ValueError):
-        return load
+    t = _timeline(run_dir)
     took, stable = t.get("warmup"), t.get("warmup_stable")
     if took is None:
         return load
@@ -477,11 +474,11 @@ def _web_record(run_dir: Path, port: int, profile: LoadProfile, status: RunStatu
     """run.json ``generator.web``: where the live view was, and whether its stop button ended
     the test before its planned end (then the run is complete up to that moment)."""
     out: dict[str, Any] = {"url": _web_url(port), "stopped_by_user": False}
+    t = _timeline(run_dir)
     try:
-        t = json.loads((run_dir / TIMELINE_JSON).read_text())
         ran = float(t["test_stop"]) - float(t["test_start"])
         planned = float(t.get("warmup", profile.warmup)) + profile.duration
-    except (FileNotFoundError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return out
     if status is RunStatus.COMPLETE and ran < planned - 1.0:
         out.update(stopped_by_user=True, stopped_after_s=round(ran, 3))
@@ -541,23 +538,34 @@ def _arrivals(run_dir: Path, parts: Path, profile: LoadProfile, start: float | N
     """An open run's arrival counts, all processes added up (from the workers' last reports,
     workers.json, with a master; else from the single process's timeline.json), and the
     rate its profile meant over the measured window (`intended_rps`)."""
+    timeline = _timeline(run_dir)
     reported = [w["arrivals"] for w in read_workers(parts) if w.get("arrivals")]
     if not reported:
-        try:
-            own = json.loads((run_dir / TIMELINE_JSON).read_text()).get("arrivals")
-        except (FileNotFoundError, ValueError):
-            own = None
+        own = timeline.get("arrivals")
         reported = [own] if own else []
     out: dict[str, Any] = dict(ArrivalCounts.total(reported))
-    test_start = _test_start(run_dir)
+    test_start = _start_of(timeline)
     if test_start is not None and start is not None and end is not None and end > start:
         rates = RateProfile.parse(profile.rate_profile or str(profile.arrival_rate))
         out["intended_rps"] = rates.expected(start - test_start, end - test_start) / (end - start)
     return out
 
 
-def _test_start(run_dir: Path) -> float | None:
+def _timeline(run_dir: Path) -> dict[str, Any]:
+    """The run's timeline.json (the locustfile's record of the test); {} when there is none."""
     try:
-        return float(json.loads((run_dir / TIMELINE_JSON).read_text())["test_start"])
-    except (FileNotFoundError, KeyError, ValueError, TypeError):
+        t = json.loads((run_dir / TIMELINE_JSON).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return t if isinstance(t, dict) else {}
+
+
+def _start_of(timeline: dict[str, Any]) -> float | None:
+    try:
+        return float(timeline["test_start"])
+    except (KeyError, ValueError, TypeError):
         return None
+
+
+def _test_start(run_dir: Path) -> float | None:
+    return _start_of(_timeline(run_dir))
