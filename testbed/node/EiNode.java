@@ -191,17 +191,17 @@ public final class EiNode {
         }
     }
 
-    /** Pass-through requests being handled now; shutdown lets them finish before it stops. */
-    final AtomicInteger inFlight = new AtomicInteger();
     static final long DRAIN_LIMIT_MS = 2000;
 
     /**
-     * Wait (bounded) until no pass-through request is in flight. Closing the listeners would cut
-     * them, and nginx does not resend a POST it already sent: the client would see a 502.
+     * Stop accepting on every listener, then wait (bounded) until no accepted connection holds an
+     * unanswered request. Closing the listeners at once would cut requests nginx already sent, and
+     * nginx does not resend a POST: the client would see a 502 during a rolling restart.
      */
-    void drainInFlight(long limitMs) {
+    void drainListeners(long limitMs) {
+        for (PassThroughTransport.Listener s : servers) s.stopAccepting();
         long end = System.nanoTime() + limitMs * 1_000_000L;
-        while (inFlight.get() > 0 && System.nanoTime() < end) {
+        while (System.nanoTime() < end && !servers.stream().allMatch(PassThroughTransport.Listener::quiet)) {
             try { Thread.sleep(2); } catch (InterruptedException e) { return; }
         }
     }
@@ -211,8 +211,8 @@ public final class EiNode {
         log.info(L_SERVER_MGR, "Shutdown hook triggered....");
         log.info(L_SERVER_MGR, "Stopping WSO2 Carbon...");
         if (membership != null) membership.close(); // first, so the peers see this node leave at once
-        drainInFlight(DRAIN_LIMIT_MS);              // a rolling restart loses no request
-        for (PassThroughTransport.Listener s : servers) s.close(); // frees the ports now
+        drainListeners(DRAIN_LIMIT_MS);             // a rolling restart loses no request
+        for (PassThroughTransport.Listener s : servers) s.close();
         for (PassThroughTransport.Counters c : counters) c.unregister();
         log.info(L_LISTENER, "Pass-through HTTP and HTTPS Listeners stopped");
         for (ExecutorService p : pools) p.shutdownNow();
@@ -328,15 +328,12 @@ public final class EiNode {
     // ------------------------------------------------------------------ pass-through transport
 
     void passThrough(PassThroughTransport.Exchange ex, String transport, int port) {
-        inFlight.incrementAndGet();
         try {
             ex.setResponseHeader("Server", "WSO2-PassThrough-HTTP");
             mediate(ex, transport, port);
         } catch (Throwable t) {
             log.error(L_RELAY, "Error while processing " + ex.getRequestURI() + ": " + t);
             if (ex.getResponseCode() < 0) send(ex, 500, XML, fault("soapenv:Server", String.valueOf(t.getMessage())));
-        } finally {
-            inFlight.decrementAndGet();
         }
     }
 

@@ -29,6 +29,7 @@ import static java.nio.charset.StandardCharsets.ISO_8859_1;
 
 public final class PassThroughTransport {
     static final int MAX_HEAD = 64 * 1024;              // request line + headers
+    static final long FRESH_IDLE_NS = 200_000_000L;     // a new connection without a request yet, when stopping
     static final long MAX_BODY = 256L * 1024 * 1024;
     static final ByteBuffer EMPTY = ByteBuffer.allocate(0);
 
@@ -204,6 +205,7 @@ public final class PassThroughTransport {
         final Thread acceptor;
         final Runnable onReject;
         volatile boolean open = true;
+        volatile boolean draining;      // stopping: answer what was received, then close
         int next;
 
         /** Binds now (a taken port throws); threads start with start(). */
@@ -250,10 +252,34 @@ public final class PassThroughTransport {
             }
         }
 
-        @Override
-        public void close() {
+        /**
+         * Stop taking connections (the port is freed; new ones are refused, so nginx tries the next
+         * upstream). The connections already accepted keep being served; from now on each closes
+         * after its answer.
+         */
+        void stopAccepting() {
+            draining = true;
             open = false;
             EiNode.closeQuietly(server);
+            try {
+                acceptor.join(200); // a connection accepted just now reaches its reactor first
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+
+        /**
+         * True when no accepted connection holds a request that is not answered yet. Cutting such a
+         * connection would lose a request nginx has already sent (it does not resend a POST: 502).
+         */
+        boolean quiet() {
+            for (Reactor r : reactors) if (!r.quiet()) return false;
+            return true;
+        }
+
+        @Override
+        public void close() {
+            stopAccepting();
             for (Reactor r : reactors) r.close();
         }
     }
@@ -287,6 +313,23 @@ public final class PassThroughTransport {
                     EiNode.closeQuietly(ch);
                 }
             });
+        }
+
+        /** Asked from the stopping thread: are all of this reactor's connections quiescent? */
+        boolean quiet() {
+            if (!thread.isAlive()) return true;
+            CompletableFuture<Boolean> answer = new CompletableFuture<>();
+            run(() -> {
+                long now = System.nanoTime();
+                boolean all = true;
+                for (SelectionKey k : selector.keys()) all &= ((Conn) k.attachment()).quiescent(now);
+                answer.complete(all);
+            });
+            try {
+                return answer.get(200, TimeUnit.MILLISECONDS);
+            } catch (Exception e) {
+                return false;
+            }
         }
 
         /** Run `task` on this reactor's thread. */
@@ -359,6 +402,7 @@ public final class PassThroughTransport {
         final Parser parser = new Parser();
         boolean busy;                   // a request is with a worker (or its answer is being written)
         boolean closeAfterWrite, closed;
+        int requests;                   // requests received on this connection
         long lastActive = System.nanoTime();
 
         Conn(Reactor reactor, SocketChannel ch) {
@@ -503,6 +547,7 @@ public final class PassThroughTransport {
             Exchange ex = new Exchange(this, parser.method, uri, parser.version, parser.headers, parser.body());
             parser.reset();
             busy = true;
+            requests++;
             listener.counters.received.incrementAndGet();
             key.interestOps(0); // no reading while the worker has it (no pipelining)
             try {
@@ -539,7 +584,7 @@ public final class PassThroughTransport {
 
         /** Called on a worker thread (or the reactor): serialize, and let the reactor write. */
         void respond(Exchange ex, int code, byte[] content, boolean close) {
-            boolean keep = !close && ex.keepAlive();
+            boolean keep = !close && ex.keepAlive() && !listener.draining;
             boolean head = ex.method.equals("HEAD");
             StringBuilder h = new StringBuilder(256).append(ex.version.equals("HTTP/1.0") ? "HTTP/1.0 " : "HTTP/1.1 ")
                     .append(code).append(' ').append(reason(code)).append("\r\n");
@@ -633,6 +678,17 @@ public final class PassThroughTransport {
             }
             if (!all) key.interestOps(key.interestOps() | SelectionKey.OP_WRITE);
             return all;
+        }
+
+        /**
+         * Nothing received and unanswered, nothing left to write. A connection that has carried no
+         * request yet counts as quiescent only after FRESH_IDLE_NS: nginx sends right after connecting.
+         */
+        boolean quiescent(long now) {
+            if (closed) return true;
+            boolean idle = !busy && out.isEmpty() && in.position() == 0 && parser.inHead()
+                    && (tls == null || (netOut.position() == 0 && netIn.position() == 0));
+            return idle && (requests > 0 || now - lastActive > FRESH_IDLE_NS);
         }
 
         void close() {
