@@ -511,7 +511,11 @@ def _add_doctor(sub: _Subparsers) -> None:
                         "drop-ins on each host over its transport, through the change journal "
                         "('eiperf tune restore' puts them back byte for byte), and apply the "
                         "net.* values with 'sysctl -p' (sudo -n when not root); kernel-wide "
-                        "values apply at the next boot; refuses hosts that are this machine")
+                        "values apply at the next boot; refuses hosts that are this machine; "
+                        "and the fixable cluster findings (clustering, wka members, "
+                        "localMemberHost, HostName/MgtHostName, proxyPort) in the nodes' "
+                        "axis2.xml, carbon.xml and catalina-server.xml, in effect at their next "
+                        "restart; 'tune restore' also sets the live net.* values back")
     g.add_argument("--fix-script", action="store_true",
                    help="print the fixes as a shell script (one section per host, to run as "
                         "root there), other fixes as comments; changes nothing")

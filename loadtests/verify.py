@@ -2,8 +2,8 @@
 
 Each check returns a `Check` with a line of evidence; `run_verify` runs them in the guide's
 order. The failover check stops one node and starts it again through its own integrator.sh;
-with `backup` members in the HTTP upstream, the active/passive check stops every active node
-(the backups must take the traffic) and starts them again (they must take it back).
+with `backup` members in the HTTP (or HTTPS) upstream, the active/passive check stops every
+active node (the backups must take the traffic) and starts them again (they must take it back).
 """
 
 from __future__ import annotations
@@ -293,17 +293,35 @@ def check_failover(cluster: Cluster, client: LbClient, n: int) -> Check:
                  f"{failed} of {n} requests failed during failover", tuple(details))
 
 
-def check_active_passive(cluster: Cluster, client: LbClient, n: int) -> Check:
-    """With `backup` members in the HTTP upstream: the actives take the traffic; once every
-    active is stopped the backups take it; the actives, started again, take it back."""
-    reserve = backup_members(cluster)
+def _wait_served_by(client: LbClient, vhost: str, node: Node, timeout: float) -> float | None:
+    """Seconds until a request through `vhost` is served by `node`; None when not within
+    `timeout`. nginx keeps a server that failed out of each upstream for that upstream's own
+    fail_timeout, so the HTTP vhost routing to it again says nothing of the HTTPS one."""
+    start = time.monotonic()
+    for _ in range(int(timeout / 0.25) + 1):
+        if client.request(vhost, "GET", "/services/").node == node.name:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            break
+        time.sleep(0.25)
+    return None
+
+
+def check_active_passive(cluster: Cluster, client: LbClient, n: int,
+                         vhost: str = "http") -> Check:
+    """With `backup` members in the `vhost` ('http'/'https') upstream: the actives take the
+    traffic; once every active is stopped the backups take it; the actives, started again,
+    take it back."""
+    reserve = backup_members(cluster, vhost)
     actives = [x for x in cluster.nodes if x.name not in reserve]
-    name = "active/passive (backup members serve only while the actives are down)"
+    name = ("active/passive " + ("" if vhost == "http" else "HTTPS ")
+            + "(backup members serve only while the actives are down)")
     if not actives:
-        return Check(name, False, f"every member of the HTTP upstream is a backup: {reserve}")
+        return Check(name, False,
+                     f"every member of the {vhost.upper()} upstream is a backup: {reserve}")
 
     def burst(when: str) -> tuple[int, Counter[str]]:
-        good, by_node, _ = _summarise(_burst(client, "http", n))
+        good, by_node, _ = _summarise(_burst(client, vhost, n))
         details.append(f"{when}: {good}/{n} ok, served by "
                        + (", ".join(f"{k} {v}" for k, v in sorted(by_node.items())) or "none"))
         return good, by_node
@@ -322,7 +340,11 @@ def check_active_passive(cluster: Cluster, client: LbClient, n: int) -> Check:
             node_control.start_node(transports[x.name], x)
     for x in actives:
         try:
-            back = node_control.wait_routed(cluster, x, ROUTED_AGAIN_WAIT_S)
+            if vhost == "http":
+                back = node_control.wait_routed(cluster, x, ROUTED_AGAIN_WAIT_S)
+            else:
+                back = _wait_served_by(client, vhost, x, ROUTED_AGAIN_WAIT_S)
+                ok &= back is not None
         except node_control.NodeStartError:
             back, ok = None, False
         details.append(f"{x.name} restarted; nginx routes to it again"
@@ -357,8 +379,9 @@ def run_verify(cluster: Cluster, n: int = 200, failover: bool = True,
         add(check_distribution(cluster, header_counts, log_counts, n))
         if failover:
             add(check_failover(cluster, client, n))
-            if backup_members(cluster):
-                add(check_active_passive(cluster, client, n))
+            for vhost in ("http", "https"):
+                if backup_members(cluster, vhost):
+                    add(check_active_passive(cluster, client, n, vhost))
     return checks
 
 

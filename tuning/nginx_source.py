@@ -173,7 +173,8 @@ def _scan(body: str) -> list[_LineStmt]:
 class NginxSource:
     """One config file: its parse, and the line edits and insertions made to it so far."""
 
-    def __init__(self, name: str, text: str) -> None:
+    def __init__(self, name: str, text: str, ctx: tuple[str, ...] | None = None) -> None:
+        """`ctx`: the context the file is included in, when known (else guessed from it)."""
         self.name, self.text = name, text
         pairs = [split_eol(line) for line in split_lines(text)]
         self.bodies = [body for body, _ in pairs]
@@ -182,7 +183,7 @@ class NginxSource:
         self.inserts: dict[int, list[str]] = {}
         try:
             self.stmts = _build(_tokens(text, name), name)
-            self.ctx = _context(self.stmts)
+            self.ctx = _context(self.stmts) if ctx is None else ctx
             _check(self.stmts, self.ctx, name)
         except NgxParserBaseException as e:
             where = f"{name}:{e.lineno}" if e.lineno is not None else name
@@ -328,6 +329,31 @@ def _context(stmts: list[Statement]) -> tuple[str, ...]:
     if "location" in top and not top & {"server", "upstream"}:
         return ("http", "server")
     return ("http",)
+
+
+def includes(name: str, text: str, ctx: tuple[str, ...] | None = None
+             ) -> list[tuple[str, tuple[str, ...], int]]:
+    """Each `include` of a file: its pattern (maybe a glob, maybe relative), the context it
+    stands in -- the context of the files it names -- and its line. [] when the file does not
+    tokenize; nothing is checked beyond braces and semicolons (the files are judged later)."""
+    try:
+        stmts = _build(_tokens(text, name), name)
+    except NgxParserBaseException:
+        return []
+    top = _context(stmts) if ctx is None else ctx
+    out = []
+    for s in walk(stmts):
+        if s.directive != "include" or len(s.args) != 1:
+            continue
+        chain, block = [], s.parent
+        while block is not None:
+            chain.append(block)
+            block = block.parent
+        inner = top
+        for stmt in reversed(chain):
+            inner = enter_block_ctx({"directive": stmt.directive, "args": stmt.args}, inner)
+        out.append((s.args[0], inner, s.line))
+    return out
 
 
 def child(stmts: list[Statement] | None, directive: str) -> Statement | None:

@@ -13,6 +13,7 @@ from eicore import lb_control, node_control
 from eicore.cluster import Cluster, load_cluster
 from eicore.errors import EiperfError
 from eicore.node_control import Progress
+from tuning.doctor.fix import LIVE_NOTE, restore_live
 from tuning.journal import Journal, unfinished_journals
 from tuning.journal_record import JournalState
 from tuning.restarts import restart_all
@@ -31,6 +32,9 @@ def restore_cluster(cluster: Cluster | None, journal: Journal, *, progress: Prog
     restored = journal.restore(cluster=cluster)
     for item in restored:
         progress(f"restored {item}")
+    if cluster is not None and journal.notes.get(LIVE_NOTE):  # `doctor --fix` set sysctls live
+        for line in restore_live(cluster, journal.notes[LIVE_NOTE]):
+            progress(line)
     if cluster is None or not changed or journal.notes.get("files_only"):
         return restored
     notes = journal.notes

@@ -1,7 +1,8 @@
 """`eiperf doctor`: print the OS, nginx and cluster-configuration checks of every host; exit 1
 when any check fails. Reads only, unless `--fix`: then the OS fixes are written into drop-ins
-through the change journal (`eiperf tune restore` puts them back) and net.* values applied;
-`--fix-script` prints them as a script instead."""
+and the fixable cluster-configuration findings into the nodes' files, through the change
+journal (`eiperf tune restore` puts them back), and net.* values applied; `--fix-script`
+prints the OS fixes as a script instead."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from eicore.results import results_dir
 from eiperf.context import resolve_cluster
 from tuning.doctor.diagnose import judge
 from tuning.doctor.facts import ClusterFacts, gather
-from tuning.doctor.fix import ETC, apply_fixes, plan_fixes, refuse_local
+from tuning.doctor.fix import ETC, apply_fixes, has_fixes, refuse_local
 from tuning.doctor.os_checks import SYSCTL_KEYS
 from tuning.doctor.row import Row, failed
 from tuning.doctor.table import as_document, fix_script, format_table
@@ -48,8 +49,8 @@ def _fix(args: argparse.Namespace, cluster: Cluster, facts: ClusterFacts, rows: 
     """Write and apply the OS fixes through a journal kept "applied" for `tune restore`;
     0 when every fix was written and applied, 1 when one was not."""
     refuse_local(cluster, facts, rows)  # before a journal exists: nothing on disk changes
-    if not plan_fixes(rows):
-        print("doctor --fix: no OS check warns or fails: nothing to fix")
+    if not has_fixes(cluster, facts, rows):
+        print("doctor --fix: no fixable check warns or fails: nothing to fix")
         return 0
     journal = Journal.begin(results_dir(args.results), Path(cluster.source or ""),
                             "doctor --fix")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 from dataclasses import replace
@@ -83,24 +84,89 @@ def test_fix_script_prints_a_script_and_writes_nothing(testbed, capsys):
     assert os.path.exists(SYSCTL_DROPIN) == before
 
 
-def test_fix_refuses_this_machine_in_one_line(testbed, tmp_path, capsys):
-    """The loopback testbed's hosts are this machine: --fix writes nothing into its /etc (nor
-    under --etc), opens no journal, and says so in one line."""
+def _os_needs_fix(testbed, capsys) -> bool:
     _, doc = _doctor(capsys, "--cluster", testbed.source, "--json")
-    if not any(r["area"] == "os" and r["verdict"] in ("warn", "fail") and r["fix_file"]
-               for r in json.loads(doc)["rows"]):
+    return any(r["area"] == "os" and r["verdict"] in ("warn", "fail") and r["fix_file"]
+               for r in json.loads(doc)["rows"])
+
+
+def _named_like_the_lb(testbed, cluster_file: Path, tmp_path: Path) -> None:
+    """The copies' carbon.xml with the load balancer's host names (the testbed writes each
+    node's address there, which the doctor flags): their cluster files need no fix."""
+    lb = testbed.load_balancer
+    for node in testbed.nodes:
+        carbon = tmp_path / node.name / "conf" / "carbon.xml"
+        text = carbon.read_text()
+        text = re.sub(r"<HostName>[^<]*<", f"<HostName>{lb.host_name}<", text)
+        text = re.sub(r"<MgtHostName>[^<]*<", f"<MgtHostName>{lb.console_host_name}<", text)
+        carbon.write_text(text)
+
+
+def test_fix_refuses_this_machine_in_one_line(testbed, tmp_path, capsys):
+    """The loopback testbed's hosts are this machine: with only OS fixes to make, --fix
+    writes nothing into its /etc (nor under --etc), opens no journal, and says so in one
+    line."""
+    if not _os_needs_fix(testbed, capsys):
         pytest.skip("this machine's OS settings need no fix")
+    cluster_file = _copy_nodes(testbed, tmp_path)
+    _named_like_the_lb(testbed, cluster_file, tmp_path)
     etc = tmp_path / "etc"
     (etc / "sysctl.d").mkdir(parents=True)
     before = sorted(os.listdir("/etc/sysctl.d"))
     for extra in ([], ["--etc", str(etc)]):
-        code = main(["doctor", "--cluster", testbed.source, "--fix", "--results",
+        code = main(["doctor", "--cluster", str(cluster_file), "--fix", "--results",
                      str(tmp_path / "results"), *extra])
         captured = capsys.readouterr()
-        assert code == 2 and captured.out == ""
+        assert code == 2 and captured.out == "", captured.out
         assert len(captured.err.strip().splitlines()) == 1 and "refusing" in captured.err
     assert sorted(os.listdir("/etc/sysctl.d")) == before
     assert list((etc / "sysctl.d").iterdir()) == [] and not (tmp_path / "results").exists()
+
+
+def test_fix_writes_the_cluster_files_and_restore_is_byte_exact(testbed, tmp_path, capsys):
+    """Copies of the testbed's nodes, node2's wka list without node1 and its console
+    connector without proxyPort: doctor without --fix changes nothing; --fix writes node2's
+    axis2.xml and both nodes' carbon.xml (the LB's host names) and catalina-server.xml through
+    the journal -- this machine's OS fixes skipped, said, exit 1 -- and the doctor then finds
+    nothing to fix there; `eiperf tune restore` gives back every byte."""
+    cluster_file = _copy_nodes(testbed, tmp_path)
+    axis2 = tmp_path / "node2" / "conf" / "axis2" / "axis2.xml"
+    node1 = testbed.nodes[0]
+    text = axis2.read_text()
+    member = re.compile(rf"\s*<member>\s*<hostName>{re.escape(node1.host)}</hostName>\s*"
+                        rf"<port>{node1.member_port}</port>\s*</member>")
+    assert member.search(text)
+    axis2.write_text(member.sub("", text, count=1))
+    catalina = tmp_path / "node2" / "conf" / "tomcat" / "catalina-server.xml"
+    catalina.write_bytes(catalina.read_bytes().replace(b'proxyPort="443"', b"").replace(
+        b"\n", b"\r\n"))
+    snapshot = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    results = tmp_path / "results"
+
+    code, _ = _doctor(capsys, "--cluster", str(cluster_file))
+    assert code == 1  # the wka list fails
+    assert {p: p.read_bytes() for p in snapshot} == snapshot  # without --fix: nothing
+
+    code, out = _doctor(capsys, "--cluster", str(cluster_file), "--fix", "--results",
+                        str(results))
+    assert f"node2: wrote {axis2}: wka member {node1.host}:{node1.member_port} added" in out
+    assert f"node2: wrote {catalina}: <Connector port=9443> proxyPort=443" in out
+    os_skipped = "OS fixes not written: this machine" in out
+    assert os_skipped == _os_needs_fix(testbed, capsys)
+    assert code == (1 if os_skipped else 0), out
+    changed = {p for p, b in snapshot.items() if p.read_bytes() != b}
+    assert {p.name for p in changed} == {"axis2.xml", "carbon.xml", "catalina-server.xml"}
+    assert b"\r\n" in catalina.read_bytes() and b"\n" not in catalina.read_bytes().replace(
+        b"\r\n", b"")
+    _, doc = _doctor(capsys, "--cluster", str(cluster_file), "--json")
+    rows = json.loads(doc)["rows"]
+    bad = [r for r in rows if r["area"] == "cluster" and r["verdict"] in ("warn", "fail")
+           and (r["check"] in ("wka members", "localMemberHost")
+                or r["check"].startswith(("carbon.xml", "proxyPort")))]
+    assert bad == []
+
+    assert main(["tune", "restore", "--results", str(results)]) == 0
+    assert {p: p.read_bytes() for p in snapshot} == snapshot
 
 
 @pytest.mark.parametrize("argv", [["--etc", "/tmp/x"], ["--fix", "--etc", "relative"]])

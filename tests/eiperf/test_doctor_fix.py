@@ -1,7 +1,8 @@
 """`eiperf doctor --fix` on the multi-host testbed: drop-ins written on each node host over
 SSH through the change journal, the net.* values applied inside that host's own network
 namespace (read back over SSH), this machine's own values untouched, and `eiperf tune
-restore` putting every file back byte for byte (or removing it, when it was absent).
+restore` putting every file back byte for byte (or removing it, when it was absent), and the
+live values the fix replaced set back (`restore_live`, from the journal's note).
 
 The testbed's hosts share this machine's /etc (only /etc/nginx is bound per host), so the
 drop-ins go under a testbed-owned folder inside each node host (`--etc`, in its EI_HOME).
@@ -21,9 +22,10 @@ import pytest
 from eicore.transport import transport_for
 from eiperf.cli import main
 from testbed.hosts import EI_HOME, NODE_USER, host_files, in_host
-from tuning.doctor.facts import sysctl_path
-from tuning.doctor.fix import relocate
+from tuning.doctor.facts import NODE_FILES, sysctl_path
+from tuning.doctor.fix import LIVE_NOTE, relocate
 from tuning.doctor.os_checks import LIMITS_DROPIN, SYSCTL_DROPIN, SYSCTL_GLOBAL_DROPIN
+from tuning.journal import unfinished_journals
 
 ETC = f"{EI_HOME}/eiperf-etc"  # inside each node host: its own folder, owned by the test
 NET_DROPIN = relocate(SYSCTL_DROPIN, ETC)
@@ -53,7 +55,8 @@ def node_etc(hosts_testbed):
         folders[node.name] = root
     rule = Path(f"/etc/sudoers.d/eiperf-doctor-fix-test-{os.getpid()}")
     tmp = rule.with_name(f".{rule.name}.tmp")
-    tmp.write_text(f"{NODE_USER} ALL=(root) NOPASSWD: /usr/sbin/sysctl -p {NET_DROPIN}\n")
+    tmp.write_text(f"{NODE_USER} ALL=(root) NOPASSWD: /usr/sbin/sysctl -p {NET_DROPIN}, "
+                   "/usr/sbin/sysctl -q -w net.*\n")
     os.chmod(tmp, 0o440)
     subprocess.run(["visudo", "-c", "-q", "-f", str(tmp)], check=True)
     os.replace(tmp, rule)
@@ -88,12 +91,23 @@ def test_fix_applies_net_values_in_each_namespace_and_restore_is_byte_exact(
     os.chown(node1_file, pwd.getpwnam(NODE_USER).pw_uid, -1)
     mine = {k: Path(sysctl_path(k)).read_text() for k in saved["node1"]}  # this machine's own
     results = tmp_path / "results"
+    cluster_files = {}  # the nodes' cluster files, over SSH: --fix may fix them too
+    for node in hosts_testbed.nodes:
+        t = transport_for(node)
+        cluster_files[node.name] = {name: t.read_bytes(node.path(*NODE_FILES[name]))
+                                    for name in ("axis2.xml", "carbon.xml", "catalina-server.xml")}
+        t.close()
 
     code = main(["doctor", "--cluster", hosts_testbed.source, "--fix", "--etc", ETC,
                  "--results", str(results)])
     out = capsys.readouterr().out
     assert code == 1, out  # the load balancer host has no such folder: said, not fixed
     assert "(lb): not fixed: no folder" in out
+    for node in hosts_testbed.nodes:  # the testbed names each node's address in carbon.xml
+        lb = hosts_testbed.load_balancer
+        assert (f"{node.name}: wrote {node.path('conf', 'carbon.xml')}: <HostName>"
+                f"{lb.host_name}</HostName>; <MgtHostName>{lb.console_host_name}</MgtHostName>"
+                ) in out, out
     for node in hosts_testbed.nodes:
         assert f"({node.name}): applied {NET_DROPIN}" in out, out
         written = (folders[node.name] / "sysctl.d" / Path(SYSCTL_DROPIN).name).read_text()
@@ -121,7 +135,26 @@ def test_fix_applies_net_values_in_each_namespace_and_restore_is_byte_exact(
     node2_net = folders["node2"] / "sysctl.d" / Path(SYSCTL_DROPIN).name
     assert limits.exists() and node2_net.exists()
 
+    (journal,) = unfinished_journals(results, include_applied=True)
+    note = journal.notes[LIVE_NOTE]  # the live values sysctl -p replaced, per node host
+    journal.release()
+    assert {e["role"]: e["values"]["net.ipv4.tcp_fin_timeout"] for e in note} == {
+        n.name: saved[n.name]["net.ipv4.tcp_fin_timeout"] for n in hosts_testbed.nodes}
+
     assert main(["tune", "restore", "--results", str(results)]) == 0
     assert node1_file.read_bytes() == NODE1_BEFORE
     assert not node2_net.exists() and not limits.exists() and not kernel.exists()
     assert sorted(p.name for p in (folders["node2"] / "sysctl.d").iterdir()) == []
+    for node in hosts_testbed.nodes:
+        t = transport_for(node)
+        assert {name: t.read_bytes(node.path(*NODE_FILES[name]))
+                for name in cluster_files[node.name]} == cluster_files[node.name]
+        t.close()
+    # the live values too: `tune restore` set them back from the journal's note
+    for node in hosts_testbed.nodes:
+        t = transport_for(node)
+        try:
+            assert {k: _read_proc(t, k) for k in saved[node.name]} == saved[node.name]
+        finally:
+            t.close()
+    assert {k: Path(sysctl_path(k)).read_text() for k in mine} == mine

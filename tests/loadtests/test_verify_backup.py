@@ -1,10 +1,11 @@
-"""`eiperf verify` with a `backup` member in the HTTP upstream (active/passive), on the real
-session testbed: the active takes the traffic, the backup takes it while the active is
+"""`eiperf verify` with a `backup` member in the HTTP (and the HTTPS) upstream (active/passive),
+on the real session testbed: the active takes the traffic, the backup takes it while the active is
 stopped, the active takes it back once started again; with the backup itself down while the
 active is stopped, the check fails saying so. The testbed's nginx file is put back after."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,19 @@ from eicore.transport import LocalTransport
 from loadtests.verify import backup_members, check_active_passive, format_checks, run_verify
 
 
-@pytest.fixture
-def node2_backup(testbed):
-    """The session testbed with node2 a backup member of the HTTP upstream (nginx reloaded);
-    afterwards the file as it was, nginx reloaded, and every node up and routed."""
+@contextmanager
+def _node2_backup_in(testbed, scheme: str):
+    """node2 a backup member of the `scheme` upstream (the HTTPS one drops its `ip_hash`,
+    which nginx refuses beside `backup`), nginx reloaded; afterwards the file as it was, nginx
+    reloaded, and every node up and routed."""
     lb = testbed.load_balancer
     t = LocalTransport()
-    path = Path(lb.conf_path(next(v for v in lb.vhost_files if v.endswith("ei.http.conf"))))
+    path = Path(lb.conf_path(next(v for v in lb.vhost_files if v.endswith(f"/ei.{scheme}.conf"))))
     original = path.read_bytes()
     node2 = testbed.nodes[1]
-    line = f"server {node2.host}:{node2.http_port};".encode()
+    line = f"server {node2.host}:{getattr(node2, scheme + '_port')};".encode()
     assert line in original
-    path.write_bytes(original.replace(line, line[:-1] + b" backup;"))
+    path.write_bytes(original.replace(line, line[:-1] + b" backup;").replace(b"    ip_hash;\n", b""))
     lb_control.reload(t, lb)
     try:
         yield testbed
@@ -36,6 +38,12 @@ def node2_backup(testbed):
         for node in testbed.nodes:
             node_control.start_node(t, node)
             node_control.wait_routed(testbed, node)
+
+
+@pytest.fixture
+def node2_backup(testbed):
+    with _node2_backup_in(testbed, "http") as cluster:
+        yield cluster
 
 
 def test_backup_serves_only_while_the_active_is_down(node2_backup):
@@ -60,3 +68,18 @@ def test_active_passive_fails_when_the_backup_is_down_too(node2_backup):
         ap = check_active_passive(node2_backup, client, 10)
     assert not ap.ok and "NOT as nginx's backup rule says" in ap.evidence
     assert ap.details[1].startswith("actives node1 stopped: 0/10 ok"), ap.details
+
+
+def test_https_active_passive_is_checked_on_its_own_upstream(testbed):
+    """nginx keeps a failed server out of each upstream on its own: the HTTPS check waits for
+    HTTPS to route to the active again, not only HTTP."""
+    with _node2_backup_in(testbed, "https") as cluster:
+        assert backup_members(cluster, "https") == ["node2"]
+        assert backup_members(cluster, "http") == []
+        with LbClient(cluster) as client:
+            ap = check_active_passive(cluster, client, 10, "https")
+        assert ap.ok, ap
+        assert ap.name.startswith("active/passive HTTPS")
+        assert ap.details[0] == "all up: 10/10 ok, served by node1 10"
+        assert ap.details[1] == "actives node1 stopped: 10/10 ok, served by node2 10"
+        assert ap.details[-1] == "actives back: 10/10 ok, served by node1 10"

@@ -5,6 +5,7 @@ render); each broken copy fails (or warns) for its own reason and passes once fi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,13 @@ from testbed.layout import (
 )
 from tuning.doctor.cluster_checks import check_cluster
 from tuning.doctor.diagnose import judge
-from tuning.doctor.facts import ClusterFacts, NginxFacts, NodeFacts, parse_host_output
+from tuning.doctor.facts import (
+    ClusterFacts,
+    NginxFacts,
+    NodeFacts,
+    parse_host_output,
+    sysctl_path,
+)
 from tuning.doctor.fix import merge_dropin, plan_fixes, relocate
 from tuning.doctor.nginx_checks import check_nginx, nginx_seconds
 from tuning.doctor.os_checks import (
@@ -411,3 +418,62 @@ def test_a_read_only_net_value_is_kernel_wide():
 def test_relocate_under_another_etc():
     assert relocate(SYSCTL_DROPIN, "/etc") == SYSCTL_DROPIN
     assert relocate(LIMITS_DROPIN, "/srv/x/etc/") == "/srv/x/etc/security/limits.d/90-eiperf-wso2.conf"
+
+
+# ---- one table: each OS check broken on its own, then fixed -----------------------------------
+
+# What a host tuned as WSO2 asks prints (Linux >= 4.12: no tcp_tw_recycle).
+TUNED = """kernel 6.1.0-18-amd64
+user wso2
+nofile 4096 65535
+sysctl /proc/sys/net/ipv4/tcp_fin_timeout=30
+sysctl /proc/sys/net/ipv4/tcp_tw_reuse=1
+sysctl /proc/sys/net/ipv4/tcp_tw_recycle
+sysctl /proc/sys/net/core/rmem_default=524288
+sysctl /proc/sys/net/core/wmem_default=524288
+sysctl /proc/sys/net/core/rmem_max=67108864
+sysctl /proc/sys/net/core/wmem_max=67108864
+sysctl /proc/sys/net/ipv4/tcp_rmem=4096 87380 16777216
+sysctl /proc/sys/net/ipv4/tcp_wmem=4096\t65536\t16777216
+sysctl /proc/sys/fs/file-max=2097152
+sysctl /proc/sys/net/ipv4/ip_local_port_range=10000 65000
+"""
+
+
+@pytest.mark.parametrize(("check", "old", "new", "verdict"), [
+    ("net.ipv4.tcp_fin_timeout", "tcp_fin_timeout=30", "tcp_fin_timeout=60", Verdict.WARN),
+    ("net.ipv4.tcp_tw_reuse", "tcp_tw_reuse=1", "tcp_tw_reuse=2", Verdict.WARN),
+    ("net.core.rmem_default", "rmem_default=524288", "rmem_default=212992", Verdict.WARN),
+    ("net.core.wmem_default", "wmem_default=524288", "wmem_default=212992", Verdict.WARN),
+    ("net.core.rmem_max", "rmem_max=67108864", "rmem_max=212992", Verdict.WARN),
+    ("net.core.wmem_max", "wmem_max=67108864", "wmem_max=212992", Verdict.WARN),
+    ("net.ipv4.tcp_rmem", "tcp_rmem=4096 87380", "tcp_rmem=4096 8192", Verdict.WARN),
+    ("net.ipv4.tcp_wmem", "16777216\nsysctl /proc/sys/fs", "4194304\nsysctl /proc/sys/fs",
+     Verdict.WARN),
+    ("fs.file-max", "file-max=2097152", "file-max=65536", Verdict.WARN),
+    ("net.ipv4.ip_local_port_range", "=10000 65000", "=1024 65000", Verdict.FAIL),
+    ("nofile soft (wso2)", "nofile 4096 65535", "nofile 1024 65535", Verdict.FAIL),
+    ("nofile hard (wso2)", "nofile 4096 65535", "nofile 4096 4096", Verdict.FAIL),
+    ("nofile hard (wso2)", "nofile 4096 65535", "nofile 4096 16384", Verdict.WARN),
+], ids=["fin_timeout", "tw_reuse", "rmem_default", "wmem_default", "rmem_max", "wmem_max",
+        "tcp_rmem", "tcp_wmem-tabs", "file-max", "port_range", "nofile_soft", "nofile_hard-4096",
+        "nofile_hard-16384"])
+def test_each_os_check_broken_then_fixed(check, old, new, verdict):
+    """Broken on its own, the check (only it) warns or fails, with a fix line for its drop-in;
+    the value its fix line sets makes it pass again."""
+    tuned = _by_check(check_host(parse_host_output("h", ("node1",), TUNED, SYSCTL_KEYS)))
+    assert {r.verdict for k, r in tuned.items() if k != "net.ipv4.tcp_tw_recycle"} == {Verdict.OK}
+    assert old in TUNED
+    broken = _by_check(check_host(parse_host_output("h", ("node1",), TUNED.replace(old, new),
+                                                    SYSCTL_KEYS)))
+    assert broken[check].verdict is verdict
+    assert [k for k, r in broken.items() if r.verdict is not tuned[k].verdict] == [check]
+    row = broken[check]
+    assert row.fix and row.fix_file in (SYSCTL_DROPIN, SYSCTL_GLOBAL_DROPIN, LIMITS_DROPIN)
+    if row.fix_file != LIMITS_DROPIN:  # the fix's value, read back, passes
+        key, value = (x.strip() for x in row.fix.split("=", 1))
+        fixed = re.sub(rf"^sysctl {re.escape(sysctl_path(key))}=.*$",
+                       f"sysctl {sysctl_path(key)}={value}", TUNED.replace(old, new),
+                       flags=re.MULTILINE)
+        again = _by_check(check_host(parse_host_output("h", ("node1",), fixed, SYSCTL_KEYS)))
+        assert again[check].verdict is Verdict.OK, (row.fix, again[check])

@@ -40,7 +40,8 @@ def judge(cluster: Cluster, facts: ClusterFacts) -> list[Row]:
         rows.append(Row(Area.NGINX, f"{lb.host} (lb)", "reach load balancer",
                         f"({facts.nginx.error})", "reachable", Verdict.FAIL))
     else:
-        rows += check_nginx(lb, cluster.nodes, facts.nginx.files)
+        n = facts.nginx
+        rows += check_nginx(lb, cluster.nodes, n.files, n.contexts, n.included_by, n.includes)
     rows += check_cluster(cluster, facts.nodes)
     return sorted(rows, key=lambda r: _ORDER[r.area])
 

@@ -9,6 +9,8 @@ is written; a host that cannot be reached becomes a fact (`error`), not an excep
 
 from __future__ import annotations
 
+import fnmatch
+import posixpath
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from eicore.cluster import Cluster, LoadBalancer, Node
 from eicore.errors import EiperfError
 from eicore.node_control import read_pid
 from eicore.transport import NodeTransport, transport_for
+from tuning.nginx_source import includes
 
 # Prints "kernel ...", "user ...", "nofile SOFT HARD", then "sysctl PATH=VALUE" for each
 # readable path given ("sysctl PATH" alone when the file does not exist), and "readonly PATH"
@@ -87,11 +90,19 @@ class NodeFacts:
 
 @dataclass(frozen=True)
 class NginxFacts:
-    """The load balancer's nginx files as the cluster file names them: {name: text or None}."""
+    """The load balancer's nginx files: the main nginx.conf, every file its `include`s name
+    (globs expanded, symlinks followed) and the vhost files the cluster file names -- {name:
+    text or None}, a name relative to the nginx prefix when under it; `contexts`: the nginx
+    context each included file stands in (e.g. ("http",) for sites-enabled/*)."""
 
     host: str
     files: dict[str, str | None] = field(default_factory=dict)
     error: str | None = None
+    contexts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: an included file -> (the file, the line) of the `include` that named it first
+    included_by: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: (file, line) of each `include` -> the files it names
+    includes: dict[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,8 +155,10 @@ def gather_host(transport: NodeTransport, host: str, roles: tuple[str, ...],
 
 
 def _read(transport: NodeTransport, path: str) -> str | None:
+    """A file's text (None when absent); bytes that are not UTF-8 (an ISO-8859-1 file, as
+    catalina-server.xml declares itself) read as U+FFFD instead of stopping the doctor."""
     try:
-        return transport.read_text(path)
+        return transport.read_bytes(path).decode("utf-8", "replace")
     except FileNotFoundError:
         return None
 
@@ -169,13 +182,76 @@ def gather_node(transport: NodeTransport, node: Node) -> NodeFacts:
     return NodeFacts(node.name, node.host, node.port_offset, pid, limits, files, proxies)
 
 
+#: at most this many nginx files are read (an include loop or a huge conf.d stops here)
+MAX_NGINX_FILES = 256
+
+
+def _expand(transport: NodeTransport, pattern: str) -> list[str]:
+    """The paths an nginx `include` pattern names, as nginx's glob() would: sorted, dot files
+    only for a pattern that starts with a dot, any path part may hold a glob."""
+    if not any(c in pattern for c in "*?["):
+        return [pattern]
+    paths = ["/" if pattern.startswith("/") else ""]
+    for part in [x for x in pattern.split("/") if x]:
+        nxt = []
+        for base in paths:
+            if not any(c in part for c in "*?["):
+                nxt.append(posixpath.join(base, part))
+                continue
+            try:
+                names = transport.listdir(base or ".")
+            except (EiperfError, OSError):
+                continue
+            nxt += [posixpath.join(base, n) for n in sorted(names)
+                    if fnmatch.fnmatchcase(n, part) and (part.startswith(".")
+                                                         or not n.startswith("."))]
+        paths = nxt
+    return paths
+
+
 def gather_nginx(transport: NodeTransport, lb: LoadBalancer) -> NginxFacts:
-    """nginx.conf and the vhost files of the load balancer (a symlink read as its target)."""
+    """nginx.conf, the files its `include`s name (relative ones from nginx.conf's folder, as
+    nginx resolves them), and the vhost files of the cluster file (a symlink read as its
+    target)."""
+    main = lb.conf_path(lb.conf)
+    base = posixpath.dirname(main)
+    prefix = (lb.prefix or "").rstrip("/")
+
+    def name_of(path: str) -> str:
+        return path[len(prefix) + 1:] if prefix and path.startswith(prefix + "/") else path
+
+    files: dict[str, str | None] = {}
+    contexts: dict[str, tuple[str, ...]] = {}
+    included_by: dict[str, tuple[str, int]] = {}
+    named_at: dict[tuple[str, int], tuple[str, ...]] = {}
+    todo: list[tuple[str, tuple[str, ...] | None, tuple[str, int] | None]] = [(main, None, None)]
+    named = [(lb.conf_path(v), None, None) for v in lb.vhost_files]  # after nginx.conf's own
     try:
-        files = {name: _read(transport, lb.conf_path(name)) for name in (lb.conf, *lb.vhost_files)}
+        while (todo or named) and len(files) < MAX_NGINX_FILES:
+            path, ctx, by = todo.pop(0) if todo else named.pop(0)
+            name = name_of(path)
+            if name in files:
+                continue
+            if by is not None:
+                included_by[name] = by
+            try:
+                text = _read(transport, path)
+            except OSError:  # a folder an include's glob named: nginx refuses it too
+                text = None
+            files[name] = text
+            if ctx is not None:
+                contexts[name] = ctx
+            if text is None:
+                continue
+            for pattern, inner, line in includes(name, text, ctx):
+                full = pattern if pattern.startswith("/") else posixpath.join(base, pattern)
+                found = _expand(transport, full)
+                named_at[(name, line)] = tuple(name_of(x) for x in found)
+                todo += [(x, inner, (name, line)) for x in found]
     except EiperfError as e:
         return NginxFacts(lb.host, error=str(e))
-    return NginxFacts(lb.host, files)
+    return NginxFacts(lb.host, files, contexts=contexts, included_by=included_by,
+                      includes=named_at)
 
 
 def gather(cluster: Cluster, keys: tuple[str, ...],
