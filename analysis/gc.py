@@ -1,5 +1,5 @@
-"""GC pauses of a run: gc.parquet loaded, the run's GC figures, per-node tables and the pause
-timeline.
+"""GC pauses of a run: gc.parquet loaded, the run's GC figures and per-node tables (the pause
+timeline is drawn by ``analysis.gc_plot``: `eiperf run` records the figures without matplotlib).
 
 gc.parquet (``eicore.gclog``) holds every pause the nodes' GC logs recorded during the run, each
 marked when it falls in the measured window, and per node the rates the collector worked out.
@@ -17,22 +17,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import rc_context
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from analysis.plots import EXCLUDED_COLOR, TITLE_Y, WIDTH
 from analysis.quantiles import nearest_rank
-from eicore.gclog import GC_FILE, PauseKind, read_gc_file
+from eicore.gclog import GC_FILE, read_gc_file
 from eicore.results import SchemaError
 
 #: the pause percentiles the report's table shows
 PERCENTILES = (50.0, 90.0, 99.0)
 #: the run summary's GC keys (eicore.results.RunSummary)
 SUMMARY_KEYS = ("gc_pause_p99_ms", "gc_pause_max_ms", "gc_throughput_pct")
-KIND_COLORS = {PauseKind.YOUNG: "#1f77b4", PauseKind.MIXED: "#2ca02c", PauseKind.FULL: "#d62728",
-               PauseKind.INITIAL_MARK: "#9467bd", PauseKind.REMARK: "#ff7f0e",
-               PauseKind.CLEANUP: "#8c564b", PauseKind.OTHER: "#7f7f7f"}
 
 
 @dataclass(frozen=True)
@@ -134,62 +127,6 @@ def format_gc(gc: GcPauses) -> list[str]:
     lines = [f"GC pauses in the window: {r[0]} ({r[1]}): {r[2]} pauses, p99 {r[5]} ms, max "
              f"{r[6]} ms, throughput {r[8]}" for r in rows]
     return lines + [f"warning: {w}" for w in gc.warnings]
-
-
-def pause_timeline(gc: GcPauses, start_ts: float, window: tuple[float, float] | None = None,
-                   end_ts: float | None = None) -> Figure:
-    """One panel per node: each pause as a stem at the time it started (seconds since
-    `start_ts`), its height the pause (ms, log axis when they spread widely), coloured by kind;
-    the time outside the measured window shaded."""
-    names = sorted(gc.nodes) or ["(none)"]
-    height = 0.9 + 1.7 * len(names)
-    fig = Figure(figsize=(WIDTH, height), dpi=100)
-    FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.8 / WIDTH, right=1 - 0.3 / WIDTH, bottom=0.55 / height,
-                        top=1 - 0.45 / height, hspace=0.45)
-    with rc_context({"axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
-                     "axes.spines.top": False, "axes.spines.right": False}):
-        axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
-    pauses = gc.pauses[gc.pauses["ts"].notna()]
-    elapsed = pauses["ts"].to_numpy(dtype=np.float64) - start_ts
-    span = max([1.0, *(elapsed.tolist() or [0.0]),
-                (end_ts - start_ts) if end_ts else 0.0])
-    durations = pauses["duration_ms"].to_numpy(dtype=np.float64)
-    positive = durations[durations > 0]
-    log_axis = positive.size > 0 and positive.max() / positive.min() > 30
-    for ax, name in zip(axes, names, strict=True):
-        mine = (pauses["node"] == name).to_numpy()
-        used = []
-        for kind in PauseKind:
-            sel = mine & (pauses["kind"] == kind.value).to_numpy()
-            if not sel.any():
-                continue
-            x, y = elapsed[sel], durations[sel]
-            ax.vlines(x, y.min() * 0.5 if log_axis else 0, y, color=KIND_COLORS[kind], lw=0.8,
-                      alpha=0.6)
-            ax.plot(x, y, "o", ms=3, color=KIND_COLORS[kind], label=kind.value)
-            used.append(kind)
-        if window is not None:
-            a, b = window[0] - start_ts, window[1] - start_ts
-            if a > 0:
-                ax.axvspan(0, a, color=EXCLUDED_COLOR, alpha=0.25, lw=0)
-            if b < span:
-                ax.axvspan(b, span, color=EXCLUDED_COLOR, alpha=0.25, lw=0)
-        if log_axis:
-            ax.set_yscale("log")
-        ax.set_xlim(0, span)
-        ax.set_ylabel("pause (ms)")
-        facts = gc.nodes.get(name, {})
-        ax.set_title(f"{name} ({facts.get('collector') or 'no log read'})", loc="left",
-                     fontsize=10, y=TITLE_Y)
-        if used:
-            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1,
-                      fontsize=8, ncols=len(used), frameon=False)  # above: never on a pause
-        elif facts.get("warning"):
-            ax.text(0.5, 0.5, "GC log not read", ha="center", va="center",
-                    transform=ax.transAxes, color="0.4")
-    axes[-1].set_xlabel("seconds since the run started (grey: outside the measured window)")
-    return fig
 
 
 def gc_notes(gc: GcPauses) -> list[str]:

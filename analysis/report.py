@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 
 from analysis import plots
 from analysis.compare import flatten
-from analysis.gc import gc_notes, load_gc, node_table, pause_timeline
+from analysis.gc import gc_notes, load_gc, node_table
+from analysis.gc_plot import pause_timeline
 from analysis.keyfigures import RunFigures, key_figure_table, key_figures, run_figures
 from analysis.loading import Run, Sweep, load, load_run
 from analysis.planning import format_plan, plan_capacity

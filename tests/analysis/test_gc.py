@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.gc import SUMMARY_KEYS, format_gc, gc_summary, load_gc, node_table, pause_timeline
+from analysis.gc import SUMMARY_KEYS, format_gc, gc_summary, load_gc, node_table
+from analysis.gc_plot import pause_timeline
 from analysis.keyfigures import format_key_figures, key_figure_table, key_figures, run_figures
 from analysis.loading import load
 from analysis.quantiles import nearest_rank
