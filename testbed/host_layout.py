@@ -35,6 +35,7 @@ from testbed.hosts import (
     HOST_ROOT,
     NODE_USER,
     WRITE_HELPER,
+    HostError,
     client_key,
     host_files,
     known_hosts,
@@ -53,6 +54,7 @@ from testbed.layout import (
     write_file,
 )
 from testbed.netns import NetworkPlan
+from testbed.node_build import NodeJava
 
 NGINX_CONF = "/etc/nginx/nginx.conf"
 VHOSTS = ("ei.http.conf", "ei.https.conf", "ui.ei.https.conf")
@@ -79,6 +81,13 @@ def _world_usable(path: str) -> bool:
         return all(p.stat().st_mode & stat.S_IXOTH for p in real.parents)
     except OSError:
         return False
+
+
+def check_node_java(java: NodeJava) -> None:
+    """The nodes run as `wso2`: the chosen JDK must be one every user may run."""
+    if not _world_usable(java.java):
+        raise HostError(f"--java {java.spec}: user {NODE_USER} may not run {java.java} (it or a "
+                        "folder on its way is closed to other users); give a JDK every user may run")
 
 
 def generator_python(dir: Path, host: str) -> str:
@@ -142,8 +151,10 @@ def host_cluster(dir: Path, net: NetworkPlan, nodes: tuple[Node, ...]) -> Cluste
                    generators=host_generators(dir, net))
 
 
-def render_hosts(dir: Path, net: NetworkPlan, nginx_workers: int = 1) -> Cluster:
-    """Write every node's EI_HOME, the LB's /etc/nginx, TLS, and the testbed's cluster.toml."""
+def render_hosts(dir: Path, net: NetworkPlan, nginx_workers: int = 1,
+                 java_home: str | None = None) -> Cluster:
+    """Write every node's EI_HOME, the LB's /etc/nginx, TLS, and the testbed's cluster.toml;
+    with `java_home` each integrator.sh runs that JDK, else the java on the host's PATH."""
     dir = Path(dir)
     nodes = host_nodes(dir, net)
     lb = host_files(dir, "lb")
@@ -160,7 +171,8 @@ def render_hosts(dir: Path, net: NetworkPlan, nginx_workers: int = 1) -> Cluster
     for node in nodes:
         home = host_files(dir, node.name).local(EI_HOME)
         render_node(None, replace(node, ei_home=str(home)), nodes, tls.node_keystore,
-                    tls.keystore_password, jmx_password=jmx_password, listen_host=node.host)
+                    tls.keystore_password, jmx_password=jmx_password, listen_host=node.host,
+                    java_home=java_home)
         for root, dirs, files in os.walk(home):
             for name in (root, *(os.path.join(root, f) for f in (*dirs, *files))):
                 os.chown(name, wso2.pw_uid, wso2.pw_gid)

@@ -23,7 +23,7 @@ from eicore import node_control
 from eicore.cluster import Cluster, load_cluster
 from eicore.errors import EiperfError
 from eicore.transport import transport_for
-from testbed.host_layout import NGINX_CONF, render_hosts
+from testbed.host_layout import NGINX_CONF, check_node_java, render_hosts
 from testbed.hosts import (
     SSHD,
     WRITE_HELPER,
@@ -41,7 +41,14 @@ from testbed.hosts import (
 )
 from testbed.netns import NetworkPlan, check_can_build, create_network, destroy_network, namespaces
 from testbed.netns import plan_network as _plan_network
-from testbed.node_build import compiled_classes, find_javac
+from testbed.node_build import (
+    NodeJava,
+    compiled_classes,
+    find_javac,
+    load_node_java,
+    resolve_node_java,
+    save_node_java,
+)
 
 Progress = Callable[[str], None]
 STATE = "hosts.json"
@@ -150,9 +157,28 @@ def _start_nodes(cluster: Cluster, progress: Progress) -> None:
                      f"http :{node.http_port})")
 
 
+def _node_java(dir: Path, java: str | None) -> NodeJava | None:
+    """The JDK `--java` asks the nodes to run (None: each host's java on PATH); a testbed
+    already built keeps the JDK it was built with and refuses another."""
+    if not (dir / "cluster.toml").exists():
+        chosen = resolve_node_java(java) if java is not None else None
+        if chosen is not None:
+            check_node_java(chosen)
+        return chosen
+    recorded = load_node_java(dir)
+    if java is not None and (recorded is None or resolve_node_java(java).home != recorded.home):
+        runs = f"Java {recorded.version} ({recorded.home})" if recorded else "its hosts' java"
+        raise EiperfError(f"the multi-host testbed in {dir} runs {runs}; run 'eiperf down "
+                          "--purge' first to build it with another --java, or pass another --dir")
+    return recorded
+
+
 def up_hosts(dir: Path, nodes: int = 2, generators: int = 1,
-             progress: Progress = print) -> Cluster:
-    """Build (first time) and start the multi-host testbed in `dir`; its cluster."""
+             progress: Progress = print, java: str | None = None) -> Cluster:
+    """Build (first time) and start the multi-host testbed in `dir`; its cluster.
+
+    `java`: the nodes' JDK ("11", "17" or a JAVA_HOME, as the loopback testbed's), written
+    into each integrator.sh; None: each host's java on PATH. Kept by a testbed once built."""
     dir = Path(dir).absolute()
     check_can_build()
     for tool in (SSHD, "/usr/bin/nsenter"):
@@ -161,6 +187,7 @@ def up_hosts(dir: Path, nodes: int = 2, generators: int = 1,
     find_javac()
     if not 1 <= nodes <= 16 or not 0 <= generators <= 8:
         raise EiperfError("--hosts takes 1 to 16 nodes and 0 to 8 generators")
+    node_java = _node_java(dir, java)
     net = saved_network(dir)
     if net is not None:
         cluster = load_cluster(dir / "cluster.toml")
@@ -182,8 +209,12 @@ def up_hosts(dir: Path, nodes: int = 2, generators: int = 1,
         if not (dir / "cluster.toml").exists():
             progress("compiling the node program (cached after the first time) ...")
             compiled_classes()
-            progress(f"writing {nodes} node(s) and the load balancer's /etc/nginx ...")
-            cluster = render_hosts(dir, net)
+            progress(f"writing {nodes} node(s) and the load balancer's /etc/nginx"
+                     + (f" (nodes on Java {node_java.version}, {node_java.home})" if node_java
+                        else "") + " ...")
+            cluster = render_hosts(dir, net, java_home=node_java.home if node_java else None)
+            if node_java is not None:
+                save_node_java(dir, node_java)
         else:
             cluster = load_cluster(dir / "cluster.toml")
         write_known_hosts(dir, net)

@@ -23,6 +23,8 @@ from testbed.database import (
     JDBC_DRIVER,
     JNDI_NAMES,
     LOCAL_DATASOURCE,
+    LOOKUP_DATASOURCE,
+    LOOKUP_TABLE,
     POOL_DEFAULTS,
     SHARED_DATASOURCE,
     DatabasePlan,
@@ -40,6 +42,8 @@ DEFAULT_PORT_BASE = 18280
 DEFAULT_OFFSET_BASE = 10
 MEMBER_PORT_BASE = 4100
 DELAYED_PROXY_MS = 200
+DBLOOKUP_PROXY = "DbLookupProxy"
+DBLOOKUP_QUERY_MS = 20  # each lookup holds its pooled connection this long
 # JMX with a password (the JDK agent's files, relative to EI_HOME; the user eiperf logs in as).
 JMX_PASSWORD_FILE = "conf/jmx/jmxremote.password"
 JMX_ACCESS_FILE = "conf/jmx/jmxremote.access"
@@ -233,6 +237,11 @@ def render_node(plan: TestbedPlan | None, node: Node, members: tuple[Node, ...],
     install_classes(home / "lib")
     if database is not None:
         render_datasources(node, database)
+        # A proxy that looks a row up through a datasource pool, for the `dblookup` scenario.
+        write_file(Path(node.proxy_services_dir) / f"{DBLOOKUP_PROXY}.xml",
+                   env.get_template("DbLookupProxy.xml.j2").render(
+                       name=DBLOOKUP_PROXY, datasource=LOOKUP_DATASOURCE, table=LOOKUP_TABLE,
+                       query_ms=DBLOOKUP_QUERY_MS))
 
 
 def render_nginx(plan: TestbedPlan, nodes: tuple[Node, ...]) -> None:

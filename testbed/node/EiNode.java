@@ -2,19 +2,23 @@
  * eiperf testbed node: a miniature WSO2 Enterprise Integrator (integration profile) node.
  *
  * Started only through its EI_HOME's bin/integrator.sh, so the JVM flags written there take
- * effect (heap, GC, JMX agent). It reads the node's files the way Carbon does:
- *   conf/carbon.xml                  port offset (-DportOffset wins), PKCS12 keystore
+ * effect (heap, GC). It reads the node's files the way Carbon does:
+ *   conf/carbon.xml                  port offset (-DportOffset wins), JMX ports, PKCS12 keystore
  *   conf/axis2/axis2.xml             clustering: wka members, domain, local member host/port
  *                                    (conf/axis2.xml is read when the former is absent)
  *   conf/passthru-http.properties    worker pool of the pass-through transport
  *   repository/deployment/server/synapse-configs/default/proxy-services/*.xml   (hot deployed)
+ *   conf/datasources/master-datasources.xml, conf/registry.xml   JDBC pools, registry mounts
+ *                                    (Datasources.java; the console's sign-in: ConsoleLogin.java)
  * and serves, on 127.0.0.1 (-Deiperf.listen.host to change):
  *   8280+o  pass-through HTTP, 8243+o pass-through HTTPS: /services/<Proxy> (log + respond)
  *   9443+o  management console (HTTPS): /carbon/
  *   localMemberPort (not offset): membership, line protocol "HELLO <domain> <uuid> <host> <port>"
  * It writes Carbon-style lines to repository/logs/wso2carbon.log and its pid to wso2carbon.pid.
  * HTTP/HTTPS are served by PassThroughTransport.java (no jdk.httpserver: the JDK 11 runtime has
- * none). JDK 11 standard library only (compiled with --release 11), no package. See README.md.
+ * none), remote JMX by JmxConnector.java (RMIRegistryPort+o, RMIServerPort+o). JDK 11 standard
+ * library (compiled with --release 11), no package; the datasources use the jars in lib/ (Tomcat
+ * JDBC pool, its juli logging, the MariaDB driver). See README.md.
  */
 
 import java.io.*;
@@ -49,6 +53,7 @@ public final class EiNode {
     static final String L_LOG_MEDIATOR = "org.apache.synapse.mediators.builtin.LogMediator";
     static final String L_CLUSTER = "org.wso2.carbon.core.clustering.hazelcast.HazelcastClusteringAgent";
     static final String L_WKA = "org.wso2.carbon.core.clustering.hazelcast.wka.WKABasedMembershipScheme";
+    static final String L_JMX = "org.wso2.carbon.core.init.JMXServerManager";
     static final String XML = "text/xml; charset=UTF-8", TEXT = "text/plain; charset=UTF-8", HTML = "text/html; charset=UTF-8";
     static final String PROXY_DIR = "repository/deployment/server/synapse-configs/default/proxy-services";
     static Log log;
@@ -62,6 +67,9 @@ public final class EiNode {
     PassThroughTransport.IoSettings io; // io_threads_per_reactor, io_buffer_size, http.socket.timeout
     final List<ExecutorService> pools = new ArrayList<>();
     Membership membership;
+    JmxConnector jmx;
+    Datasources datasources;
+    final ConsoleLogin consoleLogin = new ConsoleLogin(); // the console's sign-in and sessions
     volatile boolean stopping;
 
     EiNode(Path home) {
@@ -91,6 +99,7 @@ public final class EiNode {
     static void fail(String logger, String msg) {
         log.write("ERROR", logger, msg, true);
         System.err.println("ERROR: " + msg);
+        log.info(L_SERVER_MGR, "Halting JVM"); // what node_control reads as "stopped before it started"
         log.close();
         Runtime.getRuntime().halt(1); // never 121: integrator.sh restarts the JVM on 121
     }
@@ -110,6 +119,10 @@ public final class EiNode {
         // it runs on its own thread, from here while the settings are read, until the HTTPS ports bind.
         ExecutorService tlsInit = Executors.newSingleThreadExecutor(named("TLS-init-"));
         tlsInit.execute(EiNode::warmTls);
+        // The JMX connector (RMI, the platform MBean server) likewise, on a thread of its own.
+        ExecutorService jmxInit = Executors.newSingleThreadExecutor(named("JMX-init-"));
+        jmxInit.execute(ManagementFactory::getPlatformMBeanServer);
+        Future<Datasources> dsInit = Datasources.openAsync(home); // JDBC pools and registry mounts, also beside the rest
         log.info(L_CORE, "Starting WSO2 Carbon...");
         log.info(L_CORE, "Node name : " + nodeName);
         log.info(L_CORE, "Carbon Home : " + home);
@@ -130,6 +143,10 @@ public final class EiNode {
         Element keyStore = child(child(carbon, "Security"), "KeyStore");
         Future<SSLContext> sslInit = tlsInit.submit(() -> sslContext(keyStore));
         tlsInit.shutdown();
+        Element jmxPorts = child(child(carbon, "Ports"), "JMX");
+        int jmxOffset = offset;
+        Future<JmxConnector> jmxStart = jmxInit.submit(() -> startJmx(jmxPorts, jmxOffset));
+        jmxInit.shutdown();
         ThreadPoolExecutor workers = workerPool(home.resolve("conf/passthru-http.properties"));
 
         // Bind everything first: a taken port must stop the node before it claims to be up.
@@ -144,11 +161,13 @@ public final class EiNode {
         Deployer deployer = new Deployer(home.resolve(PROXY_DIR));
         deployer.scan();
         SSLContext ssl = await(sslInit);
+        datasources = Datasources.await(dsInit); // the shared registry must answer before the node serves
         PassThroughTransport.Listener httpsL = bind("Pass-through HTTPS Listener", "HTTPS-Listener", https, ssl, workers,
                 ex -> passThrough(ex, "https", https), "https");
         PassThroughTransport.Listener console = bind("Management Console", "http-nio-" + mgt, mgt, ssl, consolePool,
                 this::console, null);
 
+        jmx = await(jmxStart); // JMX clients never see a started node without its connector
         Runtime.getRuntime().addShutdownHook(new Thread(this::shutdown, "Shutdown Hook"));
         if (membership != null) membership.start();
         for (PassThroughTransport.Counters c : counters) {
@@ -164,12 +183,14 @@ public final class EiNode {
         log.info(L_LISTENER, "Pass-through HTTPS Listener started on " + listenHost + ":" + https);
         console.start();
         log.info(L_FINALIZER, "Mgt Console URL  : https://" + listenHost + ":" + mgt + "/carbon/");
+        log.info(L_JMX, "JMX Service URL  : " + jmx.serviceUrl);
 
         ScheduledExecutorService poller = Executors.newSingleThreadScheduledExecutor(named("CarbonDeploymentSchedulerThread-"));
         poller.scheduleWithFixedDelay(deployer::scanSafely, 500, 500, TimeUnit.MILLISECONDS);
         pools.add(poller);
-        double secs = ManagementFactory.getRuntimeMXBean().getUptime() / 1000.0;
-        log.info(L_FINALIZER, String.format(Locale.ROOT, "WSO2 Carbon started in %.1f sec", secs));
+        // "%.1f" by hand: String.format would load java.util.Formatter and the locale data (~15 ms) first
+        long tenths = (ManagementFactory.getRuntimeMXBean().getUptime() + 50) / 100;
+        log.info(L_FINALIZER, "WSO2 Carbon started in " + tenths / 10 + "." + tenths % 10 + " sec");
     }
 
     /**
@@ -216,6 +237,8 @@ public final class EiNode {
         for (PassThroughTransport.Counters c : counters) c.unregister();
         log.info(L_LISTENER, "Pass-through HTTP and HTTPS Listeners stopped");
         for (ExecutorService p : pools) p.shutdownNow();
+        if (jmx != null) jmx.close();
+        if (datasources != null) datasources.close();
         log.info(L_SERVER_MGR, "Halting JVM");
         log.close();
     }
@@ -227,6 +250,31 @@ public final class EiNode {
         Files.move(tmp, home.resolve("wso2carbon.pid"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
+    /**
+     * The remote JMX connector on carbon.xml's <Ports><JMX> ports plus the offset, bound to the listen
+     * host, as Carbon's JMXServerManager starts it. -Deiperf.jmx.password.file (and .access.file),
+     * which integrator.sh passes when the testbed's JMX has a password, ask each client for a user.
+     */
+    JmxConnector startJmx(Element ports, int offset) throws StartupError {
+        int registry = jmxPort(child(ports, "RMIRegistryPort"), 9999) + offset, server = jmxPort(child(ports, "RMIServerPort"), 11111) + offset;
+        String password = System.getProperty("eiperf.jmx.password.file"), access = System.getProperty("eiperf.jmx.access.file");
+        try {
+            return JmxConnector.start(listenHost, registry, server, password == null ? null : Paths.get(password),
+                    access == null ? null : Paths.get(access));
+        } catch (IOException e) {
+            throw new StartupError(L_JMX, "Cannot start the JMX connector: " + e.getMessage());
+        }
+    }
+
+    static int jmxPort(Element e, int dflt) throws StartupError {
+        String v = text(e, String.valueOf(dflt));
+        try {
+            return Integer.parseInt(v);
+        } catch (NumberFormatException x) {
+            throw new StartupError(L_JMX, "Invalid JMX port '" + v + "' in carbon.xml <Ports><JMX>");
+        }
+    }
+
     /** Loads the JSSE and PKCS12 providers' classes ahead of sslContext (a failure shows there). */
     static void warmTls() {
         try {
@@ -236,8 +284,8 @@ public final class EiNode {
         } catch (Exception ignored) { /* sslContext reports it */ }
     }
 
-    /** The SSLContext built by sslContext on the TLS-init thread, its StartupError as is. */
-    static SSLContext await(Future<SSLContext> f) throws Exception {
+    /** What a start-up thread built (the SSLContext, the JMX connector), its StartupError as is. */
+    static <T> T await(Future<T> f) throws Exception {
         try {
             return f.get();
         } catch (ExecutionException e) {
@@ -374,6 +422,11 @@ public final class EiNode {
         }
         String messageId = "urn:uuid:" + fastUuid(); // one id per message, shared by all its log lines
         for (LogSpec l : proxy.logs) log.write("INFO", L_LOG_MEDIATOR, l.message(path, messageId, ex.getRequestHeaders(), body), false);
+        String lookupError = proxy.dbLookup != null ? proxy.dbLookup.run() : null; // borrows from its pool, waiting up to maxWait
+        if (lookupError != null) {
+            send(ex, 500, XML, fault("soapenv:Server", lookupError));
+            return;
+        }
         if (proxy.delayMillis > 0) sleep(proxy.delayMillis); // a slow backend holds the worker thread, as in Synapse
         if (proxy.respond) send(ex, 200, type != null ? type : XML, body);
         else send(ex, 202, null, new byte[0]); // no <respond/>: accepted, nothing to send back
@@ -438,13 +491,18 @@ public final class EiNode {
         if (path.equals("/")) {
             ex.setResponseHeader("Location", "/carbon/");
             send(ex, 302, null, new byte[0]);
+        } else if (path.equals(ConsoleLogin.ACTION) && consoleLogin.required()) {
+            consoleLogin.login(ex); // against WSO2_USER_DB; a session cookie when the user is known
         } else if (path.equals("/carbon") || path.startsWith("/carbon/")) {
+            String user = consoleLogin.user(ex);
             StringBuilder list = new StringBuilder();
             for (String name : new TreeSet<>(proxies.keySet())) list.append("<li>").append(xmlEscape(name)).append("</li>");
+            String content = user == null && consoleLogin.required() ? ConsoleLogin.formHtml()
+                    : (user != null ? "<p id=\"user\">Signed-in as: " + xmlEscape(user) + "</p>" : "") + "<h2>Proxy services</h2><ul>" + list + "</ul>";
             send(ex, 200, HTML, utf8("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>WSO2 Management Console</title>"
                     + "</head><body><h1>WSO2 Enterprise Integrator</h1><p>Node: <b id=\"node\">" + xmlEscape(nodeName) + "</b>"
                     + (membership != null ? " (cluster member " + membership.uuid + ")" : "") + "</p>"
-                    + "<h2>Proxy services</h2><ul>" + list + "</ul></body></html>\n"));
+                    + content + "</body></html>\n"));
         } else {
             send(ex, 404, HTML, utf8("<html><body>Not found: " + xmlEscape(path) + "</body></html>\n"));
         }
@@ -523,6 +581,7 @@ public final class EiNode {
         final Set<String> transports = new HashSet<>();
         final List<LogSpec> logs = new ArrayList<>();
         boolean respond;
+        Datasources.Lookup dbLookup; // a <dblookup> mediator (one per proxy)
         long delayMillis;
 
         Proxy(String name, Path file) { this.name = name; this.file = file; }
@@ -542,7 +601,8 @@ public final class EiNode {
                 switch (localName(m)) {
                     case "log": p.logs.add(LogSpec.parse(m)); break;
                     case "respond": p.respond = true; break;
-                    default: throw new IllegalArgumentException("mediator <" + localName(m) + "> is not supported by the testbed (only log, respond)");
+                    case "dblookup": p.dbLookup = Datasources.Lookup.parse(m); break;
+                    default: throw new IllegalArgumentException("mediator <" + localName(m) + "> is not supported by the testbed (only log, dblookup, respond)");
                 }
             }
             for (Element param : children(root, "parameter")) {

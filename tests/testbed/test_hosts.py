@@ -21,10 +21,12 @@ from eicore.lbclient import LbClient
 from eicore.transport import transport_for
 from loadtests.collectors.jmx import JmxAuthError, JmxConnection
 from loadtests.verify import SERVICE, format_checks, run_verify, soap_envelope
-from testbed import host_manager
-from testbed.hosts import EI_HOME, host_files
+from testbed import host_manager, manager
+from testbed.host_layout import check_node_java, render_hosts
+from testbed.hosts import EI_HOME, NODE_USER, HostError, host_files
 from testbed.netns import BENCH_NET, create_network, links, namespaces
 from testbed.netns import plan_network as netns_plan
+from testbed.node_build import STATE_FILE, NodeJava, resolve_node_java, save_node_java
 from tuning.apply import apply_settings
 from tuning.journal import Journal
 from tuning.params import ParamSet
@@ -303,3 +305,32 @@ def test_a_namespace_that_exists_already_is_one_line(tmp_path):
         assert net.bridge not in links()
     finally:
         subprocess.run(["ip", "netns", "del", net.hosts[0].namespace])
+
+
+def test_java_for_the_hosts_nodes_is_written_checked_and_kept(tmp_path):
+    """`eiperf up --hosts --java`: files only (no host started)."""
+    java = resolve_node_java("11")
+    new = tmp_path / "new"
+    assert host_manager._node_java(new, "11") == java  # a new testbed takes it
+    render_hosts(new, netns_plan(new, 1, 0), java_home=java.home)
+    home = host_files(new, "node1").local(EI_HOME)
+    assert f'JAVA_HOME="{java.home}"\n' in (home / "bin" / "integrator.sh").read_text()
+    r = subprocess.run(["runuser", "-u", NODE_USER, "--", java.java, "-version"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and f'"{java.version}"' in r.stderr  # the node's user may run it
+    closed = NodeJava("/x", str(tmp_path / "jdk"), "11.0.1")  # under pytest's 0700 folder
+    with pytest.raises(HostError, match=f"user {NODE_USER} may not run {closed.java}"):
+        check_node_java(closed)
+    # a built testbed keeps its JDK: another --java is one line, before anything starts
+    save_node_java(new, java)
+    (new / "hosts.json").write_text("{}")
+    before = sorted(p.name for p in new.iterdir())
+    with pytest.raises(EiperfError) as err:
+        manager.up(new, hosts=True, java="17", progress=lambda m: None)
+    assert str(err.value) == (f"the multi-host testbed in {new} runs Java {java.version} "
+                              f"({java.home}); run 'eiperf down --purge' first to build it "
+                              "with another --java, or pass another --dir")
+    (new / STATE_FILE).unlink()  # built before --java: its nodes run their hosts' java
+    with pytest.raises(EiperfError, match="runs its hosts' java; run 'eiperf down --purge'"):
+        manager.up(new, hosts=True, java="11", progress=lambda m: None)
+    assert sorted(p.name for p in new.iterdir()) == sorted(set(before) - {STATE_FILE})

@@ -1,5 +1,6 @@
-"""The testbed's JMX authentication as files (nothing started): the JDK agent's password and
-access files in each EI_HOME, the client's 0600 copy, and a cluster.toml that points at it.
+"""The testbed's JMX authentication as files (nothing started): the password and access files
+(the JDK agent's formats) in each EI_HOME, which integrator.sh hands to the node's own JMX
+connector, the client's 0600 copy, and a cluster.toml that points at it.
 
 A testbed started with JMX authentication is exercised in tests/loadtests/test_jmx_auth.py.
 """
@@ -43,12 +44,10 @@ def test_rendered_with_jmx_auth(tmp_path):
     for node in cluster.nodes:
         home = Path(node.ei_home)
         script = (home / "bin" / "integrator.sh").read_text()
-        assert "-Dcom.sun.management.jmxremote.authenticate=true \\\n" in script
-        assert ('-Dcom.sun.management.jmxremote.password.file='
-                f'"$CARBON_HOME/{JMX_PASSWORD_FILE}" \\\n') in script
-        assert f'-Dcom.sun.management.jmxremote.access.file="$CARBON_HOME/{JMX_ACCESS_FILE}"' in script
-        assert "authenticate=false" not in script
-        assert "-Dcom.sun.management.jmxremote.host=127.0.0.1 \\\n" in script  # still loopback
+        assert f'-Deiperf.jmx.password.file="$CARBON_HOME/{JMX_PASSWORD_FILE}" \\\n' in script
+        assert f'-Deiperf.jmx.access.file="$CARBON_HOME/{JMX_ACCESS_FILE}" \\\n' in script
+        assert "-Djava.rmi.server.hostname=127.0.0.1 \\\n" in script  # still loopback
+        assert "-Dcom.sun.management" not in script  # the node's connector, not the JDK's agent
         assert (home / JMX_PASSWORD_FILE).read_text() == f"admin {password}\n"
         assert (home / JMX_ACCESS_FILE).read_text() == "admin readonly\n"
         assert mode(home / JMX_PASSWORD_FILE) == mode(home / JMX_ACCESS_FILE) == 0o600
@@ -63,8 +62,8 @@ def test_rendered_without_jmx_auth_by_default(tmp_path):
     cluster = render_testbed(plan(tmp_path / "tb", jmx_auth=False, nodes=1))
     home = Path(cluster.nodes[0].ei_home)
     script = (home / "bin" / "integrator.sh").read_text()
-    assert "-Dcom.sun.management.jmxremote.authenticate=false \\\n" in script
     assert "password.file" not in script and "access.file" not in script
+    assert "-Dcom.sun.management" not in script
     assert not (home / "conf" / "jmx").exists() and not (tmp_path / "tb" / "jmx.password").exists()
     assert cluster.nodes[0].jmx_credentials() is None
     assert "jmx_user" not in Path(cluster.source).read_text()
