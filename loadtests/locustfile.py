@@ -58,6 +58,9 @@ from loadtests.warmup import (
 )
 from loadtests.worker_reports import WorkerReports
 
+#: Seconds the load waits at most for --eiperf-start-gate (then starts, saying so).
+START_GATE_S = 60.0
+
 _state: dict = {"recorder": None, "reports": None, "timeline": [], "t0": None, "shape": None}
 
 
@@ -96,6 +99,10 @@ def add_eiperf_options(parser) -> None:
                         "and timeline.json; with --master, give it to the master only")
     g.add_argument("--eiperf-worker", default=None,
                    help="this process's name in the rows' worker column (default <host>-<pid>)")
+    g.add_argument("--eiperf-start-gate", default=None, metavar="FILE",
+                   help=f"start the load only once FILE exists (at most {START_GATE_S:g} s): "
+                        "`eiperf run` starts Locust while its collector gets ready, and opens "
+                        "the gate once the collector has sampled")
 
 
 def _warmup_option(text: str) -> float | str:
@@ -121,6 +128,18 @@ class EiperfShape(LoadTestShape):
         if isinstance(shape, OpenShape) and t >= shape.duration and self.runner.user_count == 0:
             return None  # every stream has sent its last arrival and had its answers
         return shape.users_at(t)
+
+
+def _wait_for_gate(path: str) -> None:
+    """Hold the test's start until `path` exists (the Locust process and its workers start up
+    meanwhile), bounded by START_GATE_S."""
+    deadline = time.monotonic() + START_GATE_S
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            sys.stderr.write(f"eiperf locustfile: {path} did not appear within "
+                             f"{START_GATE_S:g} s; starting the load anyway\n")
+            return
+        gevent.sleep(0.01)
 
 
 def _fail(message: str) -> None:
@@ -165,6 +184,8 @@ def on_init(environment, runner=None, **_kw) -> None:
     _state["shape"] = shape
     if shape is None:
         environment.shape_class = None
+    if opts.eiperf_start_gate and not isinstance(runner, WorkerRunner):
+        _wait_for_gate(opts.eiperf_start_gate)
     if isinstance(runner, MasterRunner):
         if opts.eiperf_out:
             reports = _state["reports"] = WorkerReports(Path(opts.eiperf_out))

@@ -61,7 +61,7 @@ class CollectorProcess:
     """Run the collectors in a child process for the length of a load test.
 
     `start()` returns once the child sampled its first round (or raises CollectorError with its
-    last log line); `stop()` asks it to finish and, if it does not within `timeout`, kills it
+    last log line) -- or in two steps, `spawn()` then `wait_ready()`; `stop()` asks it to finish and, if it does not within `timeout`, kills it
     by PID -- either way the metrics file is left valid (rebuilt from the spool if need be).
     Its log goes to `log_path` (default: the metrics file's name + ".log").
     """
@@ -104,6 +104,12 @@ class CollectorProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the child and wait until it has sampled once."""
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the child without waiting for it (`wait_ready` does): a run starts Locust
+        meanwhile, whose own start-up takes about as long."""
         if self._proc is not None:
             raise CollectorError("the collector process was already started")
         load_cluster(self.cluster_file)  # a bad file: one clear ConfigError, nothing started
@@ -116,7 +122,12 @@ class CollectorProcess:
                 self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
                 env=env, start_new_session=True, close_fds=True,
             )
-        assert self._proc.stdout is not None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the spawned child has sampled once; CollectorError (the child killed)
+        when it exits first or takes longer than `timeout` s."""
+        if self._proc is None or self._proc.stdout is None or self._proc.stdout.closed:
+            raise CollectorError("the collector process was not spawned (or was waited for)")
         try:
             ready = _read_line(self._proc.stdout, timeout)
         finally:

@@ -71,6 +71,23 @@ EVENTS = [  # (request event keyword arguments, the row it must give)
           context={"scenario": "soap_http", "intended": 1004.75}, start_time=1005.0),
      dict(ts=1005.0, scenario="soap_http", name="soap_http", latency_us=252000, bytes=3,
           status=200, ok=True, error=None, node="node1", intended_ts=1004.75, service_us=2000)),
+    # no upstream header (nginx answered itself), and one sent on two lines (joined)
+    (dict(request_type="GET", name="static", response_time=1.0, response_length=3,
+          response=Response(200, Headers([("Server", "nginx")])), context={"scenario": "static"},
+          start_time=1004.5),
+     dict(ts=1004.5, scenario="static", name="static", latency_us=1000, bytes=3, status=200,
+          ok=True, error=None, node=None)),
+    (dict(request_type="GET", name="static", response_time=1.0, response_length=3,
+          response=Response(200, Headers([("X-Upstream-Addr", "10.0.0.1:80"),
+                                          ("x-upstream-addr", "10.0.0.2:80")])),
+          context={"scenario": "static"}, start_time=1004.6),
+     dict(ts=1004.6, scenario="static", name="static", latency_us=1000, bytes=3, status=200,
+          ok=True, error=None, node="10.0.0.1:80, 10.0.0.2:80")),
+    # a response whose headers are a plain mapping (not a FastResponse's)
+    (dict(request_type="GET", name="other", response_time=1.0, response_length=3,
+          response=Response(200, {"X-Upstream-Addr": "127.0.0.1:8291"}), start_time=1004.7),
+     dict(ts=1004.7, scenario="", name="other", latency_us=1000, bytes=3, status=200,
+          ok=True, error=None, node="node2")),
     # open model, sent "before" its intended start (clocks): no negative wait
     (dict(request_type="POST", name="soap_http", response_time=3.0, response_length=3,
           response=Response(200, upstream("127.0.0.1:8291")),

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from eicore import node_control
 from eicore.cluster import save_cluster
 from eicore.results import RunStatus, read_run_record
 from eicore.transport import LocalTransport
+from loadtests import run as run_module
 from tests.loadtests.conftest import ROOT, eiperf
 from tests.sshd import free_port
 
@@ -94,6 +96,32 @@ def test_a_request_without_a_response_records_its_connection_error(tmp_path):
     assert (rows.status == 0).all()
     assert rows.error.astype(str).str.startswith("connection error: ").all()
     assert rows.error.astype(str).str.contains("Connection refused").all(), rows.error.unique()
+
+
+@pytest.mark.parametrize("proc_children", [True, False], ids=["proc", "psutil"])
+def test_the_generator_pids_are_the_whole_process_tree(monkeypatch, proc_children):
+    """The run's PID scan (the kernel's children lists, or psutil where there are none) finds
+    every descendant, grandchildren included, and nothing else."""
+    if proc_children and not run_module._PROC_CHILDREN:
+        pytest.skip("this kernel has no /proc/<pid>/task/<tid>/children")
+    monkeypatch.setattr(run_module, "_PROC_CHILDREN", proc_children)
+    root = subprocess.Popen(["sh", "-c", "sleep 30 & (sleep 30 & wait) & wait"])
+    tree = psutil.Process(root.pid)
+    try:
+        deadline = time.monotonic() + 10
+        while len(tree.children(recursive=True)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expected = sorted(p.pid for p in tree.children(recursive=True))
+        assert len(expected) == 3
+        assert sorted(run_module._children(root.pid)) == expected
+        assert run_module._children(2**22 + 1) == []  # no such process
+    finally:
+        for p in [*tree.children(recursive=True), tree]:
+            try:
+                p.kill()  # by PID
+            except psutil.NoSuchProcess:
+                pass
+        root.wait(10)
 
 
 def test_run_writes_a_complete_result_that_matches_locust(testbed, results_dir):

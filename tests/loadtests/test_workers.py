@@ -125,7 +125,9 @@ def test_a_generator_without_the_python_is_one_line_naming_the_host(hosts_testbe
 
 
 def test_two_local_workers_name_every_row_and_match_locust(testbed, results_dir):
-    r = eiperf("run", "--cluster", testbed.source, "--workers", "2", "-u", "4", "-t", "4s",
+    # 6 s: a worker's CPU share arrives with its reports to the master (every 3 s, the first
+    # one only a baseline), stamped on arrival; the window must hold one of them
+    r = eiperf("run", "--cluster", testbed.source, "--workers", "2", "-u", "4", "-t", "6s",
                "--warmup", "0", "--out", str(results_dir))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 Locust workers: 2 on local" in r.stdout
