@@ -254,7 +254,9 @@ def test_real_run_records_its_steady_state(testbed, tmp_path, shape, verdict) ->
     assert steady["verdict"] == verdict.value, steady
     assert f"steady state: {verdict.value}" in r.stdout
     if verdict is WARMING:
-        assert steady["throughput_slope_pct"] > 30 and steady["p_throughput"] < 0.05
+        # Sen's slope of an ideal doubling in the middle is ~+77 % of the median here (64..91 %
+        # measured); 27.8 % was seen once in a full suite: the bound guards sign and scale
+        assert steady["throughput_slope_pct"] > 15 and steady["p_throughput"] < 0.05
         assert "check: not steady, still warming up: throughput rose" in r.stdout
     else:
         assert abs(steady["throughput_slope_pct"]) < 10
