@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -231,9 +232,20 @@ def test_interrupted_run_is_kept_and_marked_incomplete(testbed, results_dir):
                           "-u", "4", "-t", "60s", "--warmup", "0", "--out", str(results_dir),
                           "--no-collect"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
-    time.sleep(6)
+    # interrupted once the load has run a while: once a progress line (every 5 s) counts over
+    # 150 requests, not after a fixed sleep that a slow start-up can use up
+    seen, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([p.stdout], [], [], 1.0)[0]:
+            continue
+        line = p.stdout.readline()
+        seen.append(line)
+        count = re.search(r"([\d,]+) requests, ", line)
+        if not line or (count and int(count.group(1).replace(",", "")) > 150):
+            break
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=60)
+    out = "".join(seen) + out
     assert p.returncode == 3, out
     run = only_run(results_dir)
     rec = read_run_record(run)
