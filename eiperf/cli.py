@@ -17,6 +17,9 @@ from eicore import __version__
 from eicore.errors import EiperfError
 from eicore.results import DEFAULT_RESULTS, RESULTS_ENV, journal_root, results_dir
 
+#: `eiperf run --web`'s port when --web-port is not given (Locust's own default)
+WEB_PORT = 8089
+
 # ---- converters: each turns one option's text into its value or rejects it in one line ---------
 
 
@@ -276,8 +279,8 @@ def _add_run(sub: _Subparsers) -> None:
                    help="show the run live in Locust's own web UI on 127.0.0.1 (the run is "
                         "recorded the same; the UI's stop button ends it early, recorded as "
                         "stopped by the user and complete up to then)")
-    g.add_argument("--web-port", type=port, default=8089, metavar="PORT",
-                   help="the web UI's port (default 8089)")
+    g.add_argument("--web-port", type=port, metavar="PORT",
+                   help=f"the web UI's port, with --web (default {WEB_PORT})")
     p.set_defaults(func=_lazy("eiperf.commands.run_cmd", "cmd_run"))
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -354,6 +355,8 @@ def run_load_test(
     if not cluster.source or not Path(cluster.source).exists():
         raise EiperfError("the cluster must come from a cluster.toml file (Locust reads it)")
     preflight(cluster, profile)
+    if web_port is not None:
+        _check_web_port(web_port)
     plan = plan_workers(cluster, profile.processes, max(profile.users, profile.spike_users or 0),
                         master_host, master_port, progress)
     run_id = run_id or new_run_id()
@@ -513,6 +516,18 @@ def run_load_test(
 
 def _web_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/"
+
+
+def _check_web_port(port: int) -> None:
+    """One clear line before anything is written when the web UI's port is taken (Locust
+    would only log it and run without its UI)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Locust binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise EiperfError(f"--web-port {port}: 127.0.0.1:{port} is taken ({e.strerror}); "
+                              "pick another port") from None
 
 
 def _web_record(run_dir: Path, port: int, profile: LoadProfile, status: RunStatus,

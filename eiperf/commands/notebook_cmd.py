@@ -114,8 +114,23 @@ def notebook_parameters(name: str, path: Path, targets: Targets,
         if key not in declared:
             free = ", ".join(k for k in declared if k not in parameters)
             raise EiperfError(f"-p {key}: {name} has no such parameter (it takes {free})")
-        parameters[key] = parameter_value(text)
+        parameters[key] = checked_value(name, key, text, declared[key]["inferred_type_name"])
     return parameters
+
+
+#: a parameter annotated `: float` or `: int` in the notebook -> the values it takes
+_NUMBERS = {"float": ((int, float), "a number"), "int": ((int,), "a whole number")}
+
+
+def checked_value(name: str, key: str, text: str, declared_type: str) -> Any:
+    """The -p value, refused in one line when the notebook declares a number and `text` is
+    none (rather than a cell failing on it halfway through)."""
+    value = parameter_value(text)
+    if declared_type in _NUMBERS:
+        types, what = _NUMBERS[declared_type]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise EiperfError(f"-p {key} {text}: {name}'s {key} is {what}")
+    return value
 
 
 def output_folder(output: str | None, targets: Targets) -> Path:

@@ -14,6 +14,7 @@ from analysis.slo import SloError, SloRule, parse_rules
 from eicore.cluster import Cluster
 from eicore.errors import ConfigError
 from eicore.results import DoctorSummary, RunRecord, RunStatus, results_dir
+from eiperf.cli import WEB_PORT
 from eiperf.context import resolve_cluster
 from loadtests.generators import WORKER_WAIT_S
 from loadtests.profile import LoadProfile, parse_duration, parse_warmup
@@ -57,13 +58,15 @@ def slo_rules(texts: list[str] | None) -> list[SloRule]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     profile = profile_from_args(args)  # bad input fails here, before anything starts
+    if args.web_port is not None and not args.web:
+        raise ConfigError("--web-port is the port of the live view: give it with --web")
     rules = slo_rules(args.slo)
     cluster = resolve_cluster(args)
     code, _ = execute_run(cluster, profile, results_dir(args.results), rules,
                           collect=not args.no_collect, interval=args.interval,
                           master_host=args.master_host, master_port=args.master_port,
                           worker_wait=args.worker_wait or WORKER_WAIT_S,
-                          web_port=args.web_port if args.web else None,
+                          web_port=(args.web_port or WEB_PORT) if args.web else None,
                           doctor=None if args.no_doctor else preflight_checks(cluster))
     return code
 

@@ -23,9 +23,11 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from PIL import Image
 
 from analysis.loading import load_run
 from analysis.planning import plan_capacity
+from tests.analysis.chromium import render
 from tests.analysis.conftest import eiperf_cli
 from tests.analysis.results_fixture import write_run, write_step_run, write_sweep
 
@@ -81,7 +83,7 @@ def result(nb: nbformat.NotebookNode) -> str:
         "text/plain"]
 
 
-def test_capacity_notebook_on_a_step_run_lands_in_the_run_folder(results):
+def test_capacity_notebook_on_a_step_run_lands_in_the_run_folder(results, tmp_path):
     run_dir = results / "step-run"
     nb, page = notebook(results, "capacity_planning", "step-run", "-p", "TARGET_RPS", "5000",
                         "-p", "HEADROOM", "0.25", folder=run_dir)
@@ -93,6 +95,15 @@ def test_capacity_notebook_on_a_step_run_lands_in_the_run_folder(results):
         assert f"'{key}': {value}" in result(nb)
         assert f"'{key}': {value}" in page
     assert page.count("data:image/png;base64,") >= 3
+    # as a browser shows it: no script error, every image in place, and the figures drawn --
+    # one saturated colour fills >= 20,000 pixels (a plot's bars; the page's text alone: ~2,700)
+    shown = render(run_dir / "capacity_planning.html", tmp_path / "chromium", height=5000)
+    assert shown.console_messages() == []
+    images = r'<img [^>]*src="data:image/png;base64,'
+    assert len(re.findall(images, shown.dom)) == len(re.findall(images, page)) >= 3
+    with Image.open(shown.png) as png:
+        colours = png.convert("RGB").getcolors(maxcolors=1 << 24)
+    assert max(n for n, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 60) >= 20_000
 
 
 def test_compare_notebook_on_two_runs_lands_in_the_first_runs_folder(results):
@@ -127,6 +138,12 @@ def test_the_recorded_golden_run_with_an_output_folder(results, tmp_path):
     (["capacity_planning", "step-run", "-p", "TARGET", "1"], "-p TARGET: capacity_planning has "
                                                              "no such parameter"),
     (["capacity_planning", "step-run", "-p", "RUN", "run-a"], "-p RUN: is set from the runs"),
+    (["capacity_planning", "step-run", "-p", "TARGET_RPS", "abc"], "-p TARGET_RPS abc: "
+                                                                   "capacity_planning's "
+                                                                   "TARGET_RPS is a number"),
+    (["compare_runs", "sweep-nb", "-p", "MAX_SWEEP_RUNS", "2.5"], "-p MAX_SWEEP_RUNS 2.5: "
+                                                                  "compare_runs's MAX_SWEEP_RUNS "
+                                                                  "is a whole number"),
     (["capacity_planning", "sweep-nb"], "capacity_planning takes one run"),
     (["compare_runs", "run-a"], "compare_runs takes two runs or more, or one sweep"),
     (["compare_runs", "run-a", "run-b", "-o", "run.json"], "run.json: is a file"),
