@@ -16,11 +16,21 @@ and the median (shown too) moves with whatever else ran. Each part of the report
 summaries, binning, plots, template, the rest) is timed inside the real ``build_report`` by
 wrapping the functions that do it (time in a nested part counts for that part only). A missed
 target prints NOT MET and still exits 0; only an error exits non-zero.
+
+glibc is told to keep freed memory (``keep_freed_memory``): by default it hands blocks of a few
+tens of MB back to the kernel when they are freed, so whether a step paid for faulting fresh
+pages in depended on what the step before it had freed. The 4 M-row read then took either
+~0.3 s or ~0.8-1.2 s from round to round (best of 7: 357 ms in one run, 644 ms in the next),
+and the verdict flipped between runs of the same code (ratio 1.88, then 0.46). Kept, every
+step's rounds agree within a few per cent, and the figures are the work per row, not the
+kernel's page faults.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import statistics
 import sys
@@ -45,6 +55,21 @@ PER_ROW_TARGET = 1.5  # report's s per M rows / read's
 FIXED_TARGET_S = 0.4
 DURATION_S, WARMUP_S = 600.0, 30.0
 PARTS = ("load", "summaries", "binning", "plots", "template", "rest")
+
+
+#: glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process (no trimming, no mmap for big blocks);
+    False when this is not glibc (the figures are then noisier; see the module docstring)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and
+                    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False
 
 
 class PartTimer:
@@ -148,6 +173,9 @@ def main() -> int:
     if args.rounds < 1:
         print(f"--rounds must be at least 1, got {args.rounds}", file=sys.stderr)
         return 2
+    if not keep_freed_memory():
+        print("note: not glibc; freed memory goes back to the kernel and the figures are "
+              "noisier", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="eiperf-bench-") as tmp:
         results = Path(tmp) / "results"
         steps, sizes_mib = {}, []

@@ -33,7 +33,7 @@ from eicore.errors import EiperfError
 from eicore.fsutil import atomic_write_text
 from eicore.results import TIMELINE_JSON
 from loadtests.messages import parse_size
-from loadtests.open_model import OpenConfig, configure_open_model, counts
+from loadtests.open_model import DURATION_OPTION, OpenConfig, configure_open_model, counts
 from loadtests.recorder import REPORT_KEY, RequestRecorder
 
 # The scenario classes must be names of this module for Locust to find them.
@@ -170,6 +170,7 @@ def on_init(environment, runner=None, **_kw) -> None:
             active = [configure_open_model(OpenConfig(
                 shape.profile, shape.process, shape.max_concurrency, shape.duration,
                 shape.streams), active)]
+            setattr(opts, DURATION_OPTION, shape.duration)  # a master's reaches its workers
             # Locust's -t is a hard stop: leave the streams time to hear their last answers
             # (the shape ends the test as soon as they have)
             opts.run_time = int(shape.duration + DRAIN_S)

@@ -34,6 +34,11 @@ from loadtests.scenarios import EiUser
 log = logging.getLogger(__name__)
 _request = local()  # the intended start of the request this greenlet sends
 
+#: The parsed option through which a master hands its streams' sending time to its workers
+#: (Locust sends its workers the options it does not know itself, with each spawn). Workers
+#: Locust forks for `--processes` have no `-t` of their own.
+DURATION_OPTION = "eiperf_open_duration"
+
 
 @dataclass(frozen=True)
 class OpenConfig:
@@ -89,8 +94,9 @@ class OpenArrivals(User):
         counts.cap = cfg.stream_cap
         pool, senders = self._pool, self._senders
         cum = [sum(self.weights[: i + 1]) for i in range(len(self.weights))]
+        duration = getattr(self.environment.parsed_options, DURATION_OPTION, None) or cfg.duration
         t0 = time.time()
-        for offset in arrival_times(cfg.profile, cfg.duration, cfg.process,
+        for offset in arrival_times(cfg.profile, duration, cfg.process,
                                     share=1.0 / max(1, cfg.streams), phase=rng.random(), rng=rng):
             intended = t0 + offset
             delay = intended - time.time()

@@ -140,7 +140,7 @@ def in_window(run_dir: Path) -> dict[str, int]:
 
 def test_gc_log_end_to_end_on_the_testbed(testbed, journal, tmp_path, sshd):
     apply_settings(testbed, ParamSet({"jvm.gc_log": "on"}), journal, progress=lambda m: None)
-    for node in testbed.nodes:  # the node's JDK (17) chose the unified flags
+    for node in testbed.nodes:  # the node's JDK (11) chose the unified flags
         assert UNIFIED in Path(node.integrator_sh).read_text()
     lines: list[str] = []
     outcome = run_load_test(testbed, LoadProfile(users=8, duration=4.0, warmup=1.0,
