@@ -92,6 +92,14 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _hold_during_restore(signum, frame) -> None:
+    """SIGINT/SIGTERM while the original settings come back: the restore finishes first.
+
+    A handler, not SIG_IGN: an ignored signal stays ignored across exec, so node JVMs the
+    restore restarts would ignore SIGTERM for life and `integrator.sh stop` would hang until
+    SIGKILL. A caught signal goes back to its default in every child."""
+
+
 class _Interrupted(Exception):
     pass
 
@@ -303,8 +311,8 @@ class SweepRun:
         except BaseException as e:
             error = e
         finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, _hold_during_restore)
+            old_int = signal.signal(signal.SIGINT, _hold_during_restore)
             try:
                 try:
                     self._release(strategy, status)

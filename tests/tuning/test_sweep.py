@@ -49,6 +49,19 @@ def lb_serves(cluster: Cluster) -> bool:
                    for _ in range(4))
 
 
+def ignores_sigterm(cluster: Cluster) -> list[str]:
+    """Nodes whose JVM ignores SIGTERM (it then never runs its shutdown hook on `stop`)."""
+    t = LocalTransport()
+    found = []
+    for node in cluster.nodes:
+        pid = node_control.node_state(t, node).pid
+        status = Path(f"/proc/{pid}/status").read_text()
+        (mask,) = [line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")]
+        if int(mask, 16) & (1 << (signal.SIGTERM - 1)):
+            found.append(node.name)
+    return found
+
+
 def write_spec(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -125,6 +138,7 @@ def test_grid_sweep_heap_per_trial_refused_flag_and_restore(testbed, original, t
 
     assert config_snapshot(testbed) == original
     assert nodes_alive(testbed) and lb_serves(testbed)
+    assert ignores_sigterm(testbed) == []  # restarted by the restore, still stoppable
     assert not (tmp_path / "results" / ".journal").exists()
 
 
