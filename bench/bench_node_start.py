@@ -5,7 +5,8 @@ Prints, per JDK, measured in one run (medians of --repeat):
 - a bare JVM start to its first HTTP response (a minimal ServerSocket responder compiled into
   a temp folder: the floor any JVM HTTP service pays here),
 - the node's start-to-ready through its own bin/integrator.sh (port answers, log says started),
-  and its ratio to the bare JVM (target <= 1.3x on JDK 11),
+  and its ratio to the bare JVM (target <= 1.3x on JDK 11); side by side, the same node started
+  without its class-data archive (lib/eiperf-node.jsa moved aside; testbed/node_cds.py),
 - where that time goes (medians, from the node's own log timestamps): script and JVM up to the
   node's first line, its start-up up to `WSO2 Carbon started`, and until node_control saw it,
 - the node's requests/s per core: wrk POSTing 1 KB to SampleProxy on the node's HTTP port,
@@ -35,7 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eicore import node_control  # noqa: E402
 from eicore.transport import LocalTransport  # noqa: E402
 from testbed import manager  # noqa: E402
-from testbed.node_build import TARGET_RELEASE, find_javac, resolve_node_java  # noqa: E402
+from testbed.node_build import (  # noqa: E402
+    NODE_ARCHIVE,
+    TARGET_RELEASE,
+    find_javac,
+    resolve_node_java,
+)
 from tests.conftest import free_testbed_ports  # noqa: E402
 
 RESPONDER = """
@@ -147,18 +153,30 @@ def main() -> int:
                                  progress=lambda m: None, java=jdk)
             try:
                 node = cluster.nodes[0]
-                starts = [node_start(node) for _ in range(args.repeat)]
+                archive = Path(node.ei_home) / "lib" / NODE_ARCHIVE
+                if not archive.is_file():  # eiperf up said why
+                    raise SystemExit(f"bench_node_start: no {archive} after eiperf up")
+                starts, plain = [], []
+                for _ in range(args.repeat):  # interleaved: both legs see the same machine
+                    starts.append(node_start(node))
+                    archive.rename(archive.with_suffix(".aside"))
+                    try:
+                        plain.append(node_start(node)[0])
+                    finally:
+                        archive.with_suffix(".aside").rename(archive)
                 start = statistics.median(s for s, _ in starts)
                 phases = [statistics.median(p[i] for _, p in starts) for i in range(len(PHASES))]
+                node_start(node)  # the wrk figures with the archive in use
                 rps, rps_core = per_core(node, args.seconds, lua)
             finally:
                 manager.down(d, progress=lambda m: None)
-            rows.append((f"JDK {java.version}", bare, start, start / bare, rps, rps_core, phases))
+            rows.append((f"JDK {java.version}", bare, start, start / bare,
+                         statistics.median(plain), rps, rps_core, phases))
     print(f"{'':16} {'bare JVM 1st resp':>18} {'node start-ready':>17} {'ratio':>6} "
-          f"{'node req/s 1KB':>15} {'req/s per core':>15}")
-    for name, bare, start, ratio, rps, rps_core, _ in rows:
+          f"{'no archive':>11} {'node req/s 1KB':>15} {'req/s per core':>15}")
+    for name, bare, start, ratio, plain, rps, rps_core, _ in rows:
         print(f"{name:16} {bare * 1000:15.0f} ms {start * 1000:14.0f} ms {ratio:5.2f}x "
-              f"{rps:15.0f} {rps_core:15.0f}")
+              f"{plain * 1000:8.0f} ms {rps:15.0f} {rps_core:15.0f}")
     for name, *_, phases in rows:
         print(f"{name:16} start-to-ready: " + ", ".join(
             f"{what} {ms * 1000:.0f} ms" for what, ms in zip(PHASES, phases, strict=True)))

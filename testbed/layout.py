@@ -30,7 +30,7 @@ from testbed.database import (
     DatabasePlan,
     write_passwords,
 )
-from testbed.node_build import MAIN_CLASS, install_classes
+from testbed.node_build import MAIN_CLASS, NODE_ARCHIVE, install_classes
 
 TEMPLATES = Path(__file__).parent / "templates"
 DOMAIN = "wso2.ei.domain"
@@ -164,7 +164,8 @@ def render_integrator_sh(jmx_auth: bool = False, listen_host: str = HOST,
     `java_home` the script sets JAVA_HOME (else it runs the java on PATH)."""
     return template_env().get_template("integrator.sh.j2").render(
         main_class=MAIN_CLASS, jmx_auth=jmx_auth, jmx_password_file=JMX_PASSWORD_FILE,
-        jmx_access_file=JMX_ACCESS_FILE, listen_host=listen_host, java_home=java_home)
+        jmx_access_file=JMX_ACCESS_FILE, listen_host=listen_host, java_home=java_home,
+        cds_archive=NODE_ARCHIVE)
 
 
 def render_jmx_auth(home: Path, user: str, password: str, owner_uid: int | None = None,

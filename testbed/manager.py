@@ -20,7 +20,7 @@ from eicore import lb_control, node_control
 from eicore.cluster import Cluster, load_cluster
 from eicore.errors import EiperfError
 from eicore.transport import LocalTransport, transport_for
-from testbed import database, host_manager
+from testbed import database, host_manager, node_cds
 from testbed.layout import DEFAULT_OFFSET_BASE, DEFAULT_PORT_BASE, TestbedPlan, render_testbed
 from testbed.netns import check_can_build
 from testbed.node_build import (
@@ -132,8 +132,13 @@ def _start_all(cluster: Cluster, progress: Progress) -> None:
             database.start(cluster.testbed_dir, db)
             started_db = True
         progress(f"starting {len(cluster.nodes)} node(s) through bin/integrator.sh ...")
+        java = load_node_java(Path(cluster.testbed_dir)) if cluster.testbed_dir else None
+        homes = [Path(n.ei_home) for n in cluster.nodes]
+        record_env = node_cds.install(java, homes)  # the first node records its classes, once
         with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
-            futures = {n.name: pool.submit(node_control.start_node, t, n) for n in cluster.nodes}
+            futures = {n.name: pool.submit(node_control.start_node, t, n,
+                                           env=record_env if i == 0 else None)
+                       for i, n in enumerate(cluster.nodes)}
             errors: list[EiperfError] = []
             for node in cluster.nodes:
                 try:
@@ -146,6 +151,9 @@ def _start_all(cluster: Cluster, progress: Progress) -> None:
                 raise errors[0]
         progress("starting nginx ...")
         lb_control.start(t, cluster.load_balancer)
+        if record_env and java is not None:
+            progress("building the nodes' class-data archive (once per JDK; faster starts) ...")
+            node_cds.build(java, homes, progress)
     except BaseException:
         for node in started_nodes:
             node_control.stop_node(t, node)

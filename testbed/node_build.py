@@ -1,7 +1,9 @@
-"""Compile the testbed node program once, cache it by the hash of its sources, reuse it.
+"""Compile the testbed node program once into a jar, cache it by the hash of its sources, reuse it.
 
-The classes target Java 11 (`--release 11`): the same classes run on the JDK 11 runtime the
-testbed uses by default (EI 6.x's JDK) and on JDK 17, whichever javac (11 or later) builds them.
+The node's classes ship as one jar in each node's lib/ (as the product's code ships in jars),
+which also lets a class-data archive cover them (`testbed.node_cds`). The classes target Java 11
+(`--release 11`): the same classes run on the JDK 11 runtime the testbed uses by default (EI
+6.x's JDK) and on JDK 17, whichever javac (11 or later) builds them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +25,10 @@ from eicore.fsutil import atomic_write_text
 NODE_DIR = Path(__file__).parent / "node"
 NODE_SOURCE = NODE_DIR / "EiNode.java"
 MAIN_CLASS = "EiNode"
+#: the node program's jar, in the cache and in each node's lib/
+NODE_JAR = "eiperf-node.jar"
+#: a node's class-data archive of its start-up classes, beside the jars (`testbed.node_cds`)
+NODE_ARCHIVE = "eiperf-node.jsa"
 #: the Java release the node's classes are compiled for (the oldest JDK the testbed runs them on)
 TARGET_RELEASE = 11
 #: string concatenation as StringBuilder calls, not invokedynamic: each `+` site would otherwise
@@ -163,17 +170,18 @@ def load_node_java(testbed_dir: Path) -> NodeJava | None:
 
 
 def compiled_classes() -> Path:
-    """A folder holding the compiled node classes, compiled now if a source changed."""
+    """A folder holding the compiled node classes and their jar (NODE_JAR), compiled now if a
+    source changed."""
     sources = node_sources()
     jars = node_jars()
-    h = hashlib.sha256((" ".join(JAVAC_FLAGS) + "\n").encode())
+    h = hashlib.sha256((" ".join(JAVAC_FLAGS) + f" {NODE_JAR}\n").encode())
     for jar in jars:  # compiled against the pool's jar: a new one compiles again
         h.update(f"{jar.resolve()} {jar.stat().st_size}\n".encode())
     for src in sources:
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
     digest = h.hexdigest()[:16]
     target = cache_root() / "node" / digest
-    if (target / f"{MAIN_CLASS}.class").exists():
+    if (target / NODE_JAR).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
@@ -186,23 +194,37 @@ def compiled_classes() -> Path:
         if r.returncode != 0:
             raise EiperfError(f"compiling the node ({', '.join(s.name for s in sources)}) "
                               f"failed:\n{r.stderr.strip()}")
+        _write_jar(tmp / NODE_JAR, sorted(tmp.glob("*.class")))
         try:
             os.rename(tmp, target)
         except OSError:  # another process compiled it first
-            if not (target / f"{MAIN_CLASS}.class").exists():
+            if not (target / NODE_JAR).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
+def _write_jar(jar: Path, classes: list[Path]) -> None:
+    """The node's jar: its classes (no package) and a manifest naming the main class; entry
+    times fixed, so the same sources give the same bytes."""
+    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("META-INF/MANIFEST.MF"),
+                   f"Manifest-Version: 1.0\r\nMain-Class: {MAIN_CLASS}\r\n\r\n")
+        for cls in classes:
+            z.writestr(zipfile.ZipInfo(cls.name), cls.read_bytes())
+
+
 def install_classes(lib_dir: Path) -> None:
-    """Copy the compiled node classes and its jars into a node's lib/ (replacing older ones)."""
-    classes = compiled_classes()
+    """Put the node's jar and the jars it runs with into a node's lib/ (replacing older ones).
+
+    Copies keep their modification times: the JVM accepts a class-data archive only for jars of
+    the size and time it was built from (`testbed.node_cds`), so equal copies share one archive.
+    An archive already in lib/ belonged to the old jars and goes.
+    """
+    jar = compiled_classes() / NODE_JAR
     lib_dir.mkdir(parents=True, exist_ok=True)
-    for old in lib_dir.glob("*.class"):
-        old.unlink()
-    for cls in classes.glob("*.class"):
-        shutil.copy2(cls, lib_dir / cls.name)
-    for jar in node_jars():  # a copy, not a link: a node's EI_HOME stands on its own
-        shutil.copyfile(jar, lib_dir / jar.name)
+    for old in (*lib_dir.glob("*.class"), lib_dir / NODE_ARCHIVE):  # loose classes: before the jar
+        old.unlink(missing_ok=True)
+    for src in (jar, *node_jars()):  # a copy, not a link: a node's EI_HOME stands on its own
+        shutil.copy2(src, lib_dir / src.name)
