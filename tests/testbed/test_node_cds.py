@@ -23,15 +23,10 @@ def archive_mapped(node) -> bool:
     return str(Path(node.ei_home) / "lib" / NODE_ARCHIVE) in Path(f"/proc/{pid}/maps").read_text()
 
 
-def restart(node, env: dict[str, str] | None = None) -> None:
-    node_control.stop_node(T, node)
-    node_control.start_node(T, node, env=env)
-
-
 def main_class_source(node, tmp_path: Path) -> str:
     """Restart the node with the JVM's class-loading log; where its main class came from."""
     log = tmp_path / f"classes-{node.name}.log"
-    restart(node, env={"JAVA_OPTS": f"-Xlog:class+load=info:file={log}"})
+    node_control.restart_node(T, node, env={"JAVA_OPTS": f"-Xlog:class+load=info:file={log}"})
     line = next(x for x in log.read_text().splitlines() if " EiNode source: " in x)
     return line.split(" source: ", 1)[1]
 
@@ -59,7 +54,7 @@ def test_recorded_at_the_first_up_used_from_the_next_start_and_skipped_when_jars
         assert (Path(node.ei_home) / "lib" / NODE_ARCHIVE).stat().st_ino == archives[0].stat().st_ino
         assert not archive_mapped(node)  # both started before it existed
 
-    restart(node2)
+    node_control.restart_node(T, node2)
     assert archive_mapped(node2)
     assert "-XX:SharedArchiveFile=lib/eiperf-node.jsa" in Path(node2.log_file).read_text()
 
@@ -85,5 +80,5 @@ def test_recorded_at_the_first_up_used_from_the_next_start_and_skipped_when_jars
 @pytest.mark.parametrize("fixture", ["testbed", "testbed17"])
 def test_the_session_testbeds_nodes_share_classes_on_both_jdks(fixture, request):
     node = request.getfixturevalue(fixture).nodes[0]
-    restart(node)
+    node_control.restart_node(T, node)
     assert archive_mapped(node)
