@@ -1,11 +1,17 @@
 """Per-request recorder: one row per request, exact to the microsecond, naming its worker.
 
-Hooked on Locust's `request` event; the hot path only adds a request's raw values to one flat
-list, and `rows_table` converts a whole batch at once, in Arrow. Where the rows go depends on
-the Locust process it runs in:
+Hooked on Locust's `request` event. The hot path packs a request's values into nine doubles
+at the end of one bytearray -- its strings (scenario, name, upstream, error) as small codes of
+the batch's string table -- and `rows_table` converts a whole batch at once, in numpy and
+Arrow. Nothing of a request outlives its event: a batch of Python objects held for seconds
+cost ~2 µs per request more at the flush than the rows themselves (their deallocation and the
+pointer-chasing of 50,000 scattered floats and strings), plus the collector's passes over the
+list holding them (bench/bench_generator.py measures what the recorder costs a load).
+Where the rows go depends on the Locust process it runs in:
 
-- standalone (one process): in batches, as Parquet row groups, to its own file
-  `requests-<worker>.parquet`; `merge_request_files` joins the files at the end;
+- standalone (one process): in batches (once a second it looks: every FLUSH_SECONDS, or
+  sooner at FLUSH_ROWS), as Parquet row groups, to its own file `requests-<worker>.parquet`;
+  `merge_request_files` joins the files at the end;
 - a worker of a Locust master (local or on another host): nowhere on its own host. The rows
   ride in Locust's own report to the master (`report_to_master`, every 3 s and once at the
   end) as one Arrow IPC buffer, next to the statistics of the very same requests, and the
@@ -18,9 +24,11 @@ Locust's own percentiles are 2-significant-digit buckets; these rows give exact 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,14 +37,25 @@ from typing import Any
 from eicore.results import requests_schema
 
 FLUSH_ROWS = 50_000
-#: Values per request in the recorder's flat buffer (see `RequestRecorder.on_request`).
-FIELDS = 9
 FLUSH_SECONDS = 5.0
+#: How often a standalone recorder looks whether a batch is due (seconds).
+FLUSH_CHECK_S = 1.0
+#: One request in the hot path's buffer, 8 bytes a field: start time, scenario code, name
+#: code, response time in ms, response length, status, error code, upstream code, intended
+#: start (NaN: none). Integers as integers: a double field converts an int through a float
+#: object, an allocation per field.
+ROW = struct.Struct("<dqqdqqqqd")
+ROW_SIZE = ROW.size
+_pack_into = ROW.pack_into
+ROW_DTYPE = [("ts", "<f8"), ("scenario", "<i8"), ("name", "<i8"), ("ms", "<f8"),
+             ("length", "<i8"), ("status", "<i8"), ("error", "<i8"), ("upstream", "<i8"),
+             ("intended", "<f8")]
 ERROR_CHARS = 200
 #: The key of eiperf's part of a Locust worker report (`data[REPORT_KEY]`).
 REPORT_KEY = "eiperf"
 #: The request event's context key holding an open-model request's intended start (epoch s).
 INTENDED_KEY = "intended"
+NAN = math.nan
 
 
 _dict_get = dict.get  # Headers.get without its KeyError when the field is missing
@@ -75,54 +94,92 @@ def decode_rows(data: bytes):
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def _ints(values, type_):
-    """Integers of a raw column, None and 0 both 0 (the hot path's `int(x or 0)`, in batch)."""
-    import pyarrow as pa
+class StringCodes(dict):
+    """A batch's strings as the numbers its row buffer holds: `codes[text]` is the text's code
+    (given at its first use), `strings[code]` the text; code 0 is None (no such value)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.strings: list[str | None] = [None]
+
+    def __missing__(self, text: str) -> int:
+        code = self[text] = len(self.strings)
+        self.strings.append(text)
+        return code
+
+
+def _number(value: Any, default: float) -> float:
+    """A request event's value as a float; `default` for None or what is no number."""
     try:
-        return pa.array(values, type_).fill_null(0)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. a float from a custom request event
-        return pa.array([int(v or 0) for v in values], type_)
+        return default if value is None else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
 
 
-def rows_table(flat: list, node_of: Callable[[str | None], str | None], worker: str):
-    """The raw rows `RequestRecorder.on_request` buffers as a table of requests_schema().
+def _integer(value: Any) -> int:
+    """A request event's count as an integer (truncated); 0 for None or what is no number."""
+    number = _number(value, 0.0)
+    return int(number) if math.isfinite(number) and abs(number) < 2.0**63 else 0
 
-    `flat` holds FIELDS values per request, one request after the other: start time, scenario,
-    name, response time in ms, response length, status or None, error text or None, upstream
-    header or None, intended start or None. Here, per column (a slice) and in Arrow: latency
-    in whole µs (truncated, as `int(ms * 1000.0)`), bytes and status with None as 0, `ok` as
-    "no error", each distinct upstream mapped once through `node_of`, and the worker's name.
+
+def coerced_row(ts: Any, scenario: int, name: int, ms: Any, length: Any, status: Any,
+                error: int, upstream: int, intended: Any) -> tuple:
+    """A row's values as ROW packs them, for events whose values are not all of its types (a
+    custom event's None, text or float length): what is no number becomes 0 (an intended
+    start: none)."""
+    return (_number(ts, time.time()), scenario, name, _number(ms, 0.0), _integer(length),
+            _integer(status), error, upstream, _number(intended, NAN))
+
+
+def rows_table(buffer, strings: list[str | None],
+               node_of: Callable[[str | None], str | None], worker: str):
+    """The rows `RequestRecorder.on_request` packed (ROW each, strings as codes of `strings`)
+    as a table of requests_schema().
+
+    Per column, in numpy and Arrow: latency in whole µs (truncated, as `int(ms * 1000.0)`),
+    bytes and status as integers, `ok` as "no error", each distinct upstream mapped once
+    through `node_of` (a request without one: `node_of(None)`), and the worker's name.
     An open-model request (intended start given) has its latency from the intended start --
     the wait for its turn plus the response time -- and `service_us` from the send.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(flat) % FIELDS:
-        raise ValueError(f"a flat row buffer holds {FIELDS} values per request")
+    if len(buffer) % ROW.size:
+        raise ValueError(f"a row buffer holds {ROW.size} bytes per request")
+    rows = np.frombuffer(buffer, dtype=ROW_DTYPE)
+    n = len(rows)
     ts, scenario, name, ms, length, status, error, upstream, intended = (
-        flat[i::FIELDS] for i in range(FIELDS))
-    errors = pa.array(error, pa.string())
-    ups = pa.array(upstream, pa.string()).dictionary_encode()
-    nodes = pa.array([node_of(a) for a in ups.dictionary.to_pylist()],
-                     pa.string()).take(ups.indices)
-    if nodes.null_count and (unknown := node_of(None)) is not None:
-        nodes = nodes.fill_null(unknown)
+        rows[field].copy() for field, _ in ROW_DTYPE)  # copies: the buffer is used again
+    dictionary = pa.array(strings, pa.string())
+
+    def texts(codes):
+        return dictionary.take(pa.array(codes))
+
+    unknown = node_of(None)
+    node_names: list[str | None] = [unknown] * len(strings)
+    for code in np.unique(upstream).tolist():
+        if code:
+            found = node_of(strings[code])
+            node_names[code] = unknown if found is None else found
+    nodes = pa.array(node_names, pa.string()).take(pa.array(upstream))
+    errors = texts(error)
     starts = pa.array(ts, pa.float64())
-    service = pc.multiply(pa.array(ms, pa.float64()), 1000.0).cast(pa.int64(), safe=False)
-    planned = pa.array(intended, pa.float64())
-    if planned.null_count == len(planned):  # a closed run: latency is the service time
-        latency, service = service, pa.nulls(len(ts), pa.int64())
+    service = pa.array((ms * 1000.0).astype(np.int64), pa.int64())
+    planned = pa.array(intended, pa.float64(), from_pandas=True)  # NaN: no intended start
+    if planned.null_count == n:  # a closed run: latency is the service time
+        latency, service = service, pa.nulls(n, pa.int64())
     else:  # the wait from the intended start to the send (never negative) plus the service
         wait = pc.max_element_wise(pc.subtract(starts, planned), 0.0)
         waited = pc.add(pc.multiply(wait, 1e6).cast(pa.int64(), safe=False), service)
         latency = pc.if_else(pc.is_null(planned), service, waited)
         service = pc.if_else(pc.is_null(planned), pa.scalar(None, pa.int64()), service)
     return pa.Table.from_arrays([
-        starts, pa.array(scenario, pa.string()), pa.array(name, pa.string()), latency,
-        _ints(length, pa.int64()), _ints(status, pa.int32()), pc.is_null(errors), errors,
-        nodes, pa.repeat(pa.scalar(worker, pa.string()), len(ts)), planned, service,
+        starts, texts(scenario), texts(name), latency,
+        pa.array(length, pa.int64()),
+        pa.array(status.astype(np.int32), pa.int32()), pc.is_null(errors), errors,
+        nodes, pa.repeat(pa.scalar(worker, pa.string()), n), planned, service,
     ], schema=requests_schema())
 
 
@@ -142,8 +199,7 @@ class RequestRecorder:
                      if self.out_dir is not None else None)
         self.upstream_header = upstream_header
         self.node_of = node_of or (lambda addr: addr)
-        self.rows: list = []  # FIELDS values per request, flat (cheaper than a tuple each)
-        self._extend = self.rows.extend
+        self._new_batch()
         # geventhttpclient's Headers (a FastResponse's) keep each field under its lower-cased
         # name; imported here, not at the top: the CLI imports this module without Locust
         from geventhttpclient.header import Headers
@@ -154,8 +210,22 @@ class RequestRecorder:
         self._writer = None
         self._closed = False
         self.dropped = 0
-        self._last_flush = time.monotonic()
         self._warm_up()
+        self._last_flush = time.monotonic()
+        self._flusher = None
+        if not stream:  # batches are due by time and size; the hot path never looks
+            import gevent
+
+            self._flusher = gevent.spawn(self._flush_when_due)
+
+    def _new_batch(self) -> None:
+        """An empty batch: FLUSH_ROWS rows of room, filled up to `_end` (more when that is not
+        enough). The room is kept from batch to batch: a page the process gets anew costs
+        ~5 µs here (a first touch in a VM), one every 57 requests."""
+        if getattr(self, "_buffer", None) is None:
+            self._buffer = bytearray(FLUSH_ROWS * ROW_SIZE)
+        self._end = 0
+        self._codes = StringCodes()
 
     @staticmethod
     def _warm_up() -> None:
@@ -167,12 +237,15 @@ class RequestRecorder:
         """
         import pyarrow.parquet  # noqa: F401
 
-        row = [0.0, "", "", 0.0, 0, 200, None, None, None]
-        rows_table([*row, *row[:-1], 0.0], lambda addr: addr, "")
+        codes = StringCodes()
+        rows = ROW.pack(0.0, codes[""], codes[""], 0.0, 0, 200, 0, 0, NAN)
+        rows_table(rows + ROW.pack(0.0, 1, 1, 0.0, 0, 200, 0, 0, 0.0), codes.strings,
+                   lambda addr: addr, "")
 
     # -- hot path: called by Locust for every request. It only reads what would be gone
-    # later (the response's status and upstream header, the exception's text) and adds the raw
-    # values to one flat list; every conversion waits for `_take`, once per batch, in Arrow.
+    # later (the response's status and upstream header, the exception's text) and packs the
+    # values into the batch's buffer in place (no object made, none kept); every conversion
+    # waits for `_take`, once per batch.
     # (Each µs here is ~1 % of what a FastHttpUser request costs Locust: bench_generator.)
     def on_request(self, request_type: str, name: str, response_time: float,
                    response_length: int, response: Any = None, context: Any = None,
@@ -181,41 +254,69 @@ class RequestRecorder:
         if self._closed:  # a straggler after the file was closed: counted, not written
             self.dropped += 1
             return
+        code = self._codes
         if response is None:
-            status = upstream = None
+            status = upstream = 0
         else:
-            status = getattr(response, "status_code", None)
+            status = getattr(response, "status_code", None) or 0
             headers = getattr(response, "headers", None)
             if headers.__class__ is self._headers_type:  # a FastResponse's: a dict lookup
-                upstream = _dict_get(headers, self._upstream_key)
-                if upstream is not None:
-                    upstream = upstream[1] if upstream.__class__ is tuple else _joined(upstream)
+                found = _dict_get(headers, self._upstream_key)
+                upstream = 0 if found is None else code[
+                    found[1] if found.__class__ is tuple else _joined(found)]
             else:
-                upstream = None if headers is None else headers.get(self.upstream_header)
-        self._extend((
-            time.time() if start_time is None else start_time,
-            context.get("scenario", "") if context else "",
-            name,
-            response_time,
-            response_length,
-            status,
-            None if exception is None else str(exception)[:ERROR_CHARS],
-            upstream,
-            context.get(INTENDED_KEY) if context else None,
-        ))
-        if not self.stream and (len(self.rows) >= FLUSH_ROWS * FIELDS
-                                or time.monotonic() - self._last_flush > FLUSH_SECONDS):
-            self.flush()
+                found = None if headers is None else headers.get(self.upstream_header)
+                upstream = 0 if found is None else code[found]
+        if context:
+            scenario = code[context.get("scenario", "")]
+            intended = context.get(INTENDED_KEY, NAN)
+        else:
+            scenario, intended = code[""], NAN
+        error = 0 if exception is None else code[str(exception)[:ERROR_CHARS]]
+        if start_time is None:
+            start_time = time.time()
+        end = self._end
+        try:
+            _pack_into(self._buffer, end, start_time, scenario, code[name], response_time,
+                       response_length or 0, status, error, upstream, intended)
+        except (struct.error, TypeError, OverflowError):  # the batch is full, or odd values
+            self._pack_slowly(start_time, scenario, code[name], response_time,
+                              response_length, status, error, upstream, intended)
+        self._end = end + ROW_SIZE
+
+    def _pack_slowly(self, *values: Any) -> None:
+        """A row the hot path could not pack: more room for a full batch (twice as much), and
+        a custom event's values made numbers (`coerced_row`)."""
+        if self._end + ROW_SIZE > len(self._buffer):
+            bigger = bytearray(2 * len(self._buffer))
+            bigger[:self._end] = memoryview(self._buffer)[:self._end]
+            self._buffer = bigger
+        try:
+            _pack_into(self._buffer, self._end, *values)
+        except (struct.error, TypeError, OverflowError):
+            _pack_into(self._buffer, self._end, *coerced_row(*values))
 
     def _take(self):
         """The buffered rows as a table of requests_schema() (upstreams mapped to node names),
         the buffer emptied; None when there are none."""
-        if not self.rows:
+        if not self._end:
             return None
-        flat, self.rows = self.rows, []
-        self._extend = self.rows.extend
-        self.count += len(flat) // FIELDS
-        return rows_table(flat, self.node_of, self.worker)
+        with memoryview(self._buffer)[:self._end] as rows:
+            table = rows_table(rows, self._codes.strings, self.node_of, self.worker)
+            self.count += len(rows) // ROW_SIZE
+        self._new_batch()  # the table holds copies: the buffer is the next batch's
+        return table
+
+    def _flush_when_due(self) -> None:
+        """A standalone recorder's batches: a row group every FLUSH_SECONDS, or as soon as
+        FLUSH_ROWS are waiting (looked at every FLUSH_CHECK_S, in Locust's event loop)."""
+        import gevent
+
+        while not self._closed:
+            gevent.sleep(FLUSH_CHECK_S)
+            if (self._end >= FLUSH_ROWS * ROW_SIZE
+                    or time.monotonic() - self._last_flush >= FLUSH_SECONDS):
+                self.flush()
 
     def flush(self) -> None:
         """Write the buffered rows as one row group (a streaming recorder keeps them for the
@@ -250,6 +351,9 @@ class RequestRecorder:
             return
         self.flush()
         self._closed = True
+        if self._flusher is not None:
+            self._flusher.kill(block=False)
+            self._flusher = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -13,7 +13,7 @@ import pytest
 from geventhttpclient.header import Headers
 
 from eicore.results import requests_schema
-from loadtests.recorder import FIELDS, RequestRecorder, decode_rows, rows_table
+from loadtests.recorder import ROW, RequestRecorder, StringCodes, decode_rows, rows_table
 
 
 class Response:
@@ -142,8 +142,52 @@ def test_a_request_without_start_time_is_stamped_now() -> None:
 
 
 def test_node_of_none_fills_requests_without_upstream() -> None:
-    flat = [1.0, "s", "n", 1.0, 1, 200, None, None, None] * 2
-    table = rows_table(flat, lambda a: "unknown" if a is None else a, "w")
+    codes = StringCodes()
+    row = ROW.pack(1.0, codes["s"], codes["n"], 1.0, 1, 200, 0, 0, float("nan"))
+    table = rows_table(row * 2, codes.strings, lambda a: "unknown" if a is None else a, "w")
     assert table.column("node").to_pylist() == ["unknown", "unknown"]
     with pytest.raises(ValueError):
-        rows_table(flat[:FIELDS + 1], node_of, "w")
+        rows_table(row + b"x", codes.strings, node_of, "w")
+
+
+def test_a_standalone_recorder_writes_a_batch_when_due(tmp_path: Path, monkeypatch) -> None:
+    """Batches are due by time (FLUSH_SECONDS) or size (FLUSH_ROWS), looked at by the
+    recorder's own greenlet in Locust's event loop: the hot path never looks."""
+    import gevent
+
+    import loadtests.recorder as recorder
+
+    monkeypatch.setattr(recorder, "FLUSH_CHECK_S", 0.02)
+    monkeypatch.setattr(recorder, "FLUSH_SECONDS", 0.15)
+    rec = RequestRecorder(tmp_path, node_of=node_of, worker="w")
+    for kwargs, _ in EVENTS[:2]:
+        rec.on_request(**kwargs)
+    gevent.sleep(0.05)
+    assert rec.count == 0 and not rec.path.exists()  # neither old nor big enough yet
+    gevent.sleep(0.3)
+    assert rec.count == 2  # due by time
+    monkeypatch.setattr(recorder, "FLUSH_SECONDS", 60.0)
+    monkeypatch.setattr(recorder, "FLUSH_ROWS", 3)
+    for kwargs, _ in EVENTS[2:5]:
+        rec.on_request(**kwargs)
+    gevent.sleep(0.1)
+    assert rec.count == 5  # due by size
+    rec.close()
+    file = pq.ParquetFile(rec.path)
+    assert file.metadata.num_row_groups == 2
+    assert file.read().to_pylist() == expected("w")[:5]
+
+
+def test_a_batch_grows_past_its_room_and_keeps_every_row(monkeypatch) -> None:
+    """A batch has FLUSH_ROWS rows of room; a burst beyond it before the next look gets more,
+    and the room is used again by the next batch."""
+    import loadtests.recorder as recorder
+
+    monkeypatch.setattr(recorder, "FLUSH_ROWS", 2)
+    rec = RequestRecorder(None, node_of=node_of, worker="w", stream=True)
+    for kwargs, _ in EVENTS:
+        rec.on_request(**kwargs)
+    assert decode_rows(rec.report()["rows"]).to_pylist() == expected("w")
+    for kwargs, _ in EVENTS[:3]:
+        rec.on_request(**kwargs)
+    assert decode_rows(rec.report()["rows"]).to_pylist() == expected("w")[:3]
