@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -416,6 +417,7 @@ def run_load_test(
     deadline = time.monotonic() + profile.total_seconds + 120 + (0 if plan.single
                                                                   else worker_wait)
     next_note = time.monotonic() + 5
+    exit_watch = ExitWatch(proc)
     old_term = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     early: list[str] = []
     try:
@@ -457,10 +459,7 @@ def run_load_test(
                 elapsed = time.time() - started
                 extra = f", {live[0]:,} requests, {live[1]:,.0f} req/s" if live else ""
                 progress(f"  {elapsed:4.0f}/{profile.total_seconds:.0f} s{extra}")
-            try:
-                proc.wait(0.5)  # not a sleep: the run goes on the moment Locust exits
-            except subprocess.TimeoutExpired:
-                pass
+            exit_watch.wait(0.5)  # not a sleep: the run goes on the moment Locust exits
         if fleet is not None and proc.returncode not in (0, None):
             early = _unconnected(fleet, read_workers(parts))
     except KeyboardInterrupt:
@@ -470,6 +469,7 @@ def run_load_test(
         status, error = RunStatus.FAILED, str(e)
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        exit_watch.close()
         _stop_process_tree(proc, grace=15)
         log.close()
         if fleet is not None:  # told to quit by a master that ran; else nobody tells them
@@ -545,6 +545,34 @@ def _web_record(run_dir: Path, port: int, profile: LoadProfile, status: RunStatu
         out.update(stopped_by_user=True, stopped_after_s=round(ran, 3))
         progress(f"stopped from the web UI after {ran:.1f} of {planned:g} s: recorded up to then")
     return out
+
+
+class ExitWatch:
+    """Waits for a child's exit without polling: its pidfd (Linux 5.3+) becomes readable when
+    it exits. `Popen.wait(timeout)` polls every 50 ms instead, ~0.4 % of a core for the whole
+    run on the generator machine (bench/bench_generator.py); it stays the fallback."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        try:
+            self.fd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # not Linux, an old kernel, or a seccomp filter
+            self.fd = None
+
+    def wait(self, timeout: float) -> None:
+        """Return when the child has exited or `timeout` seconds have passed."""
+        if self.fd is not None:
+            select.select([self.fd], [], [], timeout)
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _locust_argv(plan: WorkerPlan, cluster: Cluster, load_args: list[str], parts: Path,
