@@ -28,6 +28,7 @@ from testbed.node_build import (
     compiled_classes,
     find_javac,
     load_node_java,
+    outdated_nodes,
     resolve_node_java,
     save_node_java,
 )
@@ -213,11 +214,11 @@ def up(
                 "authentication; run 'eiperf down --purge' first to build it again, or pass "
                 "another --dir"
             )
+        _note_outdated(dir, cluster, progress)  # compiles the node program: fails early too
         states = status(cluster)
         if all(s.up for s in states):
             progress(f"testbed in {dir} is already up")
             return cluster
-        compiled_classes()  # fail early on a broken JDK
         _start_all(cluster, progress)
         return cluster
     node_java = resolve_node_java(java)
@@ -240,6 +241,17 @@ def up(
             plan_file.unlink()  # a half-made testbed is not "existing" next time
         raise
     return cluster
+
+
+def _note_outdated(dir: Path, cluster: Cluster, progress: Progress) -> None:
+    """Say so when an existing testbed's nodes run another node program than this eiperf's
+    (built by an older one): it still runs, but without what changed since."""
+    old = outdated_nodes(cluster)
+    if old:
+        verb = "runs" if len(old) == 1 else "run"
+        progress(f"note: {', '.join(old)} in {dir} {verb} a node program other than this "
+                 f"eiperf's (the testbed was built by another version); run 'eiperf down "
+                 f"--dir {dir} --purge' and 'eiperf up --dir {dir}' to build it again")
 
 
 def _check_node_java(dir: Path, java: str | None) -> NodeJava | None:

@@ -228,3 +228,20 @@ def install_classes(lib_dir: Path) -> None:
         old.unlink(missing_ok=True)
     for src in (jar, *node_jars()):  # a copy, not a link: a node's EI_HOME stands on its own
         shutil.copy2(src, lib_dir / src.name)
+
+
+def outdated_nodes(cluster) -> list[str]:
+    """The nodes of a loopback testbed whose lib/ lacks this eiperf's node jar or holds
+    another one: built by an older (or newer) eiperf, they keep running that node program
+    until the testbed is built again (their integrator.sh and files may predate today's too,
+    so nothing here upgrades them in place)."""
+    current = (compiled_classes() / NODE_JAR).read_bytes()
+    found = []
+    for node in cluster.nodes:
+        try:
+            same = (Path(node.ei_home) / "lib" / NODE_JAR).read_bytes() == current
+        except OSError:
+            same = False
+        if not same:
+            found.append(node.name)
+    return found

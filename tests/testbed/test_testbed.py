@@ -22,6 +22,7 @@ from eicore.transport import LocalTransport, local_pid_alive
 from loadtests.collectors.jmx import JmxConnection
 from loadtests.messages import json_document, soap_envelope
 from testbed import manager
+from testbed.node_build import NODE_JAR
 from tests.conftest import free_testbed_ports, start_testbed
 
 T = LocalTransport()
@@ -60,11 +61,28 @@ def test_up_writes_cluster_file_and_everything_serves(testbed):
         assert oct(ks.stat().st_mode & 0o777) == "0o600"
 
 
-def test_up_twice_is_harmless(testbed):
+def test_up_twice_is_harmless_and_notes_nodes_of_another_eiperf(testbed):
     before = all_pids(testbed)
-    again = manager.up(Path(testbed.testbed_dir), progress=lambda m: None)
+    said: list[str] = []
+    again = manager.up(Path(testbed.testbed_dir), progress=said.append)
     assert again == testbed
     assert all_pids(testbed) == before
+    assert said == [f"testbed in {testbed.testbed_dir} is already up"]
+    # node2 as a testbed built by another eiperf leaves it: another node program in its lib/
+    # (the running JVM keeps the renamed file open)
+    jar = Path(testbed.nodes[1].ei_home) / "lib" / NODE_JAR
+    kept = jar.with_name(jar.name + ".kept")
+    os.rename(jar, kept)
+    try:
+        jar.write_bytes(kept.read_bytes() + b"older")
+        said.clear()
+        manager.up(Path(testbed.testbed_dir), progress=said.append)
+    finally:
+        os.replace(kept, jar)
+    assert all_pids(testbed) == before
+    assert said[0].startswith(f"note: node2 in {testbed.testbed_dir} runs a node program "
+                              "other than this eiperf's")
+    assert "eiperf down --dir" in said[0] and "--purge" in said[0]
 
 
 def test_down_leaves_no_process_and_up_restarts_from_same_files(fresh_testbed_dir):
