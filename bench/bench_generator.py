@@ -25,7 +25,12 @@ running a test suite beside), so each figure is the median over `--pairs` pairs 
 with its spread (min..max) and a 95 % bootstrap interval of the median (pairs resampled,
 seeded); the verdict is "meets target" only when the whole interval is at or above the target,
 "below target" when it is wholly below, else "unclear": run more pairs (or on a quiet machine);
-under 5 pairs it is "unknown".
+under 5 pairs it is "unknown". On the VMs these figures come from, the machine's state moves
+them too: there, work that sleeps between bursts (a collector round each second, a batch of
+rows every 5 s) can cost several times its warm CPU time for minutes at a stretch (a 1 s
+sleep made a `sum(range(1000))` take 1.2 ms instead of 13 µs, and a JMX round 30 ms instead
+of 4), and plain Locust's own cost per request moved from 114 to 151 µs between two runs an
+hour apart. Use 40 pairs for a verdict, and compare runs made close together.
 
 Then `wrk` on the same URL (`make bench` installs it: scripts/install_system_deps.sh --bench),
 for scale: requests/s and CPU per request of a C load generator on the same connections. The
