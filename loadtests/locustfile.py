@@ -189,7 +189,8 @@ def on_init(environment, runner=None, **_kw) -> None:
         _wait_for_gate(opts.eiperf_start_gate)
     if isinstance(runner, MasterRunner):
         if opts.eiperf_out:
-            reports = _state["reports"] = WorkerReports(Path(opts.eiperf_out))
+            reports = _state["reports"] = WorkerReports(
+                Path(opts.eiperf_out), node_of=cluster.node_for_upstream if cluster else None)
             environment.events.worker_report.add_listener(reports.on_worker_report)
             environment.events.heartbeat_sent.add_listener(reports.on_heartbeat)
         return

@@ -2,8 +2,9 @@
 
 Each Locust worker adds eiperf's part (`loadtests.recorder.RequestRecorder.report`) to the
 report it sends its master every 3 s and once at its end. `WorkerReports`, hooked on the
-master's `worker_report` and `heartbeat_sent` events, writes the rows of each report to
-`requests-<worker>.parquet` (one Parquet row group per report), turns the worker's CPU time
+master's `worker_report` and `heartbeat_sent` events, converts the rows of each report (the
+worker sends them packed) and writes them to `requests-<worker>.parquet` (one Parquet row
+group per report), turns the worker's CPU time
 into samples of its CPU share, and notes when it last heard from each worker. `check` (called
 each second during the test) marks a worker lost when Locust counts it missing or gone.
 `workers.json` lists the workers heard from (rewritten when one first reports, so it says who
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eicore.fsutil import atomic_write_text
 from eicore.results import GENERATOR_NODE, WORKER_CPU_METRIC, metrics_schema
-from loadtests.recorder import REPORT_KEY, decode_rows, file_safe
+from loadtests.recorder import PART_WRITE_OPTIONS, REPORT_KEY, file_safe, unpack_rows
 
 WORKERS_JSON = "workers.json"
 WORKER_CPU_FILE = "worker_cpu.parquet"
@@ -48,8 +50,11 @@ class _Worker:
 class WorkerReports:
     """Collects what the workers report to this master (see the module docstring)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path,
+                 node_of: Callable[[str | None], str | None] | None = None) -> None:
         self.out_dir = Path(out_dir)
+        #: nginx's upstream address -> node name (the cluster's; workers send addresses)
+        self.node_of = node_of or (lambda addr: addr)
         self.workers: dict[str, _Worker] = {}  # by Locust client id
         self.cpu_rows: list[tuple[float, str, str, str, float]] = []
         self._writers: dict[str, Any] = {}
@@ -77,7 +82,7 @@ class WorkerReports:
                                   f"{WORKER_CPU_METRIC}.{w.name}", share))
         w._cpu = (cpu_s, mono)
         if part.get("rows"):
-            self._write_rows(w, decode_rows(part["rows"]))
+            self._write_rows(w, unpack_rows(part["rows"], self.node_of, w.name))
 
     def _write_rows(self, w: _Worker, table) -> None:
         import pyarrow.parquet as pq
@@ -89,7 +94,7 @@ class WorkerReports:
             if path.exists():  # two processes of one name (a worker restarted): keep both
                 path = path.with_name(f"requests-{file_safe(w.name)}-{len(self._writers)}.parquet")
             writer = self._writers[w.client_id] = pq.ParquetWriter(path, table.schema,
-                                                                   compression="zstd")
+                                                                   **PART_WRITE_OPTIONS)
         writer.write_table(table)
         w.rows += table.num_rows
 

@@ -13,7 +13,7 @@ import pytest
 from geventhttpclient.header import Headers
 
 from eicore.results import requests_schema
-from loadtests.recorder import ROW, RequestRecorder, StringCodes, decode_rows, rows_table
+from loadtests.recorder import ROW, RequestRecorder, StringCodes, rows_table, unpack_rows
 
 
 class Response:
@@ -103,11 +103,13 @@ def expected(worker: str) -> list[dict]:
 
 
 def test_a_worker_streams_each_request_as_its_row() -> None:
-    rec = RequestRecorder(None, node_of=node_of, worker="gen1-1", stream=True)
+    rec = RequestRecorder(None, worker="gen1-1", stream=True)
     for kwargs, _ in EVENTS:
         rec.on_request(**kwargs)
     report = rec.report()
-    table = decode_rows(report["rows"])
+    assert set(report["rows"]) == {"zstd", "size", "strings"}  # packed: the master converts
+    assert len(report["rows"]["zstd"]) < report["rows"]["size"] == len(EVENTS) * ROW.size
+    table = unpack_rows(report["rows"], node_of, "gen1-1")
     assert table.schema == requests_schema()
     assert table.to_pylist() == expected("gen1-1")
     assert (rec.count, report["worker"]) == (len(EVENTS), "gen1-1")
@@ -136,7 +138,7 @@ def test_a_request_without_start_time_is_stamped_now() -> None:
     rec = RequestRecorder(None, worker="w", stream=True)
     before = time.time()
     rec.on_request("GET", "x", 1.0, 1)
-    (row,) = decode_rows(rec.report()["rows"]).to_pylist()
+    (row,) = unpack_rows(rec.report()["rows"], lambda a: a, "w").to_pylist()
     assert before <= row["ts"] <= time.time()
     assert (row["node"], row["status"], row["ok"]) == (None, 0, True)
 
@@ -187,7 +189,7 @@ def test_a_batch_grows_past_its_room_and_keeps_every_row(monkeypatch) -> None:
     rec = RequestRecorder(None, node_of=node_of, worker="w", stream=True)
     for kwargs, _ in EVENTS:
         rec.on_request(**kwargs)
-    assert decode_rows(rec.report()["rows"]).to_pylist() == expected("w")
+    assert unpack_rows(rec.report()["rows"], node_of, "w").to_pylist() == expected("w")
     for kwargs, _ in EVENTS[:3]:
         rec.on_request(**kwargs)
-    assert decode_rows(rec.report()["rows"]).to_pylist() == expected("w")[:3]
+    assert unpack_rows(rec.report()["rows"], node_of, "w").to_pylist() == expected("w")[:3]

@@ -251,6 +251,8 @@ def test_two_generator_hosts_over_ssh(hosts_testbed, results_dir):
     rec = read_run_record(run)
     rows = assert_rows_are_locusts(run)
     assert set(rows["worker"]) == {"gen1-1", "gen2-1"} and rows["ok"].all()
+    # the workers send nginx's upstream addresses; the master names the nodes
+    assert set(rows["node"]) == {n.name for n in hosts_testbed.nodes}
     assert {w["host"] for w in rec.generator["workers"]} == {g.host for g in
                                                              hosts_testbed.generators}
     metrics = pd.read_parquet(run / "metrics.parquet")
