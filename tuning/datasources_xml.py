@@ -6,8 +6,11 @@ Carbon declares each datasource as `<datasource><name>N</name> ... <definition t
 `<validationInterval>`). `ds.<N>.<property>` changes the text of that one element in datasource
 N's configuration and nothing else: the file is not parsed and written back (an XML library
 would re-indent it, drop the declaration or reorder attributes) but searched as text, with
-comments masked so a commented-out datasource is never edited. A setting the datasource lacks is
-added on its own line after the last setting there (that line's indentation and line end);
+comments masked so a commented-out datasource is never edited. Values are read as an XML parser
+reads them (entities, CDATA); a CDATA value is rewritten as CDATA; attributes stay; a setting
+written with a namespace prefix or holding elements is refused. A setting the datasource lacks is
+added on its own line after the line where its last direct setting ends (after a nested block
+such as `<databaseProps>`, never inside it; that setting's indentation and the line end);
 removing one (None) deletes the element, and its line when it stands alone. Passwords,
 usernames and URLs are no parameters: this editor never reads them out, and `read_pools` never
 returns them. `DatasourcesEditor` is this module's `tuning.edit.ConfigEditor`.
@@ -18,9 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from xml.sax.saxutils import escape, unescape
+from xml.sax.saxutils import escape
 
-from tuning.edit import EditorError, PerFileEditor, split_eol, split_lines
+from tuning.edit import EditorError, PerFileEditor
 from tuning.params import DS_PROPERTIES, Target, Value, split_ds_name
 
 DEFAULT_NAME = "master-datasources.xml"
@@ -29,7 +32,7 @@ _DATASOURCE = re.compile(r"<datasource\b[^>]*>(.*?)</datasource\s*>", re.S)
 _JNDI = re.compile(r"<jndiConfig\b.*?</jndiConfig\s*>", re.S)
 _NAME = re.compile(r"<name\s*>([^<]*)</name\s*>")
 _CONFIG = re.compile(r"<configuration\b[^>]*>(.*?)</configuration\s*>", re.S)
-_ELEMENT_START = re.compile(r"<[A-Za-z]")
+_TAG = re.compile(r"<(/?)([A-Za-z_][\w.:-]*)[^>]*?(/?)>")
 
 
 def _mask(text: str) -> str:
@@ -63,10 +66,55 @@ def _pools(text: str, name: str) -> list[_Pool]:
     return out
 
 
+def _children(masked: str, pool: _Pool) -> list[tuple[str, int, int]]:
+    """(tag, start, end) of each element directly inside the pool's configuration (not those
+    nested in e.g. `<databaseProps>`)."""
+    out, depth, start, tag = [], 0, 0, ""
+    for m in _TAG.finditer(masked, pool.start, pool.end):
+        closing, name, empty = m.groups()
+        if closing:
+            depth -= 1
+            if depth == 0:
+                out.append((tag, start, m.end()))
+        elif empty:
+            if depth == 0:
+                out.append((name, m.start(), m.end()))
+        else:
+            if depth == 0:
+                tag, start = name, m.start()
+            depth += 1
+    return out
+
+
 def _element(masked: str, pool: _Pool, tag: str) -> re.Match[str] | None:
-    """`<tag>text</tag>` (or `<tag/>`) directly inside the pool's configuration."""
-    pattern = re.compile(rf"<{tag}\s*(?:/>|>(?P<text>[^<]*)</{tag}\s*>)")
-    return pattern.search(masked, pool.start, pool.end)
+    """`<tag>text</tag>` (or `<tag/>`, attributes allowed) directly inside the pool's
+    configuration; None when there is none, or when it holds other elements."""
+    pattern = re.compile(rf"<{tag}(?:\s[^>]*?)?(?:/>|>(?P<text>[^<]*)</{tag}\s*>)")
+    for name, start, end in _children(masked, pool):
+        if name == tag:
+            return pattern.fullmatch(masked, start, end)
+    return None
+
+
+def _value(raw: str) -> str:
+    """An element's text as an XML parser gives it: entities decoded, CDATA unwrapped,
+    comments dropped."""
+    return re.sub(
+        r"<!\[CDATA\[(.*?)\]\]>|<!--.*?-->|[^<]+",
+        lambda m: m.group(1) if m.group(1) is not None
+        else "" if m.group(0).startswith("<!--") else _unescape(m.group(0)),
+        raw, flags=re.S,
+    )
+
+
+def _unescape(text: str) -> str:
+    """XML's five entities and character references, decoded (in one pass: `&amp;lt;` is
+    `&lt;`)."""
+    named = {"lt": "<", "gt": ">", "amp": "&", "apos": "'", "quot": '"'}
+    return re.sub(r"&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|apos|quot);",
+                  lambda m: named.get(m.group(1)) or chr(
+                      int(m.group(1)[2:], 16) if m.group(1)[1] == "x" else int(m.group(1)[1:])),
+                  text)
 
 
 def read_pools(text: str, name: str = DEFAULT_NAME) -> dict[str, str]:
@@ -78,7 +126,8 @@ def read_pools(text: str, name: str = DEFAULT_NAME) -> dict[str, str]:
         for prop, tag in DS_PROPERTIES.items():
             m = _element(masked, pool, tag)
             if m is not None:
-                out[f"ds.{pool.name}.{prop}"] = unescape((m.group("text") or "").strip())
+                raw = text[m.start("text"):m.end("text")] if m.group("text") is not None else ""
+                out[f"ds.{pool.name}.{prop}"] = _value(raw.strip())
     return out
 
 
@@ -96,6 +145,10 @@ def _set(text: str, datasource: str, prop: str, value: str | None, name: str) ->
     masked = _mask(text)
     for pool in reversed(pools):  # from the end: what comes before keeps its offsets
         m = _element(masked, pool, tag)
+        odd = [t for t, _, _ in _children(masked, pool) if t.endswith(":" + tag) or t == tag]
+        if m is None and odd:
+            raise EditorError(f"{name}: <{odd[0]}> of datasource {datasource} has a namespace "
+                              "prefix or holds other elements, not a value; fix it by hand")
         if value is None:
             if m is not None:
                 text = _remove(text, m.start(), m.end())
@@ -104,11 +157,13 @@ def _set(text: str, datasource: str, prop: str, value: str | None, name: str) ->
         elif m.group("text") is None:  # <tag/>
             text = text[: m.start()] + f"<{tag}>{escape(value)}</{tag}>" + text[m.end():]
         else:
-            old = m.group("text")
+            old = text[m.start("text"):m.end("text")]  # the original: CDATA is masked
             core = old.strip()
             lead = m.start("text") + (len(old) - len(old.lstrip()))
-            if unescape(core) != value:
-                text = text[:lead] + escape(value) + text[lead + len(core):]
+            cdata = core.startswith("<![CDATA[") and core.endswith("]]>") and "]]>" not in value
+            if _value(core) != value:
+                new = f"<![CDATA[{value}]]>" if cdata else escape(value)
+                text = text[:lead] + new + text[lead + len(core):]
     return text
 
 
@@ -123,27 +178,19 @@ def _remove(text: str, start: int, end: int) -> str:
 
 
 def _insert(text: str, masked: str, pool: _Pool, element: str, name: str) -> str:
-    """`element` on a line of its own after the last element line inside the configuration."""
-    lines = split_lines(text)
-    offset, after = 0, None
-    for i, line in enumerate(lines):
-        if offset >= pool.end:
-            break
-        line_masked = masked[offset:offset + len(line)]
-        if offset + len(line) > pool.start and _ELEMENT_START.search(line_masked) \
-                and "</configuration" not in line_masked:
-            after = i
-        offset += len(line)
-    if after is None:
+    """`element` on a line of its own after the line where the configuration's last setting
+    ends (after a nested block such as `<databaseProps>`, never inside it)."""
+    kids = _children(masked, pool)
+    line_end = text.find("\n", kids[-1][2]) if kids else -1
+    # the last setting's line must end before </configuration> does
+    if line_end < 0 or pool.end < line_end:
         raise EditorError(f"{name}: the configuration of a datasource has no setting on a line "
                           "of its own to add one after; add it by hand")
-    body, eol = split_eol(lines[after])
-    indent = body[: len(body) - len(body.lstrip(" \t"))]
-    if not eol:  # the last line of the file: give it the end the new line gets
-        eol = "\r\n" if "\r\n" in text else "\n"
-        lines[after] = body + eol
-    lines.insert(after + 1, f"{indent}{element}{eol}")
-    return "".join(lines)
+    first = text.rfind("\n", 0, kids[-1][1]) + 1
+    head = text[first:]
+    indent = head[: len(head) - len(head.lstrip(" \t"))]
+    eol = "\r\n" if text[line_end - 1 : line_end + 1] == "\r\n" else "\n"
+    return text[: line_end + 1] + indent + element + eol + text[line_end + 1 :]
 
 
 def _notes(text: str, name: str, changes: Mapping[str, Value | None]) -> list[str]:

@@ -16,7 +16,9 @@ one changed line keeps the diff small. A flag that already stands on the java co
 (e.g. `-XX:+HeapDumpOnOutOfMemoryError`) is edited where it stands, because HotSpot takes the
 last occurrence of a flag and the command's own flags come after `$JVM_MEM_OPTS`. Only the
 option tokens change; quoting, comments, continuation backslashes, trailing whitespace and line
-ends (CRLF too) stay as they were. The conditional old-Java append line is read (with its line
+ends (CRLF too) stay as they were. The JVM_MEM_OPTS value must be one shell word on one line
+("..." with escapes, '...', or plain), else it is refused; lines of here-documents are text, not
+read. The conditional old-Java append line is read (with its line
 number, so `tuning.jdk_checks` can say a flag there was left alone) but not edited. A change
 that would leave -Xms above -Xmx, or two collectors selected, is refused: the JVM refuses both.
 
@@ -68,9 +70,13 @@ __all__ = [
 ]
 
 _TOKEN = re.compile(r"""(?:[^\s"'\\]|\\.|"(?:[^"\\]|\\.)*"|'[^']*')+""")
+_MEM_OPTS_START = re.compile(r"^\s*(?:export\s+)?JVM_MEM_OPTS=")
+# The value is one word: "..." (backslash escapes inside), '...', or plain, ending the word.
 _MEM_OPTS = re.compile(
-    r"""^(?P<pre>\s*(?:export\s+)?JVM_MEM_OPTS=)(?:(?P<q>["'])(?P<qval>.*?)(?P=q)|(?P<val>\S*))"""
+    r"""^(?P<pre>\s*(?:export\s+)?JVM_MEM_OPTS=)(?:(?P<q>")(?P<qval>(?:[^"\\]|\\.)*)"|"""
+    r"""(?P<sq>')(?P<sqval>[^']*)'|(?P<val>[^\s"'\\;&|()<>]*))(?=[\s;&|)]|$)"""
 )
+_HEREDOC = re.compile(r"""(?<!<)<<-?(?!<)\s*(?P<q>['"]?)(?P<word>[A-Za-z_]\w*)(?P=q)""")
 _SELF_REF = re.compile(r"\$\{?JVM_MEM_OPTS\b")
 _JAVACMD = re.compile(r"\$\{?JAVACMD\b")
 _CONTINUED = re.compile(r"\\\s*$")
@@ -151,12 +157,20 @@ def _locate(bodies: Sequence[str], name: str) -> _Script:
     options: list[_Segment] = []
     conditional: list[str] = []
     conditional_lines: list[int] = []
+    text_lines = _heredoc_lines(bodies)
     for i, body in enumerate(bodies):
-        m = _MEM_OPTS.match(body)
-        if not m or body.lstrip().startswith("#"):
+        if i in text_lines or not _MEM_OPTS_START.match(body):
             continue
-        group = "qval" if m.group("q") else "val"
-        seg = _Segment(i, m.start(group), m.end(group), m.group(group), m.group("q") or "")
+        m = _MEM_OPTS.match(body)
+        if m is None:
+            raise EditorError(
+                f"{name}:{i + 1}: the JVM_MEM_OPTS value is not one word on one line (a quote "
+                "not closed on the line, or quoted and unquoted parts joined); put it in one "
+                "pair of quotes on one line so it can be edited in place"
+            )
+        group, quote = ("qval", '"') if m.group("q") else ("sqval", "'") if m.group("sq") \
+            else ("val", "")
+        seg = _Segment(i, m.start(group), m.end(group), m.group(group), quote)
         if _SELF_REF.search(seg.value):
             conditional += [t.group() for t in seg.tokens() if not _SELF_REF.match(t.group())]
             conditional_lines.append(i)
@@ -177,10 +191,27 @@ def _locate(bodies: Sequence[str], name: str) -> _Script:
     return _Script(form, options, command, conditional, conditional_lines)
 
 
+def _heredoc_lines(bodies: Sequence[str]) -> set[int]:
+    """The 0-based lines inside here-documents (`cat <<EOF ... EOF`): text, not commands."""
+    out: set[int] = set()
+    ends: list[str] = []
+    for i, body in enumerate(bodies):
+        if ends:
+            out.add(i)
+            if body.lstrip("\t") == ends[0]:
+                ends.pop(0)
+        elif not body.lstrip().startswith("#"):
+            ends = [m.group("word") for m in _HEREDOC.finditer(body)]
+    return out
+
+
 def _command_segments(bodies: Sequence[str]) -> list[_Segment]:
     """One segment per line of each multi-line `$JAVACMD \\` command (the continuation lines)."""
     segments, inside = [], False
+    text_lines = _heredoc_lines(bodies)
     for i, body in enumerate(bodies):
+        if i in text_lines:
+            continue
         if inside and not body.lstrip().startswith("#"):
             cont = _CONTINUED.search(body)
             end = cont.start() if cont else len(body)
@@ -286,12 +317,19 @@ def _append_token(seg: _Segment, token: str) -> None:
 
 
 def _set(options: _Segment, command: list[_Segment], name: str, value: Value | None,
-         java_major: int | None = None) -> None:
+         java_major: int | None = None, file: str = "integrator.sh") -> None:
     """Set one parameter (None removes it): the first token that sets it is replaced in place,
     later ones are dropped, and a new token goes at the end of the options line."""
     matches = _matcher(name)
     new = None if value is None else _new_token(name, value, java_major)
     found = [(seg, m) for seg in [options, *command] for m in seg.tokens() if matches(m.group())]
+    for seg, m in found:  # -XX:HeapDumpPath=\"/a b\" inside "...": the shell splits it at the space
+        if m.group().count('\\"') % 2:
+            raise EditorError(
+                f"{file}:{seg.line + 1}: {m.group()} is cut at a space inside escaped quotes "
+                "(the shell splits it into two words there); give it a value without spaces "
+                "by hand first"
+            )
     for index in reversed(range(len(found))):  # right to left, so earlier spans stay valid
         seg, m = found[index]
         if index == 0 and new is not None:
@@ -345,7 +383,7 @@ def _edit_script(text: str, changes: Mapping[str, Value | None], name: str,
     option_lines = {seg.line for seg in script.options}
     for seg in script.options:
         for key, value in changes.items():
-            _set(seg, script.command, key, value, java_major)
+            _set(seg, script.command, key, value, java_major, name)
     if script.form is ScriptForm.LITERAL and not any(
         _HEAP.match(t.group()) for t in script.options[0].tokens()
     ):

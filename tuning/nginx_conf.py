@@ -5,7 +5,9 @@ the changed directives' lines and nothing else. Where each parameter lives:
 
 * `proxy_{read,send,connect}_timeout`: every block that proxies (holds `proxy_pass`) must see the
   value; it is changed where it is set (that block or an enclosing server), else added to the
-  block next to the other timeouts (before `proxy_pass` when there are none). nginx takes them
+  block next to the other timeouts (before `proxy_pass` when there are none). A value set at
+  http level in a main nginx.conf among the files is read as what a vhost inherits, but not
+  edited (it holds for every vhost): the vhost gets its own, and a note says so. nginx takes them
   in http, server and location only: for a proxy_pass inside `if` or `limit_except` the value
   goes in the enclosing location (crossplane's table of contexts decides), and a note says so.
 * `upstream_keepalive`, `lb_method`: every `upstream` block. nginx applies a balancing method
@@ -17,7 +19,8 @@ the changed directives' lines and nothing else. Where each parameter lives:
   `files` that is a main nginx.conf (it has `events` or `http` at its top).
 
 None as a value removes the directive (nginx's default applies again). Only the HTTP side is
-read and edited: `stream {}` blocks (TCP/UDP proxying, e.g. MLLP to the nodes) have neither
+read and edited: `stream {}` blocks (TCP/UDP proxying, e.g. MLLP to the nodes), and files a main
+nginx.conf among the files includes inside one (`tuning.nginx_source.included_contexts`), have neither
 these timeouts nor upstream keepalive or ip_hash, and are left alone -- each one a change would
 have concerned is named in the edit's notes. Pairs judged as the files would stand (only for
 upstreams the change touches): ip_hash, hash or random beside a `backup` server is refused
@@ -34,7 +37,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tuning.edit import ConfigEditor, Edit, EditorError
-from tuning.nginx_source import NginxSource, Statement, child, in_stream, walk
+from tuning.nginx_source import (
+    NginxSource,
+    Statement,
+    child,
+    in_stream,
+    included_contexts,
+    walk,
+)
 from tuning.params import PARAMETERS, Target, Value
 
 TIMEOUTS = {
@@ -77,13 +87,24 @@ class NginxSetting:
 # ---- what each parameter touches -----------------------------------------------------------
 
 
+def _parse(files: Mapping[str, str]) -> list[NginxSource]:
+    """The files, each parsed in the context a main nginx.conf among them includes it in."""
+    contexts = included_contexts(files)
+    return [NginxSource(name, text, contexts.get(name)) for name, text in files.items()]
+
+
+def _is_stream(doc: NginxSource, stmt: Statement) -> bool:
+    """Inside `stream {}`: in the file itself, or a file included there (TCP/UDP, not HTTP)."""
+    return in_stream(stmt) or doc.ctx[:1] == ("stream",)
+
+
 def _proxy_blocks(doc: NginxSource) -> list[Statement]:
     return [
         s
         for s in walk(doc.stmts)
         if s.block is not None
         and any(c.directive == "proxy_pass" for c in s.block)
-        and not in_stream(s)
+        and not _is_stream(doc, s)
     ]
 
 
@@ -98,11 +119,29 @@ def _holder(block: Statement, directive: str) -> Statement | None:
     return None
 
 
+def _where_set(docs: list[NginxSource], doc: NginxSource, block: Statement, directive: str
+               ) -> tuple[NginxSource, Statement] | None:
+    """The statement that sets `directive` for `block`, and its file: in the block or an
+    enclosing one, or -- for a vhost file included in http -- the http {} of a main nginx.conf
+    among `docs` (what nginx inherits there)."""
+    holder = _holder(block, directive)
+    if holder is not None:
+        return doc, holder
+    if doc.ctx != ("http",):
+        return None
+    for main in (d for d in docs if d.is_main):
+        http = child(main.stmts, "http")
+        found = child(http.block, directive) if http is not None else None
+        if found is not None:
+            return main, found
+    return None
+
+
 def _upstreams(doc: NginxSource) -> list[Statement]:
     return [
         s
         for s in walk(doc.stmts)
-        if s.directive == "upstream" and s.block is not None and not in_stream(s)
+        if s.directive == "upstream" and s.block is not None and not _is_stream(doc, s)
     ]
 
 
@@ -113,13 +152,15 @@ def _events(doc: NginxSource) -> Statement | None:
 def find_nginx_settings(files: Mapping[str, str]) -> list[NginxSetting]:
     """Every place each `nginx.*` parameter takes its value in `files` ({name: text})."""
     out: list[NginxSetting] = []
-    for name, text in files.items():
-        doc = NginxSource(name, text)
+    docs = _parse(files)
+    for doc in docs:
+        name = doc.name
         for block in _proxy_blocks(doc):
             for param, directive in TIMEOUTS.items():
-                holder = _holder(block, directive)
-                if holder is not None and holder.args:
-                    out.append(NginxSetting(param, name, holder.line, holder.args[0]))
+                found = _where_set(docs, doc, block, directive)
+                if found is not None and found[1].args:
+                    out.append(NginxSetting(param, found[0].name, found[1].line,
+                                            found[1].args[0]))
                 else:
                     out.append(NginxSetting(param, name, block.line, DEFAULTS[param], True))
         for up in _upstreams(doc):
@@ -189,18 +230,23 @@ def read_nginx_settings(files: Mapping[str, str]) -> dict[str, Value | list[Valu
 # ---- applying changes ------------------------------------------------------------------------
 
 
-def _set_timeout(doc: NginxSource, directive: str, value: Value | None, notes: list[str]) -> int:
+def _set_timeout(docs: list[NginxSource], doc: NginxSource, directive: str, value: Value | None,
+                 notes: list[str]) -> int:
     """Set a proxy timeout for every proxying block of `doc`; returns how many there are.
 
     nginx takes the timeouts in http, server and location, not inside `if` or `limit_except`
-    (where proxy_pass may stand): such a block gets the value in its enclosing location."""
+    (where proxy_pass may stand): such a block gets the value in its enclosing location, and a
+    block on one line in the nearest enclosing one on lines of its own. A value a main
+    nginx.conf sets at http level is read but not edited: it holds for every vhost, so the
+    vhost gets its own (and a note says so)."""
     places = 0
-    done: set[int] = set()  # holders changed, blocks given the directive
+    done: set[object] = set()  # holders changed, blocks given the directive, notes given
     for block in _proxy_blocks(doc):
         places += 1
         if value is None:
             while (holder := _holder(block, directive)) is not None:
                 doc.delete(holder)
+            _note_inherited(docs, doc, block, directive, None, notes, done)
             continue
         holder = _holder(block, directive)
         if holder is not None:
@@ -209,7 +255,10 @@ def _set_timeout(doc: NginxSource, directive: str, value: Value | None, notes: l
                 done.add(id(holder))
             continue
         target: Statement | None = block
-        while target is not None and not doc.accepts(target, directive):
+        while target is not None and not (doc.accepts(target, directive)
+                                           and (target.end_line != target.open_line
+                                                or not _multi_line_above(doc, target,
+                                                                         directive))):
             target = target.parent
         if target is None or id(target) in done:
             continue
@@ -230,8 +279,40 @@ def _set_timeout(doc: NginxSource, directive: str, value: Value | None, notes: l
             notes.append(
                 f"{doc.name}:{block.line}: {directive} set in the enclosing {target.directive} "
                 f"(line {target.line}): nginx does not accept it inside '{block.directive}'"
+                + (" on one line" if doc.accepts(block, directive) else "")
             )
+        _note_inherited(docs, doc, block, directive, value, notes, done)
     return places
+
+
+def _multi_line_above(doc: NginxSource, block: Statement, directive: str) -> bool:
+    """An enclosing block of `block` on lines of its own takes `directive` (so a one-line
+    block need not be opened up to add it)."""
+    up = block.parent
+    while up is not None:
+        if doc.accepts(up, directive) and up.end_line != up.open_line:
+            return True
+        up = up.parent
+    return False
+
+
+def _note_inherited(docs: list[NginxSource], doc: NginxSource, block: Statement,
+                    directive: str, value: Value | None, notes: list[str],
+                    done: set[object]) -> None:
+    """Say once per file when a main nginx.conf's http-level value is what the vhost now
+    overrides (a value) or falls back to (None) -- that one is left alone."""
+    found = _where_set(docs, doc, block, directive)
+    if found is None or found[0] is doc or ("inherited", doc.name, id(found[1])) in done:
+        return
+    done.add(("inherited", doc.name, id(found[1])))
+    main, stmt = found
+    was = " ".join(stmt.args)
+    notes.append(
+        f"{doc.name}: {directive} {value} overrides the {was} that {main.name}:{stmt.line} sets "
+        "at http level for every vhost (left alone)" if value is not None else
+        f"{doc.name}: {directive} now comes from {main.name}:{stmt.line} ({was}, at http "
+        "level for every vhost; left alone)"
+    )
 
 
 def _set_keepalive(doc: NginxSource, up: Statement, value: Value | None) -> None:
@@ -310,7 +391,7 @@ def _apply(
     docs: list[NginxSource], param: str, value: Value | None, notes: dict[str, list[str]]
 ) -> None:
     if param in TIMEOUTS:
-        if not sum(_set_timeout(d, TIMEOUTS[param], value, notes[d.name]) for d in docs):
+        if not sum(_set_timeout(docs, d, TIMEOUTS[param], value, notes[d.name]) for d in docs):
             raise EditorError(f"{param}: no block proxies (proxy_pass) in {_names(docs)}")
         return
     if param in ("nginx.worker_processes", "nginx.worker_connections"):
@@ -375,6 +456,9 @@ _STREAM_WHY = (
 
 def _streams(doc: NginxSource) -> list[Statement]:
     """The `stream {}` blocks of a file that proxy (proxy_pass) or balance (upstream)."""
+    if doc.ctx[:1] == ("stream",):  # a file included in stream {}: named by its first line
+        proxies = [s for s in walk(doc.stmts) if s.directive in ("proxy_pass", "upstream")]
+        return doc.stmts[:1] if proxies else []
     return [
         s for s in doc.stmts if s.directive == "stream" and s.block is not None
         and {c.directive for c in walk(s.block)} & {"proxy_pass", "upstream"}
@@ -396,8 +480,8 @@ def _stream_notes(doc: NginxSource, changes: Mapping[str, Value | None]) -> list
 def stream_notes(files: Mapping[str, str]) -> list[str]:
     """For `tune show`: the `stream {}` blocks whose settings are not read, and why."""
     out = []
-    for name, text in files.items():
-        doc = NginxSource(name, text)
+    for doc in _parse(files):
+        name = doc.name
         out += [f"{name}:{s.line}: stream {{}} not read: {_STREAM_WHY}" for s in _streams(doc)]
     return out
 
@@ -489,7 +573,7 @@ class NginxConfEditor(ConfigEditor):
     def rewrite(
         self, files: Mapping[str, str], changes: Mapping[str, Value | None]
     ) -> dict[str, Edit]:
-        docs = [NginxSource(name, text) for name, text in files.items()]
+        docs = _parse(files)
         _check_backup(docs, changes)
         notes: dict[str, list[str]] = {d.name: _stream_notes(d, changes) for d in docs}
         for param, value in changes.items():

@@ -9,9 +9,11 @@ must be added goes on a new line, indented like its siblings.
 
 from __future__ import annotations
 
+import fnmatch
 import io
+import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from crossplane.analyzer import CONTEXTS, DIRECTIVES, analyze, enter_block_ctx
@@ -181,12 +183,23 @@ class NginxSource:
         self.eols = [eol for _, eol in pairs]
         self.deleted: set[int] = set()
         self.inserts: dict[int, list[str]] = {}
+        if text.startswith("\ufeff"):  # nginx reads it as part of the first directive's name
+            raise EditorError(
+                f"{name}:1: starts with a UTF-8 byte order mark, which nginx refuses "
+                "(\"unknown directive\"); save the file without it"
+            )
         try:
             self.stmts = _build(_tokens(text, name), name)
             self.ctx = _context(self.stmts) if ctx is None else ctx
             _check(self.stmts, self.ctx, name)
         except NgxParserBaseException as e:
             where = f"{name}:{e.lineno}" if e.lineno is not None else name
+            if ctx is None and "not allowed here" in str(e.strerror) and _fits(self, "stream"):
+                raise EditorError(
+                    f"{where}: {e.strerror} in an http vhost, but the file reads as one included "
+                    "in stream {} (TCP/UDP), which nginx.* parameters do not tune; give the "
+                    "nginx.conf that includes it too, or leave it out"
+                ) from None
             raise EditorError(
                 f"{where}: {e.strerror} (not a valid nginx config; fix it and retry)"
             ) from None
@@ -238,7 +251,10 @@ class NginxSource:
             return
         ls = self.locate(stmt)
         if len(args) == len(ls.args):
-            for (start, end, _), new in reversed(list(zip(ls.args, args, strict=True))):
+            for (start, end, was), new in reversed(list(zip(ls.args, args, strict=True))):
+                quote = was[0] if len(was) > 1 and was[0] in "\"'" and was[-1] == was[0] else ""
+                if quote and quote not in new:  # "5m" stays quoted: setting 5m back restores it
+                    new = quote + new + quote
                 self._splice(stmt.line, start, end, new)
         else:
             stop = ls.args[-1][1] if ls.args else ls.name_end
@@ -322,6 +338,15 @@ class NginxSource:
         return text
 
 
+def _fits(doc: NginxSource, block: str) -> bool:
+    """True when the statements of `doc` (parsed, not yet checked) are valid inside `block`."""
+    try:
+        _check(doc.stmts, (block,), doc.name)
+    except (NgxParserBaseException, AttributeError):
+        return False
+    return True
+
+
 def _context(stmts: list[Statement]) -> tuple[str, ...]:
     top = {s.directive for s in stmts}
     if top & set(_MAIN_MARKERS):
@@ -353,6 +378,26 @@ def includes(name: str, text: str, ctx: tuple[str, ...] | None = None
         for stmt in reversed(chain):
             inner = enter_block_ctx({"directive": stmt.directive, "args": stmt.args}, inner)
         out.append((s.args[0], inner, s.line))
+    return out
+
+
+def included_contexts(files: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """{name: context} for each of `files` ({name: text}) that a main nginx.conf among them
+    includes: its include patterns (globs; relative ones from that nginx.conf's folder) are
+    matched against the other names, so a file included inside `stream {}` is known as such.
+    Files no main config names are absent: their context is guessed from their text."""
+    out: dict[str, tuple[str, ...]] = {}
+    for main, text in files.items():
+        try:
+            if _context(_build(_tokens(text, main), main)) != ():
+                continue
+        except NgxParserBaseException:
+            continue
+        for pattern, ctx, _ in includes(main, text, ()):
+            where = posixpath.normpath(posixpath.join(posixpath.dirname(main), pattern))
+            for name in files:
+                if ctx and name != main and fnmatch.fnmatchcase(posixpath.normpath(name), where):
+                    out.setdefault(name, ctx)
     return out
 
 

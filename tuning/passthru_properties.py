@@ -4,7 +4,9 @@ A Java properties file: `key=value` (or `key: value`, `key value`), `#` and `!` 
 a key replaces its value in place; a key that is only present commented out (`#key=value`, as
 the shipped file has `#worker_thread_keepalive_sec=60`) is uncommented there, so it stays next
 to its documentation; any other key is appended at the end. Unsetting comments a key out, so
-setting it again restores the line. Comments, order, blank lines and line ends stay as they are.
+setting it again restores the line. Comments, order, blank lines, line ends and blanks after a
+value stay as they are; keys are matched as Java reads them (`\\uXXXX` escapes decoded). A file
+starting with a UTF-8 BOM is refused: java.util.Properties would read it into the first key.
 A change to the worker pool is judged on the file as it would be: a core above the max (Synapse's
 defaults, core 40 / max 200, where a key is absent) is refused -- EI's ThreadPoolExecutor would
 not start the transport -- and a max that an unbounded queue makes moot is noted.
@@ -57,8 +59,19 @@ def _entries(lines: list[str]) -> list[_Entry]:
             continue
         if commented:
             continued = False
-        out.append(_Entry(i, m.group("key"), commented, m.start("value"), m.group("value")))
+        out.append(_Entry(i, _unescape(m.group("key")), commented, m.start("value"),
+                          m.group("value")))
     return out
+
+
+def _unescape(key: str) -> str:
+    """A key as java.util.Properties reads it: `\\uXXXX` and `\\x` escapes decoded."""
+    if "\\" not in key:
+        return key
+    return re.sub(r"\\u([0-9a-fA-F]{4})|\\(.)",
+                  lambda m: chr(int(m.group(1), 16)) if m.group(1)
+                  else {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(m.group(2), m.group(2)),
+                  key)
 
 
 def _continues(body: str) -> bool:
@@ -94,6 +107,11 @@ def unset_property(text: str, key: str, name: str = DEFAULT_NAME) -> Edit:
 def _set(text: str, key: str, value: str | None, name: str) -> str:
     if "\n" in (value or "") or "\r" in (value or ""):
         raise EditorError(f"{name}: the value for {key} spans lines; give it on one line")
+    if text.startswith("\ufeff"):  # Properties.load reads ISO-8859-1: the BOM joins the key
+        raise EditorError(
+            f"{name}:1: starts with a UTF-8 byte order mark, which Java reads as part of the "
+            "first key (so that key is not set); save the file without it"
+        )
     lines = split_lines(text)
     entries = [e for e in _entries(lines) if e.key == key]
     active = [e for e in entries if not e.commented]
@@ -103,8 +121,9 @@ def _set(text: str, key: str, value: str | None, name: str) -> str:
         if value is None:
             indent = len(body) - len(body.lstrip(" \t\f"))
             lines[entry.index] = body[:indent] + "#" + body[indent:] + eol
-        elif entry.value != value:
-            lines[entry.index] = body[: entry.value_start] + value + eol
+        elif entry.value.rstrip(" \t\f") != value:  # trailing blanks stay, as other bytes do
+            end = entry.value_start + len(entry.value.rstrip(" \t\f"))
+            lines[entry.index] = body[: entry.value_start] + value + body[end:] + eol
     if value is None or active:
         return "".join(lines)
     if entries:
