@@ -1,9 +1,9 @@
 """Per-request recorder: one row per request, exact to the microsecond, naming its worker.
 
-Hooked on Locust's `request` event. The hot path packs a request's values into nine doubles
-at the end of one bytearray -- its strings (scenario, name, upstream, error) as small codes of
-the batch's string table -- and `rows_table` converts a whole batch at once, in numpy and
-Arrow. Nothing of a request outlives its event: a batch of Python objects held for seconds
+Hooked on Locust's `request` event. The hot path packs a request's values into nine 8-byte
+fields (`ROW`) at the end of one bytearray -- its strings (scenario, name, upstream, error) as
+small codes of the batch's string table -- and `rows_table` converts a whole batch at once, in
+numpy and Arrow. Nothing of a request outlives its event: a batch of Python objects held for seconds
 cost ~2 µs per request more at the flush than the rows themselves (their deallocation and the
 pointer-chasing of 50,000 scattered floats and strings), plus the collector's passes over the
 list holding them (bench/bench_generator.py measures what the recorder costs a load).
@@ -15,9 +15,9 @@ Where the rows go depends on the Locust process it runs in:
 - a worker of a Locust master (local or on another host): nowhere on its own host. The rows
   ride in Locust's own report to the master (`report_to_master`, every 3 s and once at the
   end) as packed, zstd-compressed (`pack_rows`), next to the statistics of the very same
-  requests, and the master converts and writes them (`loadtests.worker_reports`). So the rows of a run and Locust's totals
-  are the same requests by construction, and a worker lost mid-run has delivered all but its
-  last few seconds.
+  requests, and the master converts and writes them (`loadtests.worker_reports`). So the rows
+  of a run and Locust's totals are the same requests by construction, and a worker lost
+  mid-run has delivered all but its last few seconds.
 
 Locust's own percentiles are 2-significant-digit buckets; these rows give exact ones.
 """
@@ -153,8 +153,8 @@ def rows_table(buffer, strings: list[str | None],
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(buffer) % ROW.size:
-        raise ValueError(f"a row buffer holds {ROW.size} bytes per request")
+    if len(buffer) % ROW_SIZE:
+        raise ValueError(f"a row buffer holds {ROW_SIZE} bytes per request")
     rows = np.frombuffer(buffer, dtype=ROW_DTYPE)
     n = len(rows)
     ts, scenario, name, ms, length, status, error, upstream, intended = (
@@ -190,6 +190,22 @@ def rows_table(buffer, strings: list[str | None],
     ], schema=requests_schema())
 
 
+def warm_up_conversion() -> None:
+    """Load pyarrow (and the pandas it pulls in on the first `pa.array`) and the compute
+    kernels `rows_table` uses now, by converting two made-up rows: for a process that will
+    convert rows (a standalone recorder, a master), at init.
+
+    Done lazily at the first flush it blocked Locust's event loop mid-run (787 ms seen here;
+    the first integer column and the compute kernels alone ~7 ms).
+    """
+    import pyarrow.parquet  # noqa: F401
+
+    codes = StringCodes()
+    rows = ROW.pack(0.0, codes[""], codes[""], 0.0, 0, 200, 0, 0, NAN)
+    rows_table(rows + ROW.pack(0.0, 1, 1, 0.0, 0, 200, 0, 0, 0.0), codes.strings,
+               lambda addr: addr, "")
+
+
 class RequestRecorder:
     """Collects request rows in memory; writes them to a Parquet file in batches (`out_dir`)
     or, with `stream=True` (a Locust worker), hands them to the next report to the master."""
@@ -206,6 +222,9 @@ class RequestRecorder:
                      if self.out_dir is not None else None)
         self.upstream_header = upstream_header
         self.node_of = node_of or (lambda addr: addr)
+        # FLUSH_ROWS rows of room, kept from batch to batch: a page the process gets anew costs
+        # ~5 µs here (a first touch in a VM), one every 57 requests
+        self._buffer = bytearray(FLUSH_ROWS * ROW_SIZE)
         self._new_batch()
         # geventhttpclient's Headers (a FastResponse's) keep each field under its lower-cased
         # name; imported here, not at the top: the CLI imports this module without Locust
@@ -217,7 +236,10 @@ class RequestRecorder:
         self._writer = None
         self._closed = False
         self.dropped = 0
-        self._warm_up()
+        if stream:  # a worker only packs its rows (its master converts them)
+            pack_rows(b"", [None])
+        else:
+            warm_up_conversion()
         self._last_flush = time.monotonic()
         self._flusher = None
         if not stream:  # batches are due by time and size; the hot path never looks
@@ -226,28 +248,9 @@ class RequestRecorder:
             self._flusher = gevent.spawn(self._flush_when_due)
 
     def _new_batch(self) -> None:
-        """An empty batch: FLUSH_ROWS rows of room, filled up to `_end` (more when that is not
-        enough). The room is kept from batch to batch: a page the process gets anew costs
-        ~5 µs here (a first touch in a VM), one every 57 requests."""
-        if getattr(self, "_buffer", None) is None:
-            self._buffer = bytearray(FLUSH_ROWS * ROW_SIZE)
+        """An empty batch in the same room: filled up to `_end`, its own string table."""
         self._end = 0
         self._codes = StringCodes()
-
-    @staticmethod
-    def _warm_up() -> None:
-        """Load pyarrow (and the pandas it pulls in on the first `pa.array`) and the compute
-        kernels `rows_table` uses now, at init, by converting two made-up rows.
-
-        Done lazily at the first flush it blocked Locust's event loop mid-run (787 ms seen
-        here; the first integer column and the compute kernels alone ~7 ms).
-        """
-        import pyarrow.parquet  # noqa: F401
-
-        codes = StringCodes()
-        rows = ROW.pack(0.0, codes[""], codes[""], 0.0, 0, 200, 0, 0, NAN)
-        rows_table(rows + ROW.pack(0.0, 1, 1, 0.0, 0, 200, 0, 0, 0.0), codes.strings,
-                   lambda addr: addr, "")
 
     # -- hot path: called by Locust for every request. It only reads what would be gone
     # later (the response's status and upstream header, the exception's text) and packs the
@@ -303,26 +306,20 @@ class RequestRecorder:
         except (struct.error, TypeError, OverflowError):
             _pack_into(self._buffer, self._end, *coerced_row(*values))
 
-    def _take(self):
-        """The buffered rows as a table of requests_schema() (upstreams mapped to node names),
-        the buffer emptied; None when there are none."""
+    def _take(self, convert: Callable[[memoryview, list[str | None]], Any]) -> Any:
+        """The buffered rows as `convert(rows, strings)` makes them, the buffer emptied; None
+        when there are none. `convert` copies what it keeps: the buffer is the next batch's."""
         if not self._end:
             return None
         with memoryview(self._buffer)[:self._end] as rows:
-            table = rows_table(rows, self._codes.strings, self.node_of, self.worker)
-            self.count += len(rows) // ROW_SIZE
-        self._new_batch()  # the table holds copies: the buffer is the next batch's
-        return table
-
-    def _take_packed(self) -> dict[str, Any] | None:
-        """The buffered rows as `pack_rows` sends them, the buffer emptied; None when none."""
-        if not self._end:
-            return None
-        with memoryview(self._buffer)[:self._end] as rows:
-            packed = pack_rows(rows, self._codes.strings)
+            out = convert(rows, self._codes.strings)
             self.count += len(rows) // ROW_SIZE
         self._new_batch()
-        return packed
+        return out
+
+    def _table(self, rows: memoryview, strings: list[str | None]):
+        """The rows as a table of requests_schema(), upstreams mapped to node names."""
+        return rows_table(rows, strings, self.node_of, self.worker)
 
     def _flush_when_due(self) -> None:
         """A standalone recorder's batches: a row group every FLUSH_SECONDS, or as soon as
@@ -341,7 +338,7 @@ class RequestRecorder:
         self._last_flush = time.monotonic()
         if self.stream:
             return
-        table = self._take()
+        table = self._take(self._table)
         if table is None:
             return
         import pyarrow.parquet as pq
@@ -358,7 +355,7 @@ class RequestRecorder:
 
         The rows go as packed (`pack_rows`): the master converts them (`unpack_rows`), so a
         worker -- the process that makes the load -- never runs the conversion."""
-        packed = self._take_packed()
+        packed = self._take(pack_rows)
         times = os.times()
         return {
             "worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(),

@@ -23,7 +23,13 @@ from typing import Any
 
 from eicore.fsutil import atomic_write_text
 from eicore.results import GENERATOR_NODE, WORKER_CPU_METRIC, metrics_schema
-from loadtests.recorder import PART_WRITE_OPTIONS, REPORT_KEY, file_safe, unpack_rows
+from loadtests.recorder import (
+    PART_WRITE_OPTIONS,
+    REPORT_KEY,
+    file_safe,
+    unpack_rows,
+    warm_up_conversion,
+)
 
 WORKERS_JSON = "workers.json"
 WORKER_CPU_FILE = "worker_cpu.parquet"
@@ -59,6 +65,7 @@ class WorkerReports:
         self.cpu_rows: list[tuple[float, str, str, str, float]] = []
         self._writers: dict[str, Any] = {}
         self._closed = False
+        warm_up_conversion()  # now, not in the event loop at the first report
 
     def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         part = data.get(REPORT_KEY)
