@@ -365,7 +365,12 @@ def includes(name: str, text: str, ctx: tuple[str, ...] | None = None
         stmts = _build(_tokens(text, name), name)
     except NgxParserBaseException:
         return []
-    top = _context(stmts) if ctx is None else ctx
+    return _includes_in(stmts, _context(stmts) if ctx is None else ctx)
+
+
+def _includes_in(stmts: list[Statement], top: tuple[str, ...]
+                 ) -> list[tuple[str, tuple[str, ...], int]]:
+    """`includes` of parsed statements whose file stands in context `top`."""
     out = []
     for s in walk(stmts):
         if s.directive != "include" or len(s.args) != 1:
@@ -389,11 +394,12 @@ def included_contexts(files: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for main, text in files.items():
         try:
-            if _context(_build(_tokens(text, main), main)) != ():
-                continue
+            stmts = _build(_tokens(text, main), main)
         except NgxParserBaseException:
             continue
-        for pattern, ctx, _ in includes(main, text, ()):
+        if _context(stmts) != ():
+            continue
+        for pattern, ctx, _ in _includes_in(stmts, ()):
             where = posixpath.normpath(posixpath.join(posixpath.dirname(main), pattern))
             for name in files:
                 if ctx and name != main and fnmatch.fnmatchcase(posixpath.normpath(name), where):
